@@ -1,0 +1,7 @@
+"""Graph IR: nodes, ops and validation."""
+
+from .graph import Graph, Node, bits_for_range
+from .ops import OPS, WEIGHT_KINDS
+from .validate import validate_graph
+
+__all__ = ["Graph", "Node", "bits_for_range", "OPS", "WEIGHT_KINDS", "validate_graph"]

@@ -1,0 +1,110 @@
+"""The dataflow graph: typed nodes joined by integer tensors.
+
+A :class:`Graph` is a list of :class:`Node` in topological order with one input
+node and one or more output nodes. Every value flowing along an edge is a tensor
+of integers without a batch dimension: a feature map ``(C, H, W)`` or a vector
+``(K,)``. What each op computes is defined once, in :mod:`sim.golden`; the
+attributes and tensors each op takes are listed in :mod:`compiler.ir.ops`.
+
+Passes fill in, for every node, its output ``shape`` and the exact range
+``[lo, hi]`` of the integers it can produce; widths follow from the range.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def bits_for_range(lo, hi):
+    """Width and signedness of the narrowest two's complement type holding ``[lo, hi]``."""
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError(f"empty range [{lo}, {hi}]")
+    if lo >= 0:
+        return max(1, hi.bit_length()), False
+    # A signed n-bit type holds [-2**(n-1), 2**(n-1) - 1].
+    return max((-lo - 1).bit_length(), hi.bit_length()) + 1, True
+
+
+@dataclass
+class Node:
+    name: str
+    op: str
+    inputs: list = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)
+    tensors: dict = field(default_factory=dict)
+    # Filled by passes.
+    shape: tuple = None
+    lo: int = None
+    hi: int = None
+
+    @property
+    def width(self):
+        return bits_for_range(self.lo, self.hi)[0]
+
+    @property
+    def signed(self):
+        return bits_for_range(self.lo, self.hi)[1]
+
+    @property
+    def is_feature_map(self):
+        return len(self.shape) == 3
+
+    @property
+    def channels(self):
+        return self.shape[0]
+
+    @property
+    def beats(self):
+        """Stream beats per inference: one per pixel of a feature map, one for a vector."""
+        return self.shape[1] * self.shape[2] if self.is_feature_map else 1
+
+    def copy(self):
+        return Node(self.name, self.op, list(self.inputs), dict(self.attrs),
+                    {k: np.array(v, copy=True) for k, v in self.tensors.items()},
+                    self.shape, self.lo, self.hi)
+
+
+@dataclass
+class Graph:
+    nodes: list
+    outputs: list
+    name: str = "model"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._index = None
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __getitem__(self, name):
+        if self._index is None or len(self._index) != len(self.nodes):
+            self._index = {n.name: n for n in self.nodes}
+        return self._index[name]
+
+    def __contains__(self, name):
+        return any(n.name == name for n in self.nodes)
+
+    @property
+    def input(self):
+        return next(n for n in self.nodes if n.op == "input")
+
+    @property
+    def output(self):
+        """The single output node (the compiler builds one output stream)."""
+        return self[self.outputs[0]]
+
+    def consumers(self, name):
+        return [n for n in self.nodes if name in n.inputs]
+
+    def replace_nodes(self, nodes):
+        self.nodes = list(nodes)
+        self._index = None
+
+    def copy(self):
+        return Graph([n.copy() for n in self.nodes], list(self.outputs), self.name,
+                     dict(self.metadata))

@@ -1,0 +1,293 @@
+"""The ops of the graph IR: their attributes, tensors and output shapes.
+
+Each op is an :class:`OpSpec`. Validation checks a node against its spec and
+the shapes of its inputs, and raises :class:`~compiler.errors.GraphError` naming
+the node and the field at fault. The arithmetic of every op lives in
+:mod:`sim.golden`; this module only knows types and shapes.
+
+Weight kinds (attribute ``weight_kind`` of ``conv2d`` and ``dense``), all stored
+as integers, with the real weight ``scale * w``:
+
+``ternary``
+    ``w`` in {-1, 0, +1}; ``weight_bits`` is 2.
+``pow2``
+    ``w`` is 0 or ``±2**e`` with ``0 <= e < 2**(weight_bits - 1) - 1``: one sign
+    bit and ``weight_bits - 1`` bits that code zero or one of the exponents.
+``int``
+    ``w`` is a signed ``weight_bits``-bit integer.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import GraphError
+
+__all__ = ["OPS", "WEIGHT_KINDS", "OpSpec", "validate_node", "infer_shape", "check_weights",
+           "pow2_max_exponent"]
+
+WEIGHT_KINDS = ("ternary", "pow2", "int")
+
+
+def pow2_max_exponent(bits):
+    """Largest exponent a ``bits``-bit power-of-two weight can code."""
+    return 2 ** (bits - 1) - 2
+
+
+@dataclass(frozen=True)
+class Attr:
+    type: type
+    required: bool = True
+    default: object = None
+    check: object = None        # callable(value) -> error message or None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    kind: str                   # "int" or "float"
+    required: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    arity: int                  # number of inputs
+    attrs: dict = field(default_factory=dict)
+    tensors: dict = field(default_factory=dict)
+    doc: str = ""
+
+
+def _positive(v):
+    return None if v >= 1 else "must be >= 1"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _bits(v):
+    return None if 1 <= v <= 32 else "must be between 1 and 32"
+
+
+def _kind(v):
+    return None if v in WEIGHT_KINDS else f"must be one of {', '.join(WEIGHT_KINDS)}"
+
+
+def _shape(v):
+    if (isinstance(v, list) and len(v) in (1, 3)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v)):
+        return None
+    return "must be [C, H, W] or [K] with positive integers"
+
+
+_WEIGHTS = {
+    "weight_kind": Attr(str, check=_kind, doc="ternary, pow2 or int"),
+    "weight_bits": Attr(int, check=_bits, doc="bits per stored weight"),
+    "weight_scale": Attr(object, required=False, doc="real value of one weight step (informative)"),
+}
+
+OPS = {spec.name: spec for spec in [
+    OpSpec("input", 0, {
+        "shape": Attr(list, check=_shape),
+        "bits": Attr(int, check=_bits),
+        "signed": Attr(bool),
+        "scale": Attr(float, required=False, doc="real value of one input step"),
+    }, doc="The network input: integers of `bits` bits."),
+    OpSpec("conv2d", 1, {
+        "kernel": Attr(int, check=_positive),
+        "stride": Attr(int, required=False, default=1, check=_positive),
+        "padding": Attr(int, required=False, default=0, check=_non_negative),
+        **_WEIGHTS,
+    }, {
+        "weight": Tensor("int", doc="(O, C, k, k)"),
+        "bias": Tensor("int", required=False, doc="(O,), in accumulator units"),
+    }, doc="2-D convolution, zero padding."),
+    OpSpec("dense", 1, dict(_WEIGHTS), {
+        "weight": Tensor("int", doc="(O, K)"),
+        "bias": Tensor("int", required=False, doc="(O,), in accumulator units"),
+    }, doc="Fully connected layer on a vector."),
+    OpSpec("relu", 1, doc="max(x, 0)."),
+    OpSpec("maxpool", 1, {
+        "kernel": Attr(int, check=_positive),
+        "stride": Attr(int, required=False, default=None, check=_positive),
+    }, doc="Max pooling without padding; stride defaults to the kernel size."),
+    OpSpec("gap", 1, doc="Global average pool as an integer sum over H*W; the 1/(H*W) "
+                         "belongs to the scale of whatever consumes it."),
+    OpSpec("flatten", 1, doc="(C, H, W) -> (C*H*W,), PyTorch order."),
+    OpSpec("add", 2, doc="Elementwise sum of two tensors of one shape and one scale."),
+    OpSpec("requant", 1, {
+        "bits": Attr(int, check=_bits),
+        "signed": Attr(bool),
+        "scale": Attr(float, required=False, doc="real value of one output step"),
+    }, {
+        "multiplier": Tensor("float", doc="(C,), >= 0"),
+        "offset": Tensor("float", doc="(C,)"),
+    }, doc="y = clamp(floor(x * multiplier[c] + offset[c])) to `bits` bits."),
+    OpSpec("threshold", 1, {
+        "bits": Attr(int, check=_bits),
+        "signed": Attr(bool),
+        "scale": Attr(float, required=False),
+    }, {
+        "thresholds": Tensor("int", doc="(C, 2**bits - 1), non-decreasing along axis 1"),
+    }, doc="y = lo + #{k : x >= thresholds[c, k]}, lo the smallest `bits`-bit value."),
+]}
+
+
+def _fail(node, message):
+    raise GraphError(message, node=node.name)
+
+
+def _check_attrs(node, spec):
+    for key in node.attrs:
+        if key not in spec.attrs:
+            _fail(node, f"unknown attribute '{key}' for op '{node.op}'")
+    for key, attr in spec.attrs.items():
+        if key not in node.attrs:
+            if attr.required:
+                _fail(node, f"missing attribute '{key}'")
+            node.attrs[key] = attr.default
+            continue
+        value = node.attrs[key]
+        if attr.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = node.attrs[key] = float(value)
+        if attr.type is not object and (not isinstance(value, attr.type)
+                                        or (attr.type is int and isinstance(value, bool))):
+            _fail(node, f"attribute '{key}' must be {attr.type.__name__}, "
+                        f"not {type(value).__name__} ({value!r})")
+        if attr.check is not None and value is not None:
+            problem = attr.check(value)
+            if problem:
+                _fail(node, f"attribute '{key}' = {value!r} {problem}")
+
+
+def _check_tensors(node, spec):
+    for key in node.tensors:
+        if key not in spec.tensors:
+            _fail(node, f"unknown tensor '{key}' for op '{node.op}'")
+    for key, t in spec.tensors.items():
+        if key not in node.tensors:
+            if t.required:
+                _fail(node, f"missing tensor '{key}'")
+            continue
+        arr = node.tensors[key]
+        ok = (np.issubdtype(arr.dtype, np.integer) if t.kind == "int"
+              else np.issubdtype(arr.dtype, np.floating))
+        if not ok:
+            _fail(node, f"tensor '{key}' must hold {'integers' if t.kind == 'int' else 'floats'}, "
+                        f"not {arr.dtype}")
+        if t.kind == "float" and not np.all(np.isfinite(arr)):
+            _fail(node, f"tensor '{key}' holds NaN or infinite values")
+
+
+def check_weights(node):
+    """Check that the integers of a weight tensor fit its declared kind and bits."""
+    w = node.tensors["weight"].astype(np.int64)
+    kind, bits = node.attrs["weight_kind"], node.attrs["weight_bits"]
+    if kind == "ternary":
+        bad = ~np.isin(w, (-1, 0, 1))
+        expect = "in {-1, 0, 1}"
+    elif kind == "pow2":
+        if bits < 2:
+            _fail(node, "attribute 'weight_bits' must be >= 2 for pow2 weights (sign + code)")
+        mag = np.abs(w)
+        emax = pow2_max_exponent(bits)
+        is_pow2 = (mag & (mag - 1)) == 0
+        bad = (mag != 0) & (~is_pow2 | (mag > 2 ** emax))
+        expect = f"0 or ±2**e with e <= {emax}"
+    else:
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        bad = (w < lo) | (w > hi)
+        expect = f"within [{lo}, {hi}]"
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        _fail(node, f"weight{list(idx)} = {int(w[idx])} is not a {bits}-bit {kind} value "
+                    f"({expect})")
+
+
+def infer_shape(node, in_shapes):
+    """Output shape of ``node`` given its input shapes; checks tensor shapes on the way."""
+    op, a, t = node.op, node.attrs, node.tensors
+
+    def need_fmap(shape, what="input"):
+        if len(shape) != 3:
+            _fail(node, f"{what} must be a feature map (C, H, W), got shape {list(shape)}")
+
+    def check_1d(key, n):
+        if key in t and t[key].shape != (n,):
+            _fail(node, f"tensor '{key}' has shape {list(t[key].shape)}, expected [{n}]")
+
+    if op == "input":
+        return tuple(a["shape"])
+    x = in_shapes[0]
+    if op == "conv2d":
+        need_fmap(x)
+        w = t["weight"]
+        c, h, wd = x
+        k, s, p = a["kernel"], a["stride"], a["padding"]
+        if w.ndim != 4 or w.shape[1:] != (c, k, k):
+            _fail(node, f"tensor 'weight' has shape {list(w.shape)}, expected [O, {c}, {k}, {k}] "
+                        f"for {c} input channels and kernel {k}")
+        if h + 2 * p < k or wd + 2 * p < k:
+            _fail(node, f"kernel {k} is larger than the padded input {h + 2 * p}x{wd + 2 * p}")
+        check_1d("bias", w.shape[0])
+        return (w.shape[0], (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1)
+    if op == "dense":
+        if len(x) != 1:
+            _fail(node, f"input must be a vector (K,), got shape {list(x)}; insert a flatten")
+        w = t["weight"]
+        if w.ndim != 2 or w.shape[1] != x[0]:
+            _fail(node, f"tensor 'weight' has shape {list(w.shape)}, expected [O, {x[0]}]")
+        check_1d("bias", w.shape[0])
+        return (w.shape[0],)
+    if op in ("relu",):
+        return tuple(x)
+    if op == "maxpool":
+        need_fmap(x)
+        k, s = a["kernel"], a["stride"] or a["kernel"]
+        if x[1] < k or x[2] < k:
+            _fail(node, f"kernel {k} is larger than the input {x[1]}x{x[2]}")
+        return (x[0], (x[1] - k) // s + 1, (x[2] - k) // s + 1)
+    if op == "gap":
+        need_fmap(x)
+        return (x[0],)
+    if op == "flatten":
+        return (int(np.prod(x)),)
+    if op == "add":
+        if tuple(in_shapes[0]) != tuple(in_shapes[1]):
+            _fail(node, f"inputs have different shapes {list(in_shapes[0])} and "
+                        f"{list(in_shapes[1])}")
+        return tuple(x)
+    if op == "requant":
+        check_1d("multiplier", x[0])
+        check_1d("offset", x[0])
+        if np.any(t["multiplier"] < 0):
+            c = int(np.argmax(t["multiplier"] < 0))
+            _fail(node, f"multiplier[{c}] = {float(t['multiplier'][c])} is negative; fold the "
+                        "sign into the weights of the producing layer")
+        return tuple(x)
+    if op == "threshold":
+        levels = 2 ** a["bits"] - 1
+        th = t["thresholds"]
+        if th.shape != (x[0], levels):
+            _fail(node, f"tensor 'thresholds' has shape {list(th.shape)}, "
+                        f"expected [{x[0]}, {levels}]")
+        if levels > 1 and np.any(np.diff(th.astype(np.int64), axis=1) < 0):
+            _fail(node, "tensor 'thresholds' must be non-decreasing along each channel")
+        return tuple(x)
+    raise AssertionError(op)
+
+
+def validate_node(node, in_shapes):
+    """Check a node against its op spec; return its output shape."""
+    spec = OPS.get(node.op)
+    if spec is None:
+        _fail(node, f"unsupported op '{node.op}'; supported ops: {', '.join(sorted(OPS))}")
+    if len(node.inputs) != spec.arity:
+        _fail(node, f"op '{node.op}' takes {spec.arity} input(s), got {len(node.inputs)}")
+    _check_attrs(node, spec)
+    _check_tensors(node, spec)
+    if "weight" in spec.tensors:
+        check_weights(node)
+    return infer_shape(node, in_shapes)

@@ -1,0 +1,38 @@
+"""Lower ``requant`` to ``threshold``: requantization without multipliers.
+
+``requant`` is ``clamp(floor(x * m[c] + c[c]))``: a monotone staircase of the
+integer accumulator ``x``. Over the accumulator's finite range it is exactly
+``lo + #{k : x >= T[c, k]}`` for the thresholds ``T`` computed by
+:func:`sim.golden.thresholds_for_requant`, so the hardware needs only
+comparators: no multiplier, no rounding logic, and any per-channel real scale
+(batch norm included) is exact. ``docs/architecture.md`` explains the choice.
+"""
+
+import numpy as np
+
+from sim import golden
+
+from ..ir import Node
+
+__all__ = ["lower_requant"]
+
+
+def lower_requant(graph):
+    """Replace each ``requant`` node by an equivalent ``threshold`` node.
+
+    Needs ranges on the producers (:func:`~compiler.passes.ranges.infer_ranges`).
+    """
+    nodes = []
+    for node in graph.nodes:
+        if node.op == "requant":
+            src = graph[node.inputs[0]]
+            th = golden.thresholds_for_requant(
+                node.tensors["multiplier"], node.tensors["offset"],
+                bits=node.attrs["bits"], signed=node.attrs["signed"], x_lo=src.lo, x_hi=src.hi)
+            node = Node(node.name, "threshold", list(node.inputs),
+                        {"bits": node.attrs["bits"], "signed": node.attrs["signed"],
+                         "scale": node.attrs.get("scale")},
+                        {"thresholds": th.astype(np.int64)}, node.shape, node.lo, node.hi)
+        nodes.append(node)
+    graph.replace_nodes(nodes)
+    return graph

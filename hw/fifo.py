@@ -1,0 +1,34 @@
+"""A FIFO with typed stream ports, over :class:`amaranth.lib.fifo.SyncFIFOBuffered`."""
+
+from amaranth.hdl import Module, Shape
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StreamFIFO"]
+
+
+class StreamFIFO(wiring.Component):
+    """First in, first out, ``depth`` beats of ``shape``.
+
+    Both the ``ready`` of ``i`` and the ``valid`` of ``o`` come from registers, so a
+    FIFO also cuts the combinational handshake path between the cores around it.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+    """
+
+    def __init__(self, shape, depth):
+        self.shape, self.depth = shape, depth
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=Shape.cast(self.shape).width,
+                                                      depth=self.depth)
+        m.d.comb += [
+            q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
+            self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready),
+        ]
+        return m

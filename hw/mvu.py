@@ -1,0 +1,316 @@
+"""Matrix-vector units without multipliers.
+
+Both units compute, for each input vector ``x`` of ``K`` lanes, the ``N``
+accumulators ``acc[n] = bias[n] + sum_k W[n, k] * x[k]`` and, when thresholds
+are given, emit the requantized codes ``lo + #{j : acc[n] >= T[n, j]}`` in place
+of the accumulators. Every product is a sum of shifted copies of ``x[k]``, one
+per canonical signed digit of ``W[n, k]`` (:mod:`hw.csd`): a ternary weight is
+an add, a subtract or nothing; a power of two is a shift; an m-bit constant a
+few shift-adds. No ``*`` appears in the generated logic.
+
+:class:`ConstantMVU` hard-wires the weights: the multiplies dissolve into one
+adder tree per output, and a vector goes in every cycle.
+:class:`RomMVU` keeps the weights in an on-chip ROM and folds the work onto
+``pe`` output channels times ``simd`` input lanes per cycle, taking
+``(N / pe) * (K / simd)`` cycles per vector.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .adder_tree import AdderTree
+from .elementwise import threshold_code
+from .csd import csd_digits, max_digits, max_shift
+from .lanes import lanes
+
+__all__ = ["ConstantMVU", "RomMVU", "DigitEncoding"]
+
+
+def _matrix(weights):
+    rows = [[int(w) for w in row] for row in weights]
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("weights must be a non-empty N x K matrix")
+    return rows
+
+
+def _threshold_table(thresholds, n):
+    if thresholds is None:
+        return None
+    table = [[int(t) for t in row] for row in thresholds]
+    if len(table) != n:
+        raise ValueError(f"need one row of thresholds per output, got {len(table)} for {n}")
+    return table
+
+
+class ConstantMVU(wiring.Component):
+    """Matrix-vector unit with hard-wired weights; one vector per cycle.
+
+    Parameters
+    ----------
+    weights : N x K integers
+    in_shape : shape of an input lane
+    acc_width : width of the signed accumulator; the caller guarantees that no
+        ``bias[n] + sum_k W[n, k] * x[k]`` leaves it
+    bias : N integers or None
+    thresholds : N rows of L non-decreasing integers, or None for raw accumulators
+    out_shape : shape of an output lane (the accumulator shape if no thresholds)
+    out_lo : the code of "below every threshold"
+    levels_per_stage : adder levels between pipeline registers
+
+    Members
+    -------
+    i : In(stream.Signature(lanes(in_shape, K)))
+    o : Out(stream.Signature(lanes(out_shape, N)))
+    """
+
+    def __init__(self, weights, *, in_shape, acc_width, bias=None, thresholds=None,
+                 out_shape=None, out_lo=0, levels_per_stage=3):
+        self.weights = _matrix(weights)
+        self.n, self.k = len(self.weights), len(self.weights[0])
+        self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
+        self.thresholds = _threshold_table(thresholds, self.n)
+        self.acc_shape = signed(acc_width)
+        self.out_lo = out_lo
+        out_shape = out_shape if out_shape is not None else self.acc_shape
+        self.tree = AdderTree(acc_width, levels_per_stage)
+        self.levels = max(AdderTree.levels(self._terms_count(n)) for n in range(self.n))
+        super().__init__({
+            "i": In(stream.Signature(lanes(in_shape, self.k))),
+            "o": Out(stream.Signature(lanes(out_shape, self.n))),
+        })
+
+    def _terms_count(self, n):
+        return sum(len(csd_digits(w)) for w in self.weights[n]) + (self.bias[n] != 0)
+
+    @property
+    def latency(self):
+        """Cycles from accepting a vector to presenting its result."""
+        return self.tree.latency(self.levels) + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+
+        results = []
+        for n, row in enumerate(self.weights):
+            terms = [(self.i.payload[k] << shift, neg)
+                     for k, w in enumerate(row) for neg, shift in csd_digits(w)]
+            if self.bias[n]:
+                terms.append((Const(self.bias[n]), False))
+            acc = self.tree.build(m, terms, en=en, name=f"acc{n}", levels=self.levels)
+            results.append(acc if self.thresholds is None
+                           else threshold_code(acc, self.thresholds[n], self.out_lo))
+
+        valid = self.i.valid
+        for stage in range(self.tree.latency(self.levels)):
+            v = Signal(name=f"valid_s{stage}")
+            with m.If(en):
+                m.d.sync += v.eq(valid)
+            valid = v
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(valid)
+            m.d.sync += [self.o.payload[n].eq(r) for n, r in enumerate(results)]
+        return m
+
+
+class DigitEncoding:
+    """How :class:`RomMVU` stores a weight: ``digits`` fields of ``(nz, neg, shift)``.
+
+    A weight is the sum over its fields of ``nz ? (neg ? -1 : 1) << shift : 0``.
+    """
+
+    def __init__(self, weights_flat):
+        self.digits = max(max_digits(weights_flat), 1)
+        self.shift_bits = ceil_log2(max_shift(weights_flat) + 1)
+        self.field_bits = 2 + self.shift_bits
+
+    @property
+    def weight_bits(self):
+        return self.digits * self.field_bits
+
+    def encode(self, w):
+        word = 0
+        for d, (neg, shift) in enumerate(csd_digits(w)):
+            field = 1 | (int(neg) << 1) | (shift << 2)
+            word |= field << (d * self.field_bits)
+        return word
+
+
+class RomMVU(wiring.Component):
+    """Matrix-vector unit with weights in ROM, folded onto ``pe`` x ``simd`` lanes.
+
+    Each cycle it reads one ROM word holding the weights of ``pe`` output
+    channels for ``simd`` input lanes, and adds their products into ``pe``
+    accumulators; a vector takes ``(N // pe) * (K // simd)`` cycles. The next
+    vector is accepted on the last cycle of the current one, so a stream of
+    vectors flows at exactly that rate. Requantization, if thresholds are given,
+    reads the thresholds of the finished group of ``pe`` channels from a second
+    ROM.
+
+    Parameters are those of :class:`ConstantMVU`, plus ``pe`` (divides N) and
+    ``simd`` (divides K).
+
+    Members
+    -------
+    i : In(stream.Signature(lanes(in_shape, K)))
+    o : Out(stream.Signature(lanes(out_shape, N)))
+    """
+
+    def __init__(self, weights, *, in_shape, acc_width, pe, simd, bias=None, thresholds=None,
+                 out_shape=None, out_lo=0):
+        self.weights = _matrix(weights)
+        self.n, self.k = len(self.weights), len(self.weights[0])
+        if self.n % pe or self.k % simd:
+            raise ValueError(f"pe={pe} must divide N={self.n} and simd={simd} must divide "
+                             f"K={self.k}")
+        self.pe, self.simd = pe, simd
+        self.nf, self.sf = self.n // pe, self.k // simd
+        self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
+        self.thresholds = _threshold_table(thresholds, self.n)
+        self.in_shape = in_shape
+        self.acc_shape = signed(acc_width)
+        self.out_lo = out_lo
+        self.encoding = DigitEncoding([w for row in self.weights for w in row])
+        if self.thresholds is not None:
+            flat = [t for row in self.thresholds for t in row]
+            self.th_shape = signed(max(self.acc_shape.width,
+                                       *(Const.cast(t).shape().width + 1 for t in flat)))
+        out_shape = out_shape if out_shape is not None else self.acc_shape
+        super().__init__({
+            "i": In(stream.Signature(lanes(in_shape, self.k))),
+            "o": Out(stream.Signature(lanes(out_shape, self.n))),
+        })
+
+    @property
+    def cycles_per_vector(self):
+        return self.nf * self.sf
+
+    def weight_rom(self):
+        """``(word_bits, words)``: the weight ROM, address ``nf * SF + sf``."""
+        enc = self.encoding
+        words = []
+        for nf in range(self.nf):
+            for sf in range(self.sf):
+                word = 0
+                for p in range(self.pe):
+                    for s in range(self.simd):
+                        w = self.weights[nf * self.pe + p][sf * self.simd + s]
+                        word |= enc.encode(w) << ((p * self.simd + s) * enc.weight_bits)
+                words.append(word)
+        return self.pe * self.simd * enc.weight_bits, words
+
+    def threshold_rom(self):
+        """``(word_bits, words)``: thresholds of each group of ``pe`` channels, or None."""
+        if self.thresholds is None:
+            return None
+        tw = self.th_shape.width
+        levels = len(self.thresholds[0])
+        words = []
+        for nf in range(self.nf):
+            word = 0
+            for p in range(self.pe):
+                for j, t in enumerate(self.thresholds[nf * self.pe + p]):
+                    word |= (t & ((1 << tw) - 1)) << ((p * levels + j) * tw)
+            words.append(word)
+        return self.pe * levels * tw, words
+
+    def _product(self, x, wbits):
+        """``w * x`` as a sum of shifted, conditionally negated copies of ``x``."""
+        enc = self.encoding
+        terms = []
+        for d in range(enc.digits):
+            field = wbits[d * enc.field_bits:(d + 1) * enc.field_bits]
+            nz, neg, shift = field[0], field[1], field[2:]
+            shifted = (x << shift) if enc.shift_bits else x
+            terms.append(Mux(nz, Mux(neg, -shifted, shifted), 0))
+        return terms
+
+    def elaborate(self, platform):
+        m = Module()
+        acc_w = self.acc_shape.width
+        enc = self.encoding
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+
+        # Stage 0: hold the vector, walk (nf, sf), address the ROM, pick the input chunk.
+        x = Signal(lanes(self.in_shape, self.k))
+        busy = Signal()
+        nf = Signal(range(self.nf), name="nf")
+        sf = Signal(range(self.sf), name="sf")
+        last_sf = sf == self.sf - 1
+        last_issue = busy & last_sf & (nf == self.nf - 1)
+        m.d.comb += self.i.ready.eq(en & (~busy | last_issue))
+        with m.If(en):
+            with m.If(busy):
+                m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
+                with m.If(last_sf):
+                    m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0)]
+            with m.Elif(last_issue):
+                m.d.sync += busy.eq(0)
+
+        word_bits, words = self.weight_rom()
+        m.submodules.weights = wrom = Memory(shape=unsigned(word_bits), depth=len(words),
+                                             init=words)
+        rd = wrom.read_port(domain="sync")
+        m.d.comb += [rd.addr.eq(nf * self.sf + sf), rd.en.eq(en)]
+
+        chunks = Array(Cat(*(x[c * self.simd + s] for s in range(self.simd)))
+                       for c in range(self.sf))
+        chunk = Signal(lanes(self.in_shape, self.simd))
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_group = Signal.like(nf)
+        with m.If(en):
+            m.d.sync += [chunk.as_value().eq(chunks[sf]), s1_valid.eq(busy),
+                         s1_first.eq(sf == 0), s1_last.eq(last_sf), s1_group.eq(nf)]
+
+        # Stage 1: products and accumulation of pe channels.
+        accs = [Signal(signed(acc_w), name=f"acc{p}") for p in range(self.pe)]
+        res = [Signal(signed(acc_w), name=f"res{p}") for p in range(self.pe)]
+        res_valid = Signal()
+        res_group = Signal.like(nf)
+        tree = AdderTree(acc_w)
+        biases = [Array(Const(self.bias[g * self.pe + p], signed(acc_w))
+                        for g in range(self.nf)) for p in range(self.pe)]
+        for p in range(self.pe):
+            terms = []
+            for s in range(self.simd):
+                base = (p * self.simd + s) * enc.weight_bits
+                terms += [(t, False) for t in self._product(
+                    chunk[s], rd.data[base:base + enc.weight_bits])]
+            partial = tree.build(m, terms, name=f"mac{p}")
+            start = Mux(s1_first, biases[p][s1_group], accs[p])
+            total = (start + partial)[:acc_w].as_signed()
+            with m.If(en & s1_valid):
+                m.d.sync += accs[p].eq(total)
+                with m.If(s1_last):
+                    m.d.sync += res[p].eq(total)
+        with m.If(en):
+            m.d.sync += [res_valid.eq(s1_valid & s1_last), res_group.eq(s1_group)]
+
+        # Stage 2: requantize the finished group and place it in the output beat.
+        if self.thresholds is not None:
+            tw, twords = self.th_shape.width, self.threshold_rom()[1]
+            levels = len(self.thresholds[0])
+            m.submodules.thresholds = trom = Memory(
+                shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)
+            trd = trom.read_port(domain="sync")
+            m.d.comb += [trd.addr.eq(s1_group), trd.en.eq(en)]
+            outs = [threshold_code(res[p], [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw]
+                                   .as_signed() for j in range(levels)], self.out_lo)
+                    for p in range(self.pe)]
+        else:
+            outs = res
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(res_valid & (res_group == self.nf - 1))
+            with m.If(res_valid):
+                for g in range(self.nf):
+                    with m.If(res_group == g):
+                        m.d.sync += [self.o.payload[g * self.pe + p].eq(outs[p])
+                                     for p in range(self.pe)]
+        return m

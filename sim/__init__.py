@@ -1,0 +1,1 @@
+"""Verification: the golden integer model, stream drivers and the simulator runners."""

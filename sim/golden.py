@@ -1,0 +1,127 @@
+"""The golden integer model: the one definition of every op's arithmetic.
+
+Hardware is generated to match these functions bit for bit, and the tests hold it
+to that. All functions take and return ``int64`` arrays with a leading batch
+axis: feature maps are ``(B, C, H, W)``, vectors ``(B, K)``. Nothing here rounds
+or saturates unless the op says so; widths are chosen by the compiler so that
+no op can overflow.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["conv2d", "dense", "relu", "maxpool", "gap", "flatten", "add", "requant",
+           "threshold", "thresholds_for_requant", "int_range"]
+
+
+def int_range(bits, signed):
+    """The integers a ``bits``-bit value can hold."""
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _i64(x):
+    return np.asarray(x, dtype=np.int64)
+
+
+def conv2d(x, weight, bias=None, *, stride=1, padding=0):
+    """``y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] * xp[b,c,i*s+u,j*s+v]``, xp zero-padded."""
+    x, w = _i64(x), _i64(weight)
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    k = w.shape[2]
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    # win: (B, C, Ho, Wo, k, k); contract over C, k, k exactly in int64.
+    y = np.einsum("bchwuv,ocuv->bohw", win, w, optimize=True)
+    if bias is not None:
+        y = y + _i64(bias)[None, :, None, None]
+    return y
+
+
+def dense(x, weight, bias=None):
+    """``y[b,o] = bias[o] + sum_k w[o,k] * x[b,k]``."""
+    y = _i64(x) @ _i64(weight).T
+    if bias is not None:
+        y = y + _i64(bias)[None, :]
+    return y
+
+
+def relu(x):
+    return np.maximum(_i64(x), 0)
+
+
+def maxpool(x, *, kernel, stride=None):
+    """Max over ``kernel x kernel`` windows, no padding."""
+    stride = stride or kernel
+    win = sliding_window_view(_i64(x), (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+    return win.max(axis=(4, 5))
+
+
+def gap(x):
+    """Global average pool as a sum over H and W (the division belongs to the next scale)."""
+    return _i64(x).sum(axis=(2, 3))
+
+
+def flatten(x):
+    x = _i64(x)
+    return x.reshape(x.shape[0], -1)
+
+
+def add(a, b):
+    return _i64(a) + _i64(b)
+
+
+def _per_channel(t, ndim):
+    t = np.asarray(t)
+    return t.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def requant(x, multiplier, offset, *, bits, signed):
+    """``clamp(floor(x * multiplier[c] + offset[c]))`` to a ``bits``-bit integer.
+
+    Evaluated in IEEE float64, which makes it a well-defined function of the
+    integer ``x`` (exact for ``|x| < 2**53``) and monotone non-decreasing in ``x``
+    for ``multiplier >= 0``. The hardware computes the same function with
+    thresholds (:func:`thresholds_for_requant`).
+    """
+    x = _i64(x)
+    lo, hi = int_range(bits, signed)
+    m = _per_channel(np.asarray(multiplier, np.float64), x.ndim)
+    c = _per_channel(np.asarray(offset, np.float64), x.ndim)
+    y = np.floor(x.astype(np.float64) * m + c)
+    return np.clip(y, lo, hi).astype(np.int64)
+
+
+def threshold(x, thresholds, *, bits, signed):
+    """``lo + #{k : x >= thresholds[c, k]}``: a per-channel staircase."""
+    x = _i64(x)
+    th = _i64(thresholds)
+    lo, _ = int_range(bits, signed)
+    # Move channels last so that they broadcast against thresholds (C, L).
+    xc = np.moveaxis(x, 1, -1)[..., None]
+    count = (xc >= th).sum(axis=-1)
+    return np.moveaxis(count, -1, 1).astype(np.int64) + lo
+
+
+def thresholds_for_requant(multiplier, offset, *, bits, signed, x_lo, x_hi):
+    """Thresholds that make :func:`threshold` equal :func:`requant` on ``[x_lo, x_hi]``.
+
+    ``thresholds[c, k]`` is the smallest ``x`` in ``[x_lo, x_hi]`` with
+    ``requant(x) >= lo + k + 1``, or ``x_hi + 1`` if there is none. Found by a
+    binary search that evaluates :func:`requant`'s own float expression, so the
+    two agree exactly, float rounding included (the function is monotone).
+    """
+    m = np.asarray(multiplier, np.float64)[:, None]
+    c = np.asarray(offset, np.float64)[:, None]
+    lo, hi = int_range(bits, signed)
+    target = np.arange(lo + 1, hi + 1, dtype=np.float64)[None, :]     # (1, L)
+    shape = (m.shape[0], target.shape[1])
+    below = np.full(shape, int(x_lo), dtype=np.int64)                   # answer >= below
+    above = np.full(shape, int(x_hi) + 1, dtype=np.int64)               # answer <= above
+    while np.any(below < above):
+        mid = (below + above) // 2                                      # always <= x_hi
+        reached = np.floor(mid.astype(np.float64) * m + c) >= target
+        above = np.where(reached, mid, above)
+        below = np.where(reached, below, mid + 1)
+    return above
