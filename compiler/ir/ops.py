@@ -144,7 +144,7 @@ def _check_attrs(node, spec):
         if key not in spec.attrs:
             _fail(node, f"unknown attribute '{key}' for op '{node.op}'")
     for key, attr in spec.attrs.items():
-        if key not in node.attrs:
+        if node.attrs.get(key) is None:
             if attr.required:
                 _fail(node, f"missing attribute '{key}'")
             node.attrs[key] = attr.default

@@ -1,0 +1,161 @@
+"""The build report: per layer resources and cycles, totals, throughput, weight placement.
+
+Written as ``report.md`` (for people) and ``report.json`` (for tools), from the
+same dictionary. Nothing in it depends on the time or place of the build, so the
+same inputs give the same report.
+"""
+
+import json
+
+from .table import markdown_table
+
+__all__ = ["report_dict", "report_markdown", "write_report"]
+
+
+def _weights_desc(plan, stage):
+    node = plan.graph[stage.nodes[0]]
+    return f"{node.attrs['weight_kind']} {node.attrs['weight_bits']}b"
+
+
+def _layer(plan, stage):
+    g = plan.graph
+    node = g[stage.nodes[0]]
+    src = g[node.inputs[0]] if node.inputs else node
+    row = {
+        "stage": stage.name,
+        "nodes": stage.nodes,
+        "kind": stage.kind,
+        "in_shape": list(src.shape),
+        "out_shape": list(g[stage.nodes[-1]].shape),
+        "out_lane": f"{'s' if stage.out_lane.signed else 'u'}{stage.out_lane.width}",
+        "cycles": stage.cycles,
+        "estimate": stage.resources.as_dict(),
+    }
+    if stage.is_mvu:
+        row.update({
+            "weights": _weights_desc(plan, stage),
+            "placement": stage.placement,
+            "pe": stage.pe, "simd": stage.simd,
+            "macs": int(stage.weights.size * stage.vectors),
+            "acc_width": stage.acc_width,
+            "requantized": stage.thresholds is not None,
+        })
+    return row
+
+
+def report_dict(result):
+    """Everything the report says, as JSON-able data. ``result`` is a BuildResult."""
+    plan, board = result.plan, result.board
+    layers = [_layer(plan, s) for s in plan.stages[1:]]
+    ii = plan.cycles
+    fifo = [{"join": name, "input": i, "depth": d}
+            for (name, i), d in sorted(plan.fifo_depths.items())]
+    data = {
+        "model": plan.graph.name,
+        "board": {"name": board.name, "device": board.device, "clock_mhz": board.clock_hz / 1e6},
+        "options": result.options,
+        "layers": layers,
+        "join_buffers": fifo,
+        "estimate": plan.resources.as_dict(),
+        "budget": plan.budget,
+        "throughput": {
+            "cycles_per_inference": ii,
+            "bottleneck": plan.bottleneck.name,
+            "inferences_per_second": board.clock_hz / ii,
+        },
+        "weights": {
+            "roms": [{"name": r.name, "stage": r.stage, "content": r.what, "width": r.width,
+                      "words": len(r.words), "bits": r.bits, "image_offset": r.offset,
+                      "hex": f"weights/{r.name}.hex"} for r in result.roms],
+            "hardwired": [s.name for s in plan.stages if s.is_mvu
+                          and s.placement == "hardwired"],
+        },
+        "files": sorted(result.files),
+    }
+    if result.verification is not None:
+        data["verification"] = result.verification
+    if result.synthesis is not None:
+        data["synthesis"] = result.synthesis
+    return data
+
+
+def report_markdown(data):
+    lines = [f"# Build report: {data['model']} on {data['board']['name']}", ""]
+    b = data["board"]
+    lines += [f"Device {b['device']}, clock {b['clock_mhz']:g} MHz. "
+              f"Options: {', '.join(f'{k}={v}' for k, v in data['options'].items())}.", ""]
+
+    lines += ["## Layers", ""]
+    rows = []
+    for l in data["layers"]:
+        e = l["estimate"]
+        fold = f"{l['pe']}x{l['simd']}" if "pe" in l else "-"
+        rows.append([l["stage"], "+".join(l["nodes"]), l["kind"],
+                     "x".join(map(str, l["in_shape"])) + " -> " + "x".join(map(str, l["out_shape"])),
+                     l.get("weights", "-"), l.get("placement", "-"), fold, l["out_lane"],
+                     l["cycles"], e["luts"], e["ffs"], e["brams"]])
+    t = data["estimate"]
+    rows.append(["total", "", "", "", "", "", "", "", data["throughput"]["cycles_per_inference"],
+                 t["luts"], t["ffs"], t["brams"]])
+    lines += [markdown_table(["stage", "nodes", "core", "shape", "weights", "placement",
+                              "PExSIMD", "lane", "cycles", "LUT (est)", "FF (est)",
+                              "BRAM (est)"], rows, "llllllllrrrr"), ""]
+    lines += ["PExSIMD: output channels x input lanes per cycle. Cycles: per inference for the "
+              "stage; the total is the slowest stage, which sets the rate. Lane: the width of "
+              "each output value (s = signed, u = unsigned).", ""]
+
+    tp = data["throughput"]
+    lines += ["## Throughput", "",
+              f"- cycles per inference (steady state): {tp['cycles_per_inference']:,} "
+              f"(bottleneck: {tp['bottleneck']})",
+              f"- at {b['clock_mhz']:g} MHz: {tp['inferences_per_second']:,.0f} inferences/s"]
+    v = data.get("verification")
+    if v:
+        lines += [f"- measured in simulation: {v['cycles_per_inference']:,} cycles per "
+                  f"inference, {v['latency_cycles']:,} cycles latency (first input to first "
+                  "output)"]
+    lines.append("")
+
+    if data["join_buffers"]:
+        lines += ["## Join buffers", "",
+                  "FIFO depths before each join input, from the dataflow analysis in "
+                  "`compiler/buffers.py` (the least that cannot deadlock):", ""]
+        lines += [f"- `{f['join']}` input {f['input']}: {f['depth']} beats"
+                  for f in data["join_buffers"]] + [""]
+
+    w = data["weights"]
+    lines += ["## Where the weights live", ""]
+    for name in w["hardwired"]:
+        lines.append(f"- `{name}`: hard-wired into the adder trees (no memory)")
+    for r in w["roms"]:
+        lines.append(f"- `{r['stage']}` {r['content']}: ROM `{r['name']}`, {r['words']} words "
+                     f"x {r['width']} bits = {r['bits']:,} bits; `{r['hex']}`, "
+                     f"`weights.bin` offset 0x{r['image_offset']:x}")
+    lines.append("")
+
+    s = data.get("synthesis")
+    if s:
+        lines += ["## Synthesis", "", s.get("summary", ""), ""]
+        util = s.get("utilization") or {}
+        if util:
+            budget = data.get("budget") or {}
+            rows = [[k, util[k], data["estimate"].get(k, "-"), budget.get(k, "-")]
+                    for k in ("luts", "ffs", "brams", "dsps") if k in util]
+            lines += [markdown_table(["resource", f"measured ({s.get('tool', '?')})",
+                                      "estimated", "available"], rows, "lrrr"), ""]
+        if s.get("fmax_mhz"):
+            lines += [f"Fmax: {s['fmax_mhz']:.1f} MHz (board clock {b['clock_mhz']:g} MHz)", ""]
+
+    if v:
+        ok = "bit-exact" if v["bit_exact"] else f"MISMATCH ({v['mismatches']} outputs differ)"
+        lines += ["## Verification", "",
+                  f"{v['inputs']} random inputs simulated in Verilator with random valid/ready "
+                  f"stalls on the output: {ok} against the golden integer model.", ""]
+    return "\n".join(lines)
+
+
+def write_report(result, out_dir):
+    data = report_dict(result)
+    (out_dir / "report.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    (out_dir / "report.md").write_text(report_markdown(data))
+    return data
