@@ -351,8 +351,8 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
     ``rom``. ``overrides`` maps a stage name to ``(pe, simd)``.
     """
     mvus = [s for s in plan.stages if s.is_mvu]
-    overrides = dict(overrides or {})
-    for name, (pe, simd) in overrides.items():
+    requested, overrides = dict(overrides or {}), {}
+    for name, (pe, simd) in requested.items():
         stage = next((s for s in mvus if s.name == name or name in s.nodes), None)
         if stage is None:
             raise BuildError(f"--fold {name}: no convolution or dense layer of that name; "

@@ -243,14 +243,15 @@ class RomMVU(wiring.Component):
         sf = Signal(range(self.sf), name="sf")
         last_sf = sf == self.sf - 1
         last_issue = busy & last_sf & (nf == self.nf - 1)
+        addr = Signal(range(self.nf * self.sf), name="addr")     # nf * SF + sf, counted
         m.d.comb += self.i.ready.eq(en & (~busy | last_issue))
         with m.If(en):
             with m.If(busy):
-                m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
+                m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1)]
                 with m.If(last_sf):
                     m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0)]
+                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0)]
             with m.Elif(last_issue):
                 m.d.sync += busy.eq(0)
 
@@ -258,7 +259,7 @@ class RomMVU(wiring.Component):
         m.submodules.weights = wrom = Memory(shape=unsigned(word_bits), depth=len(words),
                                              init=words)
         rd = wrom.read_port(domain="sync")
-        m.d.comb += [rd.addr.eq(nf * self.sf + sf), rd.en.eq(en)]
+        m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
 
         chunks = Array(Cat(*(x[c * self.simd + s] for s in range(self.simd)))
                        for c in range(self.sf))

@@ -1,0 +1,124 @@
+"""``python -m compiler``: quantize, inspect, build and flash.
+
+User errors (a bad file, an unknown board, a model that does not fit) print one
+line, ``error: ...``, and exit with status 1; no traceback.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["main"]
+
+
+def _cmd_inspect(args):
+    from .inspect import inspect_text
+    from .model import resolve_model
+    graph, path = resolve_model(args.model)
+    print(inspect_text(graph, path))
+    return 0
+
+
+def _parse_fold(text):
+    name, sep, value = text.partition("=")
+    pe, x, simd = value.lower().partition("x")
+    if not sep or not x or not pe.isdigit() or not simd.isdigit() or int(pe) < 1 or int(simd) < 1:
+        raise argparse.ArgumentTypeError(f"expected LAYER=PExSIMD (e.g. conv2=4x8), got {text!r}")
+    return name, (int(pe), int(simd))
+
+
+def _cmd_build(args):
+    from .build import BuildOptions, build
+    options = BuildOptions(
+        board=args.board, out=args.out, weights=args.weights,
+        target_cycles=args.target_cycles, fold=dict(args.fold or []),
+        verify=args.verify, seed=args.seed, synth=not args.no_synth)
+    result = build(args.model, options)
+    return 0 if result.ok else 1
+
+
+def _cmd_flash(args):
+    from .flash import flash
+    return flash(args.build_dir, to_flash=args.write_flash, dry_run=args.dry_run,
+                 cable=args.cable)
+
+
+def _cmd_zoo(args):
+    from .zoo import list_models, zoo_path
+    for name in list_models():
+        print(f"{name:24s} {zoo_path(name)}")
+    return 0
+
+
+def _cmd_quantize(args):
+    from .quantize.cli import run
+    return run(args)
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m compiler",
+        description="Compile quantized neural networks into multiplier-free FPGA accelerators.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    q = sub.add_parser("quantize", help="quantize a PyTorch model into a .qpk")
+    try:
+        from .quantize.cli import add_arguments
+    except ImportError:          # torch missing: the other commands still work
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(q)
+    q.set_defaults(func=_cmd_quantize)
+
+    i = sub.add_parser("inspect", help="print a table of a .qpk's nodes")
+    i.add_argument("model", help="a .qpk file or the name of a zoo model")
+    i.set_defaults(func=_cmd_inspect)
+
+    b = sub.add_parser("build", help="compile a .qpk into Verilog, weight images, a report "
+                                     "and board build files")
+    b.add_argument("model", help="a .qpk file or the name of a zoo model (see `zoo`)")
+    b.add_argument("--board", default="arty_a7",
+                   help="target board: arty_a7 (= arty_a7_35), arty_a7_100, ulx3s, icebreaker "
+                        "(default: %(default)s)")
+    b.add_argument("-o", "--out", type=Path, default=None,
+                   help="output directory (default: build/MODEL-BOARD)")
+    b.add_argument("--weights", choices=["auto", "hardwired", "rom"], default="auto",
+                   help="weight placement: hard-wired constants, on-chip ROM with folded MAC "
+                        "units, or auto: hard-wired if it fits the board (default: auto)")
+    b.add_argument("--target-cycles", type=int, default=None, metavar="N",
+                   help="fold ROM layers to take at most N cycles per inference")
+    b.add_argument("--fold", type=_parse_fold, action="append", metavar="LAYER=PExSIMD",
+                   help="fix one layer's parallelism (output channels x input lanes per cycle)")
+    b.add_argument("--verify", type=int, default=32, metavar="N",
+                   help="simulate N random inputs in Verilator against the golden model "
+                        "(0: skip; default: %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the verification inputs")
+    b.add_argument("--no-synth", action="store_true",
+                   help="write the board's build files but do not run the FPGA toolchain")
+    b.set_defaults(func=_cmd_build)
+
+    f = sub.add_parser("flash", help="load a built bitstream onto the board (openFPGALoader)")
+    f.add_argument("build_dir", type=Path, help="a directory written by `build`")
+    f.add_argument("--write-flash", action="store_true",
+                   help="write the SPI flash (persistent) instead of the FPGA's SRAM")
+    f.add_argument("--cable", default=None, help="openFPGALoader cable, if not the board's own")
+    f.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    f.set_defaults(func=_cmd_flash)
+
+    z = sub.add_parser("zoo", help="list the built-in models")
+    z.set_defaults(func=_cmd_zoo)
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""Planning: placement, folding to a cycle budget, and refusing what cannot fit."""
+
+import numpy as np
+import pytest
+
+from compiler.cost import FABRICS
+from compiler.errors import BuildError
+from compiler.passes import prepare
+from compiler.plan import check_budget, make_plan
+from graphs import small_cnn
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return prepare(small_cnn(np.random.default_rng(3), "ternary"))
+
+
+def test_stages_fuse_requantization_into_mvus(graph):
+    plan = make_plan(graph, FABRICS["ecp5"], placement="hardwired")
+    kinds = [(s.name, s.kind) for s in plan.stages]
+    assert kinds == [("input", "input"), ("act1", "conv"), ("act2", "conv"),
+                     ("res1_act", "conv"), ("res2_q", "conv"), ("res_add", "add"),
+                     ("res_out", "threshold"), ("pool", "maxpool"), ("gap", "gap"),
+                     ("fc", "dense")]
+    assert plan["act1"].nodes == ["conv1", "act1"] and plan["fc"].thresholds is None
+    # Hard-wired: one vector per cycle, so the padded 10x10 input map sets the rate.
+    assert plan.cycles == 100 and plan.bottleneck.name in ("act1", "act2")
+
+
+def test_join_buffer_sized_for_skip(graph):
+    plan = make_plan(graph, FABRICS["ecp5"], placement="hardwired")
+    # Skip branch (input 1 of res_add) waits for two 3x3 pad-1 convs on a 4x4 map.
+    assert plan.fifo_depths[("res_add", 1)] >= 4 + 1
+
+
+@pytest.mark.parametrize("target", [200, 500, 1500, 5000])
+def test_target_cycles_met_with_least_parallelism(graph, target):
+    plan = make_plan(graph, FABRICS["ecp5"], placement="rom", target_cycles=target)
+    for s in plan.stages:
+        if s.is_mvu:
+            assert s.placement == "rom"
+            assert s.mvu_cycles <= max(target, s.vectors)
+            # No smaller PE x SIMD would also meet the target.
+            assert all((s.n // pe) * (s.k // simd) * s.vectors > target
+                       for pe in range(1, s.n + 1) if s.n % pe == 0
+                       for simd in range(1, s.k + 1) if s.k % simd == 0
+                       if pe * simd < s.pe * s.simd) or s.pe * s.simd == 1
+
+
+def test_auto_folds_when_hardwired_does_not_fit(graph):
+    hard = make_plan(graph, FABRICS["ice40"], placement="hardwired")
+    budget = {"luts": hard.resources.luts // 2, "ffs": 10 ** 6, "brams": 1000}
+    auto = make_plan(graph, FABRICS["ice40"], budget=budget)
+    assert {s.placement for s in auto.stages if s.is_mvu} == {"rom"}
+    assert auto.resources.luts <= 0.8 * budget["luts"]
+    check_budget(auto, "tiny")
+
+
+def test_refuses_with_numbers_and_remedy(graph):
+    plan = make_plan(graph, FABRICS["ice40"], budget={"luts": 100, "ffs": 100, "brams": 1},
+                     placement="hardwired")
+    with pytest.raises(BuildError) as info:
+        check_budget(plan, "tiny")
+    msg = str(info.value)
+    assert "does not fit tiny" in msg and "luts: needs ~" in msg and "tiny has 100" in msg
+    assert "--weights rom" in msg
+
+
+def test_fold_override(graph):
+    plan = make_plan(graph, FABRICS["ecp5"], placement="hardwired", overrides={"conv2": (2, 4)})
+    s = plan["act2"]
+    assert (s.placement, s.pe, s.simd) == ("rom", 2, 4)
+    with pytest.raises(BuildError, match="PE must divide"):
+        make_plan(graph, FABRICS["ecp5"], overrides={"conv2": (3, 4)})
+    with pytest.raises(BuildError, match="no convolution or dense layer"):
+        make_plan(graph, FABRICS["ecp5"], overrides={"nope": (1, 1)})
