@@ -50,7 +50,7 @@ def inspect_text(graph: Graph, path=None):
         ["node", "op", "inputs", "in shape", "out shape", "weights / values", "bits",
          "params", "MACs"],
         rows + [["total", "", "", "", "", "", "", params, total_macs]], "lllllllrr")
-    producer = graph.metadata.get("producer") or {}
+    producer = graph.producer or {}
     head = [f"model: {graph.name}" + (f"  ({path})" if path else ""),
             f"nodes: {len(graph.nodes)}, output: {', '.join(graph.outputs)}"
             + (f", made by {producer.get('name')} {producer.get('version', '')}".rstrip()

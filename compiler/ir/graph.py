@@ -71,6 +71,7 @@ class Graph:
     outputs: list
     name: str = "model"
     metadata: dict = field(default_factory=dict)
+    producer: dict = None      # who wrote the package, as the .qpk says
 
     def __post_init__(self):
         self._index = None
@@ -107,4 +108,4 @@ class Graph:
 
     def copy(self):
         return Graph([n.copy() for n in self.nodes], list(self.outputs), self.name,
-                     dict(self.metadata))
+                     dict(self.metadata), self.producer)

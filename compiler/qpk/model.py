@@ -34,7 +34,7 @@ def to_bytes(graph, producer=None):
     manifest = {
         "format": "qpk",
         "version": list(container.VERSION),
-        "producer": producer or {"name": "shiftadd"},
+        "producer": producer or graph.producer or {"name": "shiftadd"},
         "model": {"name": graph.name},
         "outputs": list(graph.outputs),
         "nodes": nodes,
@@ -122,5 +122,5 @@ def from_bytes(blob, path="<bytes>"):
     except GraphError as err:
         raise QpkError(path, err.detail,
                        where=f"node '{err.node}'" if err.node else "graph") from None
-    graph.metadata.setdefault("producer", manifest.get("producer"))
+    graph.producer = manifest.get("producer")
     return graph

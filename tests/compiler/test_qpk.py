@@ -215,3 +215,7 @@ def test_cli_inspect_table(blob, tmp_path):
     assert "| conv2 " in out and "| ternary" in out and "| total" in out
     # conv2: 8 outputs x 4 inputs x 3 x 3 weights on a 4x4 output map
     assert "4x8x8" in out and f"{8 * 4 * 9 * 16:,}" in out
+
+
+def test_load_then_save_gives_the_same_bytes(blob):
+    assert qpk.to_bytes(qpk.from_bytes(blob)) == blob

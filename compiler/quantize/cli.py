@@ -1,0 +1,172 @@
+"""``python -m compiler quantize MODEL -o out.qpk``: the command's arguments and its run.
+
+MODEL is a zoo model name (trained here on its dataset, e.g. ``digits_cnn`` on
+the digits) or ``path/to/file.py:factory``, a function in a user's Python file
+returning an ``nn.Module`` (trained or not). A user model needs ``--data
+file.npz``: an array ``x`` of float inputs ``(N, ...)`` for calibration and,
+optionally, integer labels ``y`` for accuracy and fine-tuning. The ``.npz`` is
+read with ``allow_pickle=False``; nothing is ever unpickled (no ``torch.load``):
+a factory that wants trained weights loads them itself.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import QuantizeError
+from ..table import markdown_table
+
+# torch is imported inside the functions that need it: compiler/cli.py calls
+# add_arguments() for every command, and only `quantize` should pay for torch.
+
+__all__ = ["add_arguments", "run", "load_factory", "load_npz", "METHODS"]
+
+ZOO_FINETUNE_EPOCHS = 15
+#: the --method choices: the canonical names of compiler.quantize.methods (a test checks)
+METHODS = ("ternary", "pow2", "int")
+
+
+def add_arguments(parser):
+    """Add the ``quantize`` command's arguments to an argparse parser."""
+    parser.add_argument("model", metavar="MODEL",
+                        help="a zoo model to train (digits_cnn) or path/to/file.py:factory")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="the .qpk to write")
+    parser.add_argument("--method", choices=METHODS, default="ternary",
+                        help="weight quantization: ternary (TWN), pow2 (INQ levels) or int "
+                             "(uniform) (default: %(default)s)")
+    parser.add_argument("--weight-bits", type=int, default=None, metavar="N",
+                        help="bits per weight (pow2, int; default 4)")
+    parser.add_argument("--levels", type=int, default=None, metavar="N",
+                        help="pow2: number of non-zero power-of-two magnitudes")
+    parser.add_argument("--act-bits", type=int, default=4, metavar="N",
+                        help="activation bits (default: %(default)s)")
+    parser.add_argument("--input-bits", type=int, default=8, metavar="N",
+                        help="input bits (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help="float training epochs before quantizing (zoo models: 30; "
+                             "a user model with labels: 0)")
+    parser.add_argument("--finetune-epochs", type=int, default=None, metavar="N",
+                        help=f"quantization-aware fine-tuning epochs (zoo models: "
+                             f"{ZOO_FINETUNE_EPOCHS}; user models: 0; needs labels)")
+    parser.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
+                        help="user models: inputs 'x' (N, ...) and optional labels 'y'")
+    parser.add_argument("--calib", type=int, default=512, metavar="N",
+                        help="calibration samples (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+
+
+def load_factory(spec):
+    """Call ``factory`` from ``path/to/file.py:factory`` and return its ``nn.Module``."""
+    from torch import nn
+    path, sep, func = str(spec).rpartition(":")
+    if not sep or not path or not func:
+        raise QuantizeError(f"model {spec!r}: expected a zoo model name or path/to/file.py:factory")
+    file = Path(path)
+    if not file.is_file():
+        raise QuantizeError(f"{file}: no such file")
+    modname = f"_shiftadd_user_model_{abs(hash(str(file.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(modname, file)
+    if module_spec is None:
+        raise QuantizeError(f"{file}: not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[modname] = module            # so that dataclasses etc. in the file work
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        raise QuantizeError(f"{file}: importing it failed: {type(err).__name__}: {err}") from None
+    factory = getattr(module, func, None)
+    if not callable(factory):
+        raise QuantizeError(f"{file}: no function '{func}'")
+    try:
+        model = factory()
+    except Exception as err:
+        raise QuantizeError(f"{file}:{func}(): {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise QuantizeError(f"{file}:{func}() returned {type(model).__name__}, not a "
+                            "torch.nn.Module")
+    return model
+
+
+def load_npz(path):
+    """A :class:`~.data.Dataset` from an ``.npz``: ``x`` and optional ``y``; never unpickles."""
+    import torch
+
+    from .data import Dataset
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "x" not in npz.files:
+                found = ", ".join(npz.files) or "none"
+                raise QuantizeError(f"{path}: no array 'x' (found: {found})")
+            x = np.asarray(npz["x"])
+            y = np.asarray(npz["y"]) if "y" in npz.files else None
+    except FileNotFoundError:
+        raise QuantizeError(f"{path}: no such file") from None
+    except ValueError as err:              # object arrays (would need pickle), bad zip
+        raise QuantizeError(f"{path}: cannot read: {err}") from None
+    except OSError as err:
+        raise QuantizeError(f"{path}: cannot read: {err}") from None
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or len(x) == 0:
+        raise QuantizeError(f"{path}: 'x' must be a non-empty numeric array (N, ...), got "
+                            f"{x.dtype} {list(x.shape)}")
+    if y is not None and (not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),)):
+        raise QuantizeError(f"{path}: 'y' must be integer labels of shape [{len(x)}], got "
+                            f"{y.dtype} {list(y.shape)}")
+    return Dataset(torch.from_numpy(x.astype(np.float32)),
+                   torch.from_numpy(y.astype(np.int64)) if y is not None else None)
+
+
+def _zoo_model(args):
+    from ..zoo.build import train_float
+    from ..zoo.models import FACTORIES
+    if args.model not in FACTORIES:
+        return None
+    if args.data is not None:
+        raise QuantizeError(f"zoo model '{args.model}' trains on its own dataset; drop --data")
+    epochs = 30 if args.epochs is None else args.epochs
+    model, train, test = train_float(args.model, epochs=epochs, seed=args.seed)
+    finetune = ZOO_FINETUNE_EPOCHS if args.finetune_epochs is None else args.finetune_epochs
+    return model, train, test, finetune, args.model
+
+
+def _user_model(args):
+    from .train import deterministic, fit
+    model = load_factory(args.model)
+    if args.data is None:
+        raise QuantizeError(f"model {args.model}: a model from a file needs --data FILE.npz "
+                            "with calibration inputs 'x' (and optionally labels 'y')")
+    data = load_npz(args.data)
+    if (args.epochs or args.finetune_epochs) and data.y is None:
+        raise QuantizeError(f"{args.data}: training needs labels 'y'")
+    if args.epochs:
+        with deterministic(args.seed):
+            fit(model, data.x, data.y, epochs=args.epochs, seed=args.seed, label="float")
+    name = Path(args.model.rpartition(":")[0]).stem
+    # No held-out split is known for user data: accuracy is measured on all of it.
+    return model, data, data, args.finetune_epochs or 0, name
+
+
+def run(args):
+    """Run the ``quantize`` command; returns the exit status."""
+    from .pipeline import quantize_and_evaluate, summary_rows
+    from .train import deterministic
+    if args.calib < 1:
+        raise QuantizeError(f"--calib must be >= 1, not {args.calib}")
+    found = _zoo_model(args) if ":" not in args.model else None
+    if found is None and ":" not in args.model:
+        from ..zoo.models import FACTORIES
+        raise QuantizeError(f"unknown model {args.model!r}: expected a zoo model "
+                            f"({', '.join(sorted(FACTORIES))}) or path/to/file.py:factory")
+    model, train, test, finetune, name = found or _user_model(args)
+    with deterministic(args.seed):
+        outcome = quantize_and_evaluate(
+            model, train.x[:args.calib], train=train, test=test, weights=args.method,
+            weight_bits=args.weight_bits, levels=args.levels, act_bits=args.act_bits,
+            input_bits=args.input_bits, finetune_epochs=finetune, seed=args.seed, name=name,
+            metadata={"source": str(args.model)})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    outcome.result.save(args.out)
+    print(markdown_table(["quantity", "value"], summary_rows(outcome)))
+    print(f"wrote {args.out}")
+    return 0
