@@ -1,0 +1,25 @@
+"""Boards: registry and budgets, the UART board top, toolchains and flashing.
+
+    from boards import get_board, BoardTop, build, flash
+    board = get_board("ulx3s")
+    result = build(board, BoardTop(accelerator, board), "build/ulx3s")
+    flash("build/ulx3s")
+
+This package imports :mod:`hw` and never :mod:`compiler`; its user errors are
+:class:`BoardError`, one line each, which the compiler wraps in its BuildError.
+"""
+
+from .flash import flash, flash_commands
+from .host import LaneFormat
+from .manifest import read_manifest, write_manifest
+from .registry import ALIASES, BOARDS, DEFAULT_BOARD, Board, BoardError, board_names, get_board
+from .toolchain import BoardBuildResult, build
+from .top import DEFAULT_BAUD, BoardTop, UARTBridge
+
+# The name the compiler's build step uses.
+build_board = build
+
+__all__ = ["Board", "BoardError", "BOARDS", "ALIASES", "DEFAULT_BOARD", "board_names",
+           "get_board", "BoardTop", "UARTBridge", "DEFAULT_BAUD", "LaneFormat",
+           "BoardBuildResult", "build", "build_board", "flash", "flash_commands",
+           "read_manifest", "write_manifest"]

@@ -1,0 +1,199 @@
+"""The board top: an accelerator behind the board's USB UART.
+
+    rx pin -> UARTRx -> FIFO -> BytesToLanes -> accelerator.i
+    accelerator.o -> LanesToBytes -> UARTTx -> tx pin
+
+The byte format is :mod:`hw.serdes`'s; the host side is :mod:`boards.host`;
+docs/boards.md describes the protocol.
+"""
+
+from amaranth.hdl import Elaboratable, Module, ResetInserter, Shape, Signal
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.fifo import StreamFIFO
+from hw.serdes import BytesToLanes, LanesToBytes
+from hw.uart import UARTRx, UARTTx
+
+from .host import LaneFormat
+from .registry import Board, BoardError, get_board
+
+__all__ = ["UARTBridge", "BoardTop", "DEFAULT_BAUD", "lane_format", "clocks_per_bit"]
+
+# Every USB-UART and terminal program speaks 115200 baud; the boards' FTDI bridges
+# go much faster (see Board.uart_max_baud and docs/boards.md), pass ``baud=``.
+DEFAULT_BAUD = 115_200
+
+# The largest baud-rate error the UART tolerates with margin: a receiver sampling
+# mid-bit drifts half a bit over a 10-bit frame at 5 %; half of that is safe.
+_MAX_BAUD_ERROR = 0.025
+
+
+def lane_format(port):
+    """The :class:`~boards.host.LaneFormat` of a stream port carrying an array of lanes."""
+    layout = port.payload.shape()
+    elem = Shape.cast(layout.elem_shape)
+    return LaneFormat(elem.width, elem.signed, layout.length)
+
+
+def clocks_per_bit(clock_hz, baud, *, board_name="the board", max_baud=None):
+    """Clock cycles per UART bit for ``baud``, or BoardError if the rate is unusable."""
+    if not isinstance(baud, int) or baud <= 0:
+        raise BoardError(f"baud rate must be a positive integer, not {baud!r}")
+    if max_baud is not None and baud > max_baud:
+        raise BoardError(f"{baud} baud is faster than {board_name}'s USB-UART allows "
+                         f"({max_baud} baud)")
+    cycles = round(clock_hz / baud)
+    if cycles < 4:
+        raise BoardError(f"{baud} baud leaves {clock_hz / baud:.2f} clock cycles per bit at "
+                         f"{clock_hz / 1e6:g} MHz; the UART needs at least 4")
+    error = abs(clock_hz / cycles - baud) / baud
+    if error > _MAX_BAUD_ERROR:
+        raise BoardError(f"{baud} baud is {error:.1%} off at {clock_hz / 1e6:g} MHz "
+                         f"({cycles} cycles per bit); choose a rate that divides the clock "
+                         "more evenly")
+    return cycles
+
+
+class UARTBridge(wiring.Component):
+    """An accelerator behind a UART: bytes in on ``rx``, result bytes out on ``tx``.
+
+    Received bytes wait in a FIFO of ``rx_fifo_depth`` bytes, because a UART
+    cannot stall its sender; the accelerator's backpressure reaches back to the
+    FIFO and no further. A break on ``rx`` resets the FIFO, the byte converters,
+    the accelerator and the transmitter, so a host can start clean after an
+    aborted transfer.
+
+    Members
+    -------
+    rx : In(1)
+        Serial input (idle high).
+    tx : Out(1)
+        Serial output (idle high).
+    activity : Out(1)
+        High for ``led_cycles`` after any byte in or out.
+    result : Out(1)
+        High once output bytes have gone out, until the next input byte arrives.
+    error : Out(1)
+        Sticky: a received frame was malformed or a byte was lost because the
+        FIFO was full. A break clears it.
+    """
+
+    def __init__(self, accelerator, clocks_per_bit, *, rx_fifo_depth=512, led_cycles=1):
+        self.accelerator = accelerator
+        self.clocks_per_bit = clocks_per_bit
+        self.rx_fifo_depth = rx_fifo_depth
+        self.led_cycles = max(1, int(led_cycles))
+        self.in_format = lane_format(accelerator.i)
+        self.out_format = lane_format(accelerator.o)
+        super().__init__({
+            "rx": In(1, init=1), "tx": Out(1, init=1),
+            "activity": Out(1), "result": Out(1), "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        in_shape = Shape(self.in_format.width, self.in_format.signed)
+        out_shape = Shape(self.out_format.width, self.out_format.signed)
+        m.submodules.uart_rx = rx = UARTRx(self.clocks_per_bit)
+
+        reset = Signal()
+        m.d.comb += reset.eq(rx.brk)
+        fifo = StreamFIFO(8, self.rx_fifo_depth)
+        des = BytesToLanes(in_shape, self.in_format.count)
+        ser = LanesToBytes(out_shape, self.out_format.count)
+        tx = UARTTx(self.clocks_per_bit)
+        for name, part in [("rx_fifo", fifo), ("bytes_to_lanes", des),
+                           ("accelerator", self.accelerator), ("lanes_to_bytes", ser),
+                           ("uart_tx", tx)]:
+            m.submodules[name] = ResetInserter(reset)(part)
+
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+        wiring.connect(m, rx.o, fifo.i)
+        wiring.connect(m, fifo.o, des.i)
+        wiring.connect(m, des.o, self.accelerator.i)
+        wiring.connect(m, self.accelerator.o, ser.i)
+        wiring.connect(m, ser.o, tx.i)
+
+        got_byte = rx.o.valid & rx.o.ready
+        sent_byte = tx.i.valid & tx.i.ready
+
+        stretch = Signal(range(self.led_cycles + 1))
+        with m.If(got_byte | sent_byte):
+            m.d.sync += stretch.eq(self.led_cycles)
+        with m.Elif(stretch != 0):
+            m.d.sync += stretch.eq(stretch - 1)
+        m.d.comb += self.activity.eq(stretch != 0)
+
+        with m.If(got_byte):
+            m.d.sync += self.result.eq(0)
+        with m.Elif(sent_byte):
+            m.d.sync += self.result.eq(1)
+
+        with m.If(rx.brk):
+            m.d.sync += self.error.eq(0)
+        with m.Elif(rx.error | rx.overrun):
+            m.d.sync += self.error.eq(1)
+        return m
+
+
+class BoardTop(Elaboratable):
+    """The top of a board build: the board clock, the accelerator and its UART.
+
+    The platform's default clock drives ``sync`` (Amaranth creates the domain).
+    LED 0 shows UART activity, LED 1 that a result has been sent, LED 2 (where
+    the board has one) a receive error. On the ULX3S the FTDI's ``TXDEN``
+    line (amaranth-boards' ``uart_tx_enable``) is left alone: it is an output
+    of the FT231X, and the UART works without it.
+
+    Elaborated without a platform (in simulation) the top is just the
+    :class:`UARTBridge`; drive ``top.bridge.rx`` and watch ``top.bridge.tx``.
+
+    Parameters
+    ----------
+    accelerator : a Component with streams ``i`` and ``o`` of integer lanes
+    board : a :class:`~boards.registry.Board` or its name
+    baud : UART rate (default 115200)
+    rx_fifo_depth : input bytes buffered while the accelerator stalls
+    """
+
+    def __init__(self, accelerator, board, *, baud=DEFAULT_BAUD, rx_fifo_depth=512):
+        try:
+            self.board = board if isinstance(board, Board) else get_board(board)
+            self.clocks_per_bit = clocks_per_bit(self.board.clock_hz, baud,
+                                                 board_name=self.board.name,
+                                                 max_baud=self.board.uart_max_baud)
+        except BoardError:
+            # A top refused for a user error is not an unused design: no warning at exit
+            # on top of the one-line error.
+            self._MustUse__silence = True
+            raise
+        self.baud = baud
+        self.accelerator = accelerator
+        # 50 ms: long enough to see a single byte flash the LED.
+        self.bridge = UARTBridge(accelerator, self.clocks_per_bit, rx_fifo_depth=rx_fifo_depth,
+                                 led_cycles=self.board.clock_hz // 20)
+
+    @property
+    def in_format(self):
+        return self.bridge.in_format
+
+    @property
+    def out_format(self):
+        return self.bridge.out_format
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bridge = bridge = self.bridge
+        if platform is None:
+            return m
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
+        for index, signal in enumerate([bridge.activity, bridge.result, bridge.error]):
+            if index < self.board.leds:
+                m.submodules[f"led{index}"] = led = io.Buffer("o", platform.request(
+                    "led", index, dir="-"))
+                m.d.comb += led.o.eq(signal)
+        return m
