@@ -156,7 +156,7 @@ def verify(plan, verilog_path, n, seed, build_dir, progress):
 def build(model, options: BuildOptions, stream=sys.stdout):
     """Run every step of a build; returns a :class:`BuildResult`."""
     from boards import BoardError, get_board
-    progress = _Progress(6, stream)
+    progress = _Progress(7, stream)
     t0 = time.monotonic()
     timings = {}
 
@@ -217,6 +217,8 @@ def build(model, options: BuildOptions, stream=sys.stdout):
         progress.step("verification skipped (--verify 0)")
 
     t = time.monotonic()
+    progress.step(f"board {board.name}: " + ("build files and toolchain" if options.synth
+                                              else "build files only (--no-synth)"))
     result.synthesis = _board_build(board, plan, out_dir, options, progress)
     timings["board_s"] = time.monotonic() - t
     files += result.synthesis.pop("files", [])

@@ -15,12 +15,14 @@ the image a board's SPI flash holds. ``weights.bin`` layout (little-endian)::
              4   bytes per word (ceil(width / 8))
     ...  each ROM's words, little-endian, starting on a 256-byte (flash page) boundary
 
-The words are exactly the ROM contents in the Verilog, taken from the cores
-themselves (:meth:`hw.mvu.RomMVU.weight_rom`).
+The words are exactly the ROM contents in the Verilog: both come from
+:class:`hw.mvu.RomLayout`.
 """
 
 import struct
 from dataclasses import dataclass
+
+from hw.mvu import RomLayout
 
 __all__ = ["Rom", "collect_roms", "hex_text", "flash_image"]
 
@@ -48,15 +50,15 @@ class Rom:
 
 def collect_roms(plan):
     """The ROMs of a plan's folded layers, in stage order."""
-    from .lower import stage_cores
     roms = []
     for stage in plan.stages:
         if not stage.is_mvu or stage.placement != "rom":
             continue
-        mvu = dict(stage_cores(stage))["mvu"]
-        width, words = mvu.weight_rom()
+        layout = RomLayout(stage.weights, pe=stage.pe, simd=stage.simd,
+                           acc_width=stage.acc_width, thresholds=stage.thresholds)
+        width, words = layout.weight_rom()
         roms.append(Rom(f"{stage.name}_weights", stage.name, "weights", width, words))
-        th = mvu.threshold_rom()
+        th = layout.threshold_rom()
         if th is not None:
             roms.append(Rom(f"{stage.name}_thresholds", stage.name, "thresholds", *th))
     return roms

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.csd import csd_digits
+from hw.mvu import DigitEncoding
 from hw.lanes import shape_for_range
 from sim import golden
 
@@ -32,6 +33,7 @@ from .errors import BuildError
 __all__ = ["Stage", "Plan", "make_plan", "PLACEMENTS"]
 
 PLACEMENTS = ("auto", "hardwired", "rom")
+MAX_RATE_FIFO = 1024
 MVU_KINDS = ("conv", "dense")
 
 
@@ -109,6 +111,7 @@ class Plan:
     stages: list
     fabric: object
     fifo_depths: dict          # (stage, input index) -> depth of the FIFO before it
+    fifo_reasons: dict = field(default_factory=dict)   # same keys -> "join" or "rate"
     budget: dict = None
     placement: str = "auto"
     target_cycles: int = None
@@ -261,7 +264,6 @@ def _mvu_cost(fabric, s):
         res.luts += comparators * acc_w // 2
         res.ffs += s.n * s.out_lane.width
     else:
-        from hw.mvu import DigitEncoding
         enc = DigitEncoding(s.weights.ravel())
         terms = s.pe * s.simd * enc.digits
         shifter = in_w * enc.shift_bits if enc.shift_bits else 0
@@ -467,6 +469,27 @@ def _join_buffers(plan):
     return depths
 
 
+def _rate_buffers(plan):
+    """FIFOs that let a folded layer and its neighbours run at their own pace.
+
+    A folded MVU takes many cycles per vector while the stages around it move a
+    beat per cycle, and the windows between them emit in bursts (a stride-2
+    window emits on every other pixel of every other row). Without room to
+    absorb the bursts, each stage waits for the other and the rate falls well
+    below the slowest stage's. A FIFO holding one image of the producer's beats
+    decouples them, so the pipeline runs at the rate of its slowest stage.
+    """
+    depths = {}
+    by_name = {s.name: s for s in plan.stages}
+    for s in plan.stages:
+        for i, src in enumerate(s.inputs):
+            p = by_name[src]
+            folded = any(x.is_mvu and x.placement == "rom" for x in (s, p))
+            if folded and p.out_beats > 1:
+                depths[(s.name, i)] = min(p.out_beats, MAX_RATE_FIFO)
+    return depths
+
+
 def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=None,
               overrides=None):
     """Plan the hardware for a prepared graph on a fabric within a budget."""
@@ -476,11 +499,16 @@ def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=Non
     if target_cycles is not None and target_cycles < 1:
         raise BuildError("--target-cycles must be a positive number of cycles")
     stages = _stages_from_graph(graph)
-    plan = Plan(graph, stages, fabric, {}, budget, placement, target_cycles)
+    plan = Plan(graph, stages, fabric, {}, budget=budget, placement=placement,
+                target_cycles=target_cycles)
     for s in stages:
         if s.is_mvu:
             s.placement, s.pe, s.simd = "hardwired", s.n, s.k
         cost_stage(fabric, s)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
     plan.fifo_depths = _join_buffers(plan)
+    plan.fifo_reasons = {key: "join" for key in plan.fifo_depths}
+    for key, depth in _rate_buffers(plan).items():
+        if depth > plan.fifo_depths.get(key, 0):
+            plan.fifo_depths[key], plan.fifo_reasons[key] = depth, "rate"
     return plan

@@ -48,14 +48,15 @@ def report_dict(result):
     plan, board = result.plan, result.board
     layers = [_layer(plan, s) for s in plan.stages[1:]]
     ii = plan.cycles
-    fifo = [{"join": name, "input": i, "depth": d}
+    fifo = [{"stage": name, "input": i, "from": plan[name].inputs[i], "depth": d,
+             "reason": plan.fifo_reasons.get((name, i), "join")}
             for (name, i), d in sorted(plan.fifo_depths.items())]
     data = {
         "model": plan.graph.name,
         "board": {"name": board.name, "device": board.device, "clock_mhz": board.clock_hz / 1e6},
         "options": result.options,
         "layers": layers,
-        "join_buffers": fifo,
+        "buffers": fifo,
         "estimate": plan.resources.as_dict(),
         "budget": plan.budget,
         "throughput": {
@@ -116,12 +117,15 @@ def report_markdown(data):
                   "output)"]
     lines.append("")
 
-    if data["join_buffers"]:
-        lines += ["## Join buffers", "",
-                  "FIFO depths before each join input, from the dataflow analysis in "
-                  "`compiler/buffers.py` (the least that cannot deadlock):", ""]
-        lines += [f"- `{f['join']}` input {f['input']}: {f['depth']} beats"
-                  for f in data["join_buffers"]] + [""]
+    if data["buffers"]:
+        lines += ["## Stream buffers", "",
+                  "FIFOs between stages. *join*: before an input of a residual join, the "
+                  "least depth that cannot deadlock, from the dataflow analysis in "
+                  "`compiler/buffers.py`. *rate*: one image of beats next to a folded layer, "
+                  "so that bursts do not stall the pipeline below its slowest stage.", ""]
+        lines += [markdown_table(["from", "to", "input", "depth (beats)", "why"],
+                                 [[f["from"], f["stage"], f["input"], f["depth"], f["reason"]]
+                                  for f in data["buffers"]], "lllrl"), ""]
 
     w = data["weights"]
     lines += ["## Where the weights live", ""]
@@ -149,8 +153,9 @@ def report_markdown(data):
     if v:
         ok = "bit-exact" if v["bit_exact"] else f"MISMATCH ({v['mismatches']} outputs differ)"
         lines += ["## Verification", "",
-                  f"{v['inputs']} random inputs simulated in Verilator with random valid/ready "
-                  f"stalls on the output: {ok} against the golden integer model.", ""]
+                  f"{v['inputs']} random inputs (seed {v['seed']}) simulated in Verilator twice, "
+                  "without stalls and with random valid/ready stalls on the input and output "
+                  f"streams: {ok} against the golden integer model.", ""]
     return "\n".join(lines)
 
 

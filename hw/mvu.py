@@ -26,7 +26,7 @@ from .elementwise import threshold_code
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
-__all__ = ["ConstantMVU", "RomMVU", "DigitEncoding"]
+__all__ = ["ConstantMVU", "RomMVU", "RomLayout", "DigitEncoding"]
 
 
 def _matrix(weights):
@@ -140,28 +140,17 @@ class DigitEncoding:
         return word
 
 
-class RomMVU(wiring.Component):
-    """Matrix-vector unit with weights in ROM, folded onto ``pe`` x ``simd`` lanes.
+class RomLayout:
+    """What :class:`RomMVU` keeps in its ROMs, and how the words are laid out.
 
-    Each cycle it reads one ROM word holding the weights of ``pe`` output
-    channels for ``simd`` input lanes, and adds their products into ``pe``
-    accumulators; a vector takes ``(N // pe) * (K // simd)`` cycles. The next
-    vector is accepted on the last cycle of the current one, so a stream of
-    vectors flows at exactly that rate. Requantization, if thresholds are given,
-    reads the thresholds of the finished group of ``pe`` channels from a second
-    ROM.
-
-    Parameters are those of :class:`ConstantMVU`, plus ``pe`` (divides N) and
-    ``simd`` (divides K).
-
-    Members
-    -------
-    i : In(stream.Signature(lanes(in_shape, K)))
-    o : Out(stream.Signature(lanes(out_shape, N)))
+    The weight ROM has one word per cycle of a vector, address ``nf * SF + sf``,
+    holding the :class:`DigitEncoding` of the weights of ``pe`` outputs times
+    ``simd`` inputs (lane ``p * simd + s``). The threshold ROM has one word per
+    group of ``pe`` outputs. Kept apart from the core so that a compiler can
+    write the same words into image files without building the hardware.
     """
 
-    def __init__(self, weights, *, in_shape, acc_width, pe, simd, bias=None, thresholds=None,
-                 out_shape=None, out_lo=0):
+    def __init__(self, weights, *, pe, simd, acc_width, thresholds=None):
         self.weights = _matrix(weights)
         self.n, self.k = len(self.weights), len(self.weights[0])
         if self.n % pe or self.k % simd:
@@ -169,28 +158,15 @@ class RomMVU(wiring.Component):
                              f"K={self.k}")
         self.pe, self.simd = pe, simd
         self.nf, self.sf = self.n // pe, self.k // simd
-        self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
         self.thresholds = _threshold_table(thresholds, self.n)
-        self.in_shape = in_shape
-        self.acc_shape = signed(acc_width)
-        self.out_lo = out_lo
         self.encoding = DigitEncoding([w for row in self.weights for w in row])
         if self.thresholds is not None:
             flat = [t for row in self.thresholds for t in row]
-            self.th_shape = signed(max(self.acc_shape.width,
+            self.th_shape = signed(max(acc_width,
                                        *(Const.cast(t).shape().width + 1 for t in flat)))
-        out_shape = out_shape if out_shape is not None else self.acc_shape
-        super().__init__({
-            "i": In(stream.Signature(lanes(in_shape, self.k))),
-            "o": Out(stream.Signature(lanes(out_shape, self.n))),
-        })
-
-    @property
-    def cycles_per_vector(self):
-        return self.nf * self.sf
 
     def weight_rom(self):
-        """``(word_bits, words)``: the weight ROM, address ``nf * SF + sf``."""
+        """``(word_bits, words)`` of the weight ROM."""
         enc = self.encoding
         words = []
         for nf in range(self.nf):
@@ -204,7 +180,7 @@ class RomMVU(wiring.Component):
         return self.pe * self.simd * enc.weight_bits, words
 
     def threshold_rom(self):
-        """``(word_bits, words)``: thresholds of each group of ``pe`` channels, or None."""
+        """``(word_bits, words)`` of the threshold ROM, or None without thresholds."""
         if self.thresholds is None:
             return None
         tw = self.th_shape.width
@@ -217,6 +193,49 @@ class RomMVU(wiring.Component):
                     word |= (t & ((1 << tw) - 1)) << ((p * levels + j) * tw)
             words.append(word)
         return self.pe * levels * tw, words
+
+
+class RomMVU(wiring.Component):
+    """Matrix-vector unit with weights in ROM, folded onto ``pe`` x ``simd`` lanes.
+
+    Each cycle it reads one ROM word holding the weights of ``pe`` output
+    channels for ``simd`` input lanes, and adds their products into ``pe``
+    accumulators; a vector takes ``(N // pe) * (K // simd)`` cycles. The next
+    vector is accepted on the last cycle of the current one, so a stream of
+    vectors flows at exactly that rate. Requantization, if thresholds are given,
+    reads the thresholds of the finished group of ``pe`` channels from a second
+    ROM. The ROM contents are :class:`RomLayout`'s.
+
+    Parameters are those of :class:`ConstantMVU`, plus ``pe`` (divides N) and
+    ``simd`` (divides K).
+
+    Members
+    -------
+    i : In(stream.Signature(lanes(in_shape, K)))
+    o : Out(stream.Signature(lanes(out_shape, N)))
+    """
+
+    def __init__(self, weights, *, in_shape, acc_width, pe, simd, bias=None, thresholds=None,
+                 out_shape=None, out_lo=0):
+        self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
+                                         thresholds=thresholds)
+        self.weights, self.thresholds = layout.weights, layout.thresholds
+        self.n, self.k, self.pe, self.simd = layout.n, layout.k, pe, simd
+        self.nf, self.sf = layout.nf, layout.sf
+        self.encoding = layout.encoding
+        self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
+        self.in_shape = in_shape
+        self.acc_shape = signed(acc_width)
+        self.out_lo = out_lo
+        out_shape = out_shape if out_shape is not None else self.acc_shape
+        super().__init__({
+            "i": In(stream.Signature(lanes(in_shape, self.k))),
+            "o": Out(stream.Signature(lanes(out_shape, self.n))),
+        })
+
+    @property
+    def cycles_per_vector(self):
+        return self.nf * self.sf
 
     def _product(self, x, wbits):
         """``w * x`` as a sum of shifted, conditionally negated copies of ``x``."""
@@ -255,7 +274,7 @@ class RomMVU(wiring.Component):
             with m.Elif(last_issue):
                 m.d.sync += busy.eq(0)
 
-        word_bits, words = self.weight_rom()
+        word_bits, words = self.layout.weight_rom()
         m.submodules.weights = wrom = Memory(shape=unsigned(word_bits), depth=len(words),
                                              init=words)
         rd = wrom.read_port(domain="sync")
@@ -296,7 +315,7 @@ class RomMVU(wiring.Component):
 
         # Stage 2: requantize the finished group and place it in the output beat.
         if self.thresholds is not None:
-            tw, twords = self.th_shape.width, self.threshold_rom()[1]
+            tw, twords = self.layout.th_shape.width, self.layout.threshold_rom()[1]
             levels = len(self.thresholds[0])
             m.submodules.thresholds = trom = Memory(
                 shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)

@@ -1,0 +1,1 @@
+"""cocotb testbenches, run inside the simulator by :mod:`sim.verilator`."""

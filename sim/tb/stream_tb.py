@@ -1,0 +1,106 @@
+"""A generic cocotb testbench for streaming designs.
+
+It reads its job from the JSON file named by ``$SHIFTADD_TB_JOB`` (written by
+:func:`sim.verilator.simulate`): packed input beats per input port, a count per
+output port, a stall probability, a seed and a timeout. Every cycle it
+
+1. drives each input: a pending beat with ``valid`` high, or, on a random
+   fraction ``stall`` of the cycles before a beat is offered, ``valid`` low
+   (once offered, a beat stays offered until it is taken);
+2. drives each output's ``ready`` high or, with probability ``stall``, low;
+3. waits until the values settle (``ReadOnly``) and records every transfer,
+   ``valid & ready``, which the coming rising edge completes.
+
+Results (output words, the cycle of every transfer) go to the JSON file the job
+names; comparing them with the golden model is the caller's business.
+"""
+
+import json
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+
+class _Input:
+    def __init__(self, dut, spec):
+        self.name = spec["prefix"]
+        self.payload = getattr(dut, f"{self.name}__payload")
+        self.valid = getattr(dut, f"{self.name}__valid")
+        self.ready = getattr(dut, f"{self.name}__ready")
+        self.beats = spec["beats"]
+        self.next = 0
+        self.offered = False
+        self.cycles = []
+
+
+class _Output:
+    def __init__(self, dut, spec):
+        self.name = spec["prefix"]
+        self.payload = getattr(dut, f"{self.name}__payload")
+        self.valid = getattr(dut, f"{self.name}__valid")
+        self.ready = getattr(dut, f"{self.name}__ready")
+        self.count = spec["count"]
+        self.words = []
+        self.cycles = []
+        self.ready_now = False
+
+
+@cocotb.test()
+async def stream_job(dut):
+    with open(os.environ["SHIFTADD_TB_JOB"]) as f:
+        job = json.load(f)
+    rng = random.Random(job["seed"])
+    stall = job["stall"]
+    ins = [_Input(dut, s) for s in job["inputs"]]
+    outs = [_Output(dut, s) for s in job["outputs"]]
+
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for p in ins:
+        p.valid.value = 0
+    for p in outs:
+        p.ready.value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+    cycle = 0
+    timeout = False
+    while any(len(p.words) < p.count for p in outs):
+        if cycle >= job["timeout_cycles"]:
+            timeout = True
+            break
+        for p in ins:
+            if p.next < len(p.beats) and not p.offered and rng.random() >= stall:
+                p.payload.value = p.beats[p.next]
+                p.valid.value = 1
+                p.offered = True
+            elif not p.offered:
+                p.valid.value = 0
+        for p in outs:
+            p.ready_now = len(p.words) < p.count and rng.random() >= stall
+            p.ready.value = int(p.ready_now)
+        await ReadOnly()
+        for p in ins:
+            if p.offered and int(p.ready.value):
+                p.cycles.append(cycle)
+                p.next += 1
+                p.offered = False
+        for p in outs:
+            if p.ready_now and int(p.valid.value):
+                p.words.append(p.payload.value.to_unsigned())
+                p.cycles.append(cycle)
+        await RisingEdge(dut.clk)
+        cycle += 1
+
+    with open(job["results"], "w") as f:
+        json.dump({
+            "outputs": {p.name: p.words for p in outs},
+            "out_cycles": {p.name: p.cycles for p in outs},
+            "in_cycles": {p.name: p.cycles for p in ins},
+            "cycles": cycle, "timeout": timeout,
+        }, f)
+    assert not timeout, f"timed out after {cycle} cycles"
