@@ -156,7 +156,7 @@ def verify(plan, verilog_path, n, seed, build_dir, progress):
 def build(model, options: BuildOptions, stream=sys.stdout):
     """Run every step of a build; returns a :class:`BuildResult`."""
     from boards import BoardError, get_board
-    progress = _Progress(7, stream)
+    progress = _Progress(6, stream)
     t0 = time.monotonic()
     timings = {}
 
