@@ -321,6 +321,7 @@ class FakeQuantModel(nn.Module):
         self.name = name
         self.info = dict(info or {})     # method, act_bits, ... for the .qpk metadata
         self._index = {s.step_name: s for s in steps}
+        self.sync_channel_signs()
 
     def step(self, name):
         return self._index[name]
@@ -333,6 +334,20 @@ class FakeQuantModel(nn.Module):
     def mac_steps(self):
         return [s for s in self.steps if isinstance(s, QMac)]
 
+    def sync_channel_signs(self):
+        """Record ``sign(g)`` of each batch-norm requant for its MAC's weights.
+
+        Only for methods with ``uses_channel_signs`` (LAT2): they quantize the
+        weights as :meth:`freeze` exports them, with negative-``g`` channels negated.
+        """
+        from .methods.curvature import set_channel_signs
+        for step in self.steps:
+            if isinstance(step, QRequant) and step.affine:
+                mac = self._index[step.inputs[0]]
+                if getattr(mac.method, "uses_channel_signs", False):
+                    g = step.g.detach()
+                    set_channel_signs(mac.weight, torch.where(g < 0, -1.0, 1.0))
+
     def quantize_input(self, x):
         """The input integers (float64 tensor) for float inputs ``x``."""
         return self.input_step.integers(torch.as_tensor(x))
@@ -341,6 +356,7 @@ class FakeQuantModel(nn.Module):
 
     def run_real(self, x, *, all_values=False):
         """Real values with straight-through estimators; the output, or every step's."""
+        self.sync_channel_signs()
         values, scales = {}, {}
         for step in self.steps:
             xs = [x] if step.op == "input" else [values[i] for i in step.inputs]
@@ -356,6 +372,7 @@ class FakeQuantModel(nn.Module):
         Deterministic: the same parameters give the same :class:`Frozen`, bit for
         bit. Raises ValueError if a scale has not been calibrated.
         """
+        self.sync_channel_signs()
         fr = Frozen()
         sc = fr.scales
         flipped = set()               # MACs whose weight signs a requant has set

@@ -21,9 +21,10 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = ["curvature", "set_curvature", "clear_curvature", "adam_curvature",
-           "update_from_adam"]
+           "update_from_adam", "channel_signs", "set_channel_signs"]
 
 _D = WeakIdKeyDictionary()
+_SIGNS = WeakIdKeyDictionary()
 
 
 def curvature(param):
@@ -79,3 +80,28 @@ def update_from_adam(model, optimizer):
             set_curvature(step.weight, d)
             n += 1
     return n
+
+
+# -- output channel signs ---------------------------------------------------------------
+#
+# The exporter folds a negative batch-norm scale g[c] into the integer weights
+# (channel c is negated, |g[c]| goes into the requant's multiplier). A method
+# whose level set is not symmetric (LAT2: +P and -N) must then quantize the
+# weights as the hardware will hold them, ``sign(g[c]) * w[c]``, or the layer
+# would end up with both P and N on each side. ``FakeQuantModel`` records the
+# signs of each MAC followed by a batch-norm requant before every use of the
+# weights (:meth:`FakeQuantModel.sync_channel_signs`), for methods that declare
+# ``uses_channel_signs``.
+
+
+def channel_signs(param):
+    """``+1``/``-1`` per output channel (float tensor) recorded for ``param``, or ``None``."""
+    return _SIGNS.get(param)
+
+
+def set_channel_signs(param, signs):
+    signs = torch.as_tensor(signs).detach()
+    if signs.shape != param.shape[:1]:
+        raise ValueError(f"{signs.numel()} channel signs for a weight of shape "
+                         f"{list(param.shape)}")
+    _SIGNS[param] = signs.clone()

@@ -45,7 +45,7 @@ import torch
 
 from ...errors import QuantizeError
 from .base import WeightMethod
-from .curvature import curvature
+from .curvature import channel_signs, curvature
 
 __all__ = ["SOLVERS", "LossAwareMethod", "LatMethod", "Lat2Method", "project", "solve",
            "solve_exact", "solve_approx", "objective", "make", "make_lat2"]
@@ -192,14 +192,21 @@ class Lat2Method(LossAwareMethod):
             alphas.append(alpha if alpha is not None and alpha > 0 else None)
         return t.reshape(w.shape), alphas[0], alphas[1]
 
+    uses_channel_signs = True       # class attribute: quantize sign(g[c]) * w[c]
+
     def quantize(self, w):
         d = self.hessian(w)
+        signs = channel_signs(w)
         w = w.detach()
-        t, alpha_p, alpha_n = self.solve_sides(w, d)
+        flip = torch.ones((), dtype=w.dtype) if signs is None else \
+            signs.to(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+        # The hardware's weights are w with the channels of negative batch-norm scales
+        # negated: P and N are the magnitudes of *those* (the objective is unchanged).
+        t, alpha_p, alpha_n = self.solve_sides(w * flip, d)
         if alpha_p is None and alpha_n is None:
             return torch.zeros_like(w), torch.ones((), dtype=w.dtype)
         s, p, n = lat2_integers(alpha_p, alpha_n, self.bits)
-        w_int = (p * (t > 0) - n * (t < 0)).to(w.dtype)
+        w_int = (p * (t > 0) - n * (t < 0)).to(w.dtype) * flip
         return w_int, torch.tensor(s, dtype=w.dtype)
 
 

@@ -314,3 +314,24 @@ def test_lat_is_deterministic():
     blobs = [quantize(model, x, weights="lat",
                       finetune=Finetune(x, y, epochs=1, log=None)).to_bytes() for _ in range(2)]
     assert blobs[0] == blobs[1]
+
+
+@pytest.mark.skipif(not HAS_TERNARY2, reason="the IR has no ternary2 kind yet")
+def test_lat2_quantizes_the_weights_the_hardware_holds():
+    """A negative batch-norm scale negates a channel on export: LAT2 solves on the negated
+    weights, so the layer still has one P and one N."""
+    model, x = make("conv_bn_relu")
+    res = quantize(model, x, weights="lat2")
+    fq = res.model
+    mac = fq.step("conv")
+    req = next(s for s in fq.steps if getattr(s, "inputs", None) == ["conv"]
+               and type(s).__name__ == "QRequant")
+    flipped = (req.g.detach() < 0).nonzero().flatten()
+    assert flipped.numel() > 0
+    w_int = {n.name: n for n in res.graph.nodes}["conv"].tensors["weight"]
+    assert len(np.unique(w_int[w_int > 0])) == 1 and len(np.unique(w_int[w_int < 0])) == 1
+    # the flipped channels' integers have the opposite sign of their shadow weights
+    c = int(flipped[0])
+    w = mac.weight.detach()[c].numpy()
+    nz = w_int[c] != 0
+    assert np.all(np.sign(w_int[c][nz]) == -np.sign(w[nz]))
