@@ -44,7 +44,8 @@ def add_arguments(parser):
     parser.add_argument("--weight-bits", type=int, default=None, metavar="N",
                         help="bits per weight (pow2, int; default 4)")
     parser.add_argument("--levels", type=int, default=None, metavar="N",
-                        help="pow2: number of non-zero power-of-two magnitudes")
+                        help="pow2, pow2a, laq-log: number of non-zero power-of-two "
+                             "magnitudes")
     parser.add_argument("--lat-solver", choices=("exact", "approx"), default=None,
                         help="lat, lat2, laq, laq-log: exact (global optimum) or approx "
                              "(the paper's alternating rule) (default: exact for lat/lat2, "
