@@ -53,7 +53,7 @@ def _as_inputs(x):
 
 def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels=None,
              act_bits=4, input_bits=8, finetune=None, calibration="mse", name=None,
-             metadata=None):
+             metadata=None, method_options=None, act_levels=None):
     """Quantize a float ``model`` into a graph IR and a fake-quantized torch model.
 
     ``calib_inputs`` is a batch ``(N, ...)`` of float inputs used to trace shapes
@@ -61,11 +61,14 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     method (:func:`method_names`: ``ternary``/``twn``, ``pow2``/``inq``,
     ``int``/``uniform``) configured by ``weight_bits``/``levels``. ``finetune`` is
     an optional :class:`Finetune` (QAT data and epochs). ``metadata`` is merged
-    into the graph's metadata. Raises :class:`~compiler.errors.QuantizeError` for
+    into the graph's metadata. ``method_options`` are extra options of the method
+    (e.g. ``{"solver": "approx"}`` for ``lat``/``lat2``/``laq``/``laq-log``).
+    ``act_levels`` is ``"linear"`` or ``"pow2"`` (power-of-two activations after
+    every ReLU); default: the method's own (``pow2a``: pow2), else linear. Raises :class:`~compiler.errors.QuantizeError` for
     models or options it cannot handle; ``AssertionError`` if the golden and
     fake-quant models disagree (a bug).
     """
-    method = get_method(weights, weight_bits=weight_bits, levels=levels)
+    method = get_method(weights, weight_bits=weight_bits, levels=levels, options=method_options)
     x = _as_inputs(calib_inputs)
     if x.ndim < 2 or x.shape[0] == 0:
         raise QuantizeError(f"calibration inputs must be a non-empty batch (N, ...), got shape "
@@ -74,7 +77,8 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     layers = trace(model, x)
     if tuple(x.shape[1:]) != layers.input.shape:
         raise AssertionError("trace input shape")
-    fq = build_fakequant(layers, method, act_bits=act_bits, input_bits=input_bits, name=name)
+    fq = build_fakequant(layers, method, act_bits=act_bits, input_bits=input_bits, name=name,
+                         act_levels=act_levels)
     fq.info["calibration"] = calibration
     calibrate(fq, x, estimator=calibration)
     if finetune is not None:

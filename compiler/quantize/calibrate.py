@@ -34,16 +34,40 @@ def _quantize(z, scale, lo, hi):
     return np.clip(np.floor(z / scale + 0.5), lo, hi) * scale
 
 
-def activation_scale(z, bits, signed, estimator="mse"):
+def _pow2_values(bits):
+    c = np.arange(2 ** bits, dtype=np.float64)
+    return np.where(c > 0, np.exp2(c - 1), 0.0)
+
+
+def _quantize_pow2(z, scale, bits):
+    """Unsigned power-of-two levels: the nearest of ``scale * {0, 1, 2, 4, ...}`` (ties up)."""
+    v = _pow2_values(bits)
+    code = np.searchsorted((v[:-1] + v[1:]) / 2, z / scale, side="right")
+    return v[code] * scale
+
+
+def activation_scale(z, bits, signed, estimator="mse", levels="linear"):
     """The scale of a ``bits``-bit requant (round half up, clamp) for the values ``z``.
 
     For an unsigned requant the target is ``relu(z)`` (the clamp at 0 is the
     ReLU). Returns 1.0 if there is nothing to represent (all values clamp to 0).
+    ``levels="pow2"`` (unsigned only): the requant's code ``c`` stands for
+    ``scale * 2**(c-1)`` (0 for ``c = 0``), and the largest level is
+    ``scale * 2**(2**bits - 2)``.
     """
     z = np.asarray(z, dtype=np.float64).ravel()
     if z.size > _MAX_SAMPLES:
         z = z[:: -(-z.size // _MAX_SAMPLES)]
     lo, hi = int_range(bits, signed)
+    if levels == "pow2":
+        if signed:
+            raise QuantizeError("power-of-two activation levels are unsigned only")
+        hi = float(_pow2_values(bits)[-1])
+        quantize = lambda v, s: _quantize_pow2(v, s, bits)  # noqa: E731
+    elif levels == "linear":
+        quantize = lambda v, s: _quantize(v, s, lo, hi)  # noqa: E731
+    else:
+        raise QuantizeError(f"unknown activation levels {levels!r}; known: linear, pow2")
     target = z if signed else np.maximum(z, 0)
     top = float(np.max(np.abs(target))) if z.size else 0.0
     if not np.isfinite(top):
@@ -58,7 +82,7 @@ def activation_scale(z, bits, signed, estimator="mse"):
     best, best_err = top / hi, None
     for ratio in np.linspace(1.0, 0.2, 33):
         scale = top * ratio / hi
-        err = float(np.mean((_quantize(z, scale, lo, hi) - target) ** 2))
+        err = float(np.mean((quantize(z, scale) - target) ** 2))
         if best_err is None or err < best_err:     # ties keep the larger scale
             best, best_err = scale, err
     return best
@@ -89,7 +113,8 @@ def calibrate(model, x, *, estimator="mse"):
             if step.tie is not None:
                 step.scale.fill_(scales[step.tie])
             elif step.group is None:
-                step.scale.fill_(activation_scale(z.numpy(), step.bits, step.signed, estimator))
+                step.scale.fill_(activation_scale(z.numpy(), step.bits, step.signed, estimator,
+                                                  levels=step.levels))
             else:
                 # Group members are emitted one after another, right before their add:
                 # collect them all, then give them one scale.
@@ -98,7 +123,8 @@ def calibrate(model, x, *, estimator="mse"):
                 if isinstance(nxt, QRequant) and nxt.group == step.group:
                     continue
                 zs = np.concatenate([p[1].numpy().ravel() for p in pending])
-                shared = activation_scale(zs, step.bits, step.signed, estimator)
+                shared = activation_scale(zs, step.bits, step.signed, estimator,
+                                          levels=step.levels)
                 for member, mz in pending:
                     member.scale.fill_(shared)
                     values[member.step_name] = member.quant(mz)

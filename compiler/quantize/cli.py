@@ -25,7 +25,9 @@ __all__ = ["add_arguments", "run", "load_factory", "load_npz", "METHODS"]
 
 ZOO_FINETUNE_EPOCHS = 15
 #: the --method choices: the canonical names of compiler.quantize.methods (a test checks)
-METHODS = ("ternary", "pow2", "int")
+METHODS = ("ternary", "pow2", "int", "lat", "lat2", "laq", "laq-log", "pow2a")
+#: methods taking --lat-solver (the loss-aware ones)
+LOSS_AWARE = ("lat", "lat2", "laq", "laq-log")
 
 
 def add_arguments(parser):
@@ -34,12 +36,23 @@ def add_arguments(parser):
                         help="a zoo model to train (digits_cnn) or path/to/file.py:factory")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the .qpk to write")
     parser.add_argument("--method", choices=METHODS, default="ternary",
-                        help="weight quantization: ternary (TWN), pow2 (INQ levels) or int "
-                             "(uniform) (default: %(default)s)")
+                        help="weight quantization: ternary (TWN), pow2 (INQ levels), int "
+                             "(uniform), lat / lat2 (loss-aware ternary, one scale / separate "
+                             "+/- scales), laq / laq-log (loss-aware m-bit, linear / power-of-two "
+                             "levels), pow2a (pow2 weights and power-of-two activations) "
+                             "(default: %(default)s)")
     parser.add_argument("--weight-bits", type=int, default=None, metavar="N",
                         help="bits per weight (pow2, int; default 4)")
     parser.add_argument("--levels", type=int, default=None, metavar="N",
-                        help="pow2: number of non-zero power-of-two magnitudes")
+                        help="pow2, pow2a, laq-log: number of non-zero power-of-two "
+                             "magnitudes")
+    parser.add_argument("--lat-solver", choices=("exact", "approx"), default=None,
+                        help="lat, lat2, laq, laq-log: exact (global optimum) or approx "
+                             "(the paper's alternating rule) (default: exact for lat/lat2, "
+                             "approx for laq/laq-log)")
+    parser.add_argument("--act-levels", choices=("linear", "pow2"), default=None,
+                        help="activation levels after each ReLU: linear, or pow2 (code c "
+                             "stands for 2**(c-1)) (default: pow2 for pow2a, else linear)")
     parser.add_argument("--act-bits", type=int, default=4, metavar="N",
                         help="activation bits (default: %(default)s)")
     parser.add_argument("--input-bits", type=int, default=8, metavar="N",
@@ -153,6 +166,12 @@ def run(args):
     from .train import deterministic
     if args.calib < 1:
         raise QuantizeError(f"--calib must be >= 1, not {args.calib}")
+    options = {}
+    if getattr(args, "lat_solver", None) is not None:
+        if args.method not in LOSS_AWARE:
+            raise QuantizeError(f"--lat-solver applies to the loss-aware methods "
+                                f"({', '.join(LOSS_AWARE)}), not --method {args.method}")
+        options["solver"] = args.lat_solver
     found = _zoo_model(args) if ":" not in args.model else None
     if found is None and ":" not in args.model:
         from ..zoo.models import FACTORIES
@@ -164,7 +183,8 @@ def run(args):
             model, train.x[:args.calib], train=train, test=test, weights=args.method,
             weight_bits=args.weight_bits, levels=args.levels, act_bits=args.act_bits,
             input_bits=args.input_bits, finetune_epochs=finetune, seed=args.seed, name=name,
-            metadata={"source": str(args.model)})
+            metadata={"source": str(args.model)}, method_options=options or None,
+            act_levels=getattr(args, "act_levels", None))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     outcome.result.save(args.out)
     print(markdown_table(["quantity", "value"], summary_rows(outcome)))

@@ -48,8 +48,10 @@ def export(model, *, frozen=None, metadata=None):
                 tensors["bias"] = _as_int(fr.bias[name])
             node = Node(name, step.op, ins, attrs, tensors)
         elif isinstance(step, QRequant):
-            node = Node(name, "requant", ins,
-                        {"bits": step.bits, "signed": step.signed, "scale": fr.scales[name]},
+            attrs = {"bits": step.bits, "signed": step.signed, "scale": fr.scales[name]}
+            if step.levels != "linear":
+                attrs["levels"] = step.levels
+            node = Node(name, "requant", ins, attrs,
                         {"multiplier": np.asarray(fr.multiplier[name], np.float64),
                          "offset": np.asarray(fr.offset[name], np.float64)})
         elif isinstance(step, QMaxPool):

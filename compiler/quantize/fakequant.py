@@ -34,10 +34,34 @@ from torch import nn
 
 from sim.golden import int_range
 
-from .ste import floor_ste, round_ste
+from .ste import floor_ste, replace_ste, round_ste
 
-__all__ = ["FakeQuantModel", "Frozen", "QInput", "QMac", "QRequant", "QAdd", "QRelu",
+__all__ = ["ACT_LEVELS", "pow2_level_values", "pow2_thresholds", "pow2_code",
+           "FakeQuantModel", "Frozen", "QInput", "QMac", "QRequant", "QAdd", "QRelu",
            "QMaxPool", "QGap", "QFlatten"]
+
+
+#: activation levels of an unsigned requant: "linear" (value = code) or "pow2"
+#: (value(0) = 0, value(c) = 2**(c-1)): see docs/quantization.md
+ACT_LEVELS = ("linear", "pow2")
+
+
+def pow2_level_values(bits):
+    """``value(c)`` for the ``2**bits`` codes of a pow2 activation: 0, 1, 2, 4, ... (float64)."""
+    c = torch.arange(2 ** bits, dtype=torch.float64)
+    return torch.where(c > 0, torch.pow(2.0, c - 1), torch.zeros((), dtype=torch.float64))
+
+
+def pow2_thresholds(bits):
+    """``(value(j-1) + value(j)) / 2 + 0.5`` for ``j = 1 .. 2**bits - 1`` (exact dyadics)."""
+    v = pow2_level_values(bits)
+    return (v[:-1] + v[1:]) / 2 + 0.5
+
+
+def pow2_code(t, bits):
+    """``#{j : t >= threshold_j}`` elementwise (int64); ``t = acc * m + o`` as in the golden model."""
+    th = pow2_thresholds(bits).to(t.dtype)
+    return (t.unsqueeze(-1) >= th).sum(-1)
 
 
 def _channel_view(t, ndim):
@@ -166,9 +190,12 @@ class QRequant(Step):
     op = "requant"
 
     def __init__(self, name, inputs, origin, *, channels, bits, signed, affine=None,
-                 tie=None, group=None):
+                 tie=None, group=None, levels="linear"):
         super().__init__(name, inputs, origin)
         self.channels, self.bits, self.signed = channels, bits, signed
+        if levels not in ACT_LEVELS or (levels == "pow2" and signed):
+            raise ValueError(f"requant '{name}': levels {levels!r} (signed={signed})")
+        self.levels = levels
         self.tie, self.group = tie, group
         if affine is not None:
             g, h = affine
@@ -191,6 +218,13 @@ class QRequant(Step):
     def quant(self, z):
         lo, hi = int_range(self.bits, self.signed)
         s = float(self.scale)
+        if self.levels == "pow2":
+            # The code of z / s + 0.5 (float32 here), its level times s, with the
+            # gradient of z inside [0, top level] (a clamp, like the linear case).
+            values = pow2_level_values(self.bits)
+            code = pow2_code(z.detach() / s + 0.5, self.bits)
+            clamped = torch.clamp(z, 0.0, float(values[-1]) * s)
+            return replace_ste(clamped, values.to(z.dtype)[code] * s)
         return torch.clamp(floor_ste(z / s + 0.5), lo, hi) * s
 
     def real(self, xs, scales):
@@ -204,6 +238,9 @@ class QRequant(Step):
         # Two separately rounded float64 operations, exactly as sim.golden.requant.
         t = torch.mul(x, m)
         t = torch.add(t, o)
+        if self.levels == "pow2":
+            # The code counts the thresholds t reaches; consumers see its value.
+            return pow2_level_values(self.bits)[pow2_code(t, self.bits)]
         return torch.clamp(torch.floor(t), lo, hi)
 
 
@@ -284,6 +321,7 @@ class FakeQuantModel(nn.Module):
         self.name = name
         self.info = dict(info or {})     # method, act_bits, ... for the .qpk metadata
         self._index = {s.step_name: s for s in steps}
+        self.sync_channel_signs()
 
     def step(self, name):
         return self._index[name]
@@ -296,6 +334,20 @@ class FakeQuantModel(nn.Module):
     def mac_steps(self):
         return [s for s in self.steps if isinstance(s, QMac)]
 
+    def sync_channel_signs(self):
+        """Record ``sign(g)`` of each batch-norm requant for its MAC's weights.
+
+        Only for methods with ``uses_channel_signs`` (LAT2): they quantize the
+        weights as :meth:`freeze` exports them, with negative-``g`` channels negated.
+        """
+        from .methods.curvature import set_channel_signs
+        for step in self.steps:
+            if isinstance(step, QRequant) and step.affine:
+                mac = self._index[step.inputs[0]]
+                if getattr(mac.method, "uses_channel_signs", False):
+                    g = step.g.detach()
+                    set_channel_signs(mac.weight, torch.where(g < 0, -1.0, 1.0))
+
     def quantize_input(self, x):
         """The input integers (float64 tensor) for float inputs ``x``."""
         return self.input_step.integers(torch.as_tensor(x))
@@ -304,6 +356,7 @@ class FakeQuantModel(nn.Module):
 
     def run_real(self, x, *, all_values=False):
         """Real values with straight-through estimators; the output, or every step's."""
+        self.sync_channel_signs()
         values, scales = {}, {}
         for step in self.steps:
             xs = [x] if step.op == "input" else [values[i] for i in step.inputs]
@@ -319,6 +372,7 @@ class FakeQuantModel(nn.Module):
         Deterministic: the same parameters give the same :class:`Frozen`, bit for
         bit. Raises ValueError if a scale has not been calibrated.
         """
+        self.sync_channel_signs()
         fr = Frozen()
         sc = fr.scales
         flipped = set()               # MACs whose weight signs a requant has set

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import QuantizeError
-from .fakequant import (FakeQuantModel, QAdd, QFlatten, QGap, QInput, QMac, QMaxPool,
+from .fakequant import (ACT_LEVELS, FakeQuantModel, QAdd, QFlatten, QGap, QInput, QMac, QMaxPool,
                         QRelu, QRequant)
 
 __all__ = ["build_fakequant", "residual_bits", "generic_bits"]
@@ -51,13 +51,15 @@ class _Val:
     signed: bool = True
     wide: bool = False   # the sum of a residual add: requantize before a ReLU
     layer: object = None  # for an accumulator: the traced conv/linear layer
+    pow2: bool = False    # integers are power-of-two activation levels (0, 1, 2, 4, ...)
 
 
 class _Planner:
-    def __init__(self, graph, method, act_bits, input_bits):
+    def __init__(self, graph, method, act_bits, input_bits, act_levels="linear"):
         self.graph = graph
         self.method = method
         self.act_bits = act_bits
+        self.act_levels = act_levels
         self.input_bits = input_bits
         self.steps = []
         self.names = set()
@@ -77,7 +79,8 @@ class _Planner:
         self.steps.append(step)
         return step.step_name
 
-    def requant(self, val, name, origin, *, bits, signed, tie=None, group=None):
+    def requant(self, val, name, origin, *, bits, signed, tie=None, group=None,
+                levels="linear"):
         """A requant step after ``val`` (an accumulator or a plain value)."""
         if val.kind == "acc":
             layer = val.layer
@@ -87,9 +90,9 @@ class _Planner:
             affine = None
             channels = self._channels[val.step]
         step = QRequant(self.unique(name), [val.step], origin, channels=channels, bits=bits,
-                        signed=signed, affine=affine, tie=tie, group=group)
+                        signed=signed, affine=affine, tie=tie, group=group, levels=levels)
         self._channels[step.step_name] = channels
-        return _Val(self.emit(step), "plain", signed=signed)
+        return _Val(self.emit(step), "plain", signed=signed, pow2=levels == "pow2")
 
     def plain(self, val, consumer):
         """``val`` as a plain value: requantize an accumulator to signed act_bits + 1 bits."""
@@ -101,7 +104,9 @@ class _Planner:
     def simple(self, cls, layer, val, **kw):
         step = cls(self.unique(layer.name), [val.step], layer.origin, **kw)
         self._channels[step.step_name] = layer.shape[0]
-        return _Val(self.emit(step), "plain", signed=val.signed, wide=val.wide)
+        # maxpool and flatten keep the levels; a gap sum is no longer one level
+        return _Val(self.emit(step), "plain", signed=val.signed, wide=val.wide,
+                    pow2=val.pow2 and cls is not QGap)
 
     # -- per layer op -----------------------------------------------------------------
 
@@ -148,9 +153,10 @@ class _Planner:
     def op_relu(self, layer, val):
         if val.kind == "acc":
             return self.requant(val, layer.name, f"{val.layer.origin} -> {layer.origin}",
-                                bits=self.act_bits, signed=False)
+                                bits=self.act_bits, signed=False, levels=self.act_levels)
         if val.wide:
-            return self.requant(val, layer.name, layer.origin, bits=self.act_bits, signed=False)
+            return self.requant(val, layer.name, layer.origin, bits=self.act_bits, signed=False,
+                                levels=self.act_levels)
         if not val.signed:
             return val                # already non-negative: the ReLU is the identity
         out = self.simple(QRelu, layer, val)
@@ -165,6 +171,10 @@ class _Planner:
         elif len(plain) == 1:
             # Identity shortcut: the residual branch is requantized to the skip's scale.
             skip = plain[0]
+            if skip.pow2:
+                # The skip carries power-of-two levels up to 2**(2**act_bits - 2) steps:
+                # the branch, at the same scale, needs that range, a sign and headroom.
+                bits = max(bits, 2 ** self.act_bits + 1)
             a, b = (self.requant(v, f"{v.step}_q", f"{v.layer.origin} -> {layer.origin}",
                                  bits=bits, signed=True, tie=skip.step)
                     if v.kind == "acc" else v for v in (a, b))
@@ -191,17 +201,29 @@ class _Planner:
         return self.simple(QFlatten, layer, val)
 
 
-def build_fakequant(graph, method, *, act_bits=4, input_bits=8, name="model"):
+def build_fakequant(graph, method, *, act_bits=4, input_bits=8, name="model", act_levels=None):
     """A :class:`FakeQuantModel` (uncalibrated) for a traced ``graph``.
 
     ``method`` is a :class:`~.methods.WeightMethod`. Scales are NaN until
-    :func:`compiler.quantize.calibrate.calibrate` sets them.
+    :func:`compiler.quantize.calibrate.calibrate` sets them. ``act_levels``
+    (``"linear"`` or ``"pow2"``; default: the method's ``act_levels``, else
+    linear) are the levels of the unsigned (post-ReLU) requants.
     """
+    if act_levels is None:
+        act_levels = getattr(method, "act_levels", "linear")
+    if act_levels not in ACT_LEVELS:
+        raise QuantizeError(f"unknown activation levels {act_levels!r}; known: "
+                            f"{', '.join(ACT_LEVELS)}")
+    if act_levels == "pow2" and not 1 <= act_bits <= 4:
+        raise QuantizeError(f"power-of-two activations need 1 to 4 bits, not {act_bits} (a "
+                            "b-bit code reaches 2**(2**b - 2) activation steps)")
     if not 1 <= act_bits <= 16:
         raise QuantizeError(f"act_bits must be between 1 and 16, not {act_bits}")
     if not 2 <= input_bits <= 16:
         raise QuantizeError(f"input_bits must be between 2 and 16, not {input_bits}")
-    steps, output = _Planner(graph, method, act_bits, input_bits).run()
+    steps, output = _Planner(graph, method, act_bits, input_bits, act_levels).run()
     info = {**method.describe(), "act_bits": act_bits, "input_bits": input_bits}
+    if act_levels != "linear":
+        info["act_levels"] = act_levels
     with torch.no_grad():
         return FakeQuantModel(steps, output, name=name, info=info)

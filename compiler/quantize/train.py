@@ -45,8 +45,12 @@ def accuracy(model, x, y, *, batch=512):
 
 
 def fit(model, x, y, *, epochs, lr=1e-2, batch_size=64, weight_decay=0.0, seed=0,
-        label="train", log=print):
-    """Train ``model`` on ``(x, y)`` with Adam and a cosine learning-rate decay."""
+        label="train", log=print, after_step=None):
+    """Train ``model`` on ``(x, y)`` with Adam and a cosine learning-rate decay.
+
+    ``after_step(optimizer)``, if given, runs after every optimizer step (the
+    loss-aware methods read Adam's second moments there).
+    """
     if epochs <= 0:
         return model
     gen = torch.Generator().manual_seed(seed)
@@ -64,6 +68,8 @@ def fit(model, x, y, *, epochs, lr=1e-2, batch_size=64, weight_decay=0.0, seed=0
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(opt)
             sched.step()
             total += float(loss.detach()) * len(idx)
             correct += int((out.argmax(1) == y[idx]).sum())
@@ -92,8 +98,17 @@ def finetune(fq_model, spec):
 
     Float shadow weights and the folded batch norm parameters learn; activation
     scales stay as calibrated. Leaves the model in eval mode.
+
+    Loss-aware methods (``method.uses_curvature``: lat, lat2, laq) get Adam's
+    diagonal Hessian ``sqrt(v_hat) + eps`` of their weights after every step
+    (:func:`~.methods.curvature.update_from_adam`), so that the next forward pass
+    (and the final :meth:`freeze`) quantizes with it: the proximal Newton step.
     """
+    from .methods.curvature import update_from_adam
     x = torch.as_tensor(spec.x, dtype=torch.float32)
     y = torch.as_tensor(spec.y, dtype=torch.int64)
+    hook = None
+    if any(getattr(s.method, "uses_curvature", False) for s in fq_model.mac_steps):
+        hook = lambda opt: update_from_adam(fq_model, opt)  # noqa: E731
     return fit(fq_model, x, y, epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
-               seed=spec.seed, label="finetune", log=spec.log)
+               seed=spec.seed, label="finetune", log=spec.log, after_step=hook)

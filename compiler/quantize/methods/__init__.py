@@ -7,8 +7,10 @@ subclass and a ``make(weight_bits=None, levels=None)`` factory, and register it
 below. Nothing else in the front end needs to change.
 """
 
+import inspect
+
 from ...errors import QuantizeError
-from . import pow2, twn, uniform
+from . import laq, lat, pow2, pow2act, twn, uniform
 from .base import WeightMethod
 
 __all__ = ["WeightMethod", "get_method", "method_names", "register"]
@@ -33,6 +35,11 @@ def register(factory, *names):
 register(twn.make, "ternary", "twn")
 register(pow2.make, "pow2", "inq")
 register(uniform.make, "int", "uniform")
+register(lat.make, "lat")
+register(lat.make_lat2, "lat2")
+register(laq.make_linear, "laq", "laq-linear")
+register(laq.make_log, "laq-log")
+register(pow2act.make, "pow2a")
 
 
 def method_names():
@@ -40,12 +47,24 @@ def method_names():
     return list(_CANONICAL)
 
 
-def get_method(name, *, weight_bits=None, levels=None):
-    """The method ``name`` configured by ``weight_bits``/``levels``; QuantizeError if unknown."""
+def get_method(name, *, weight_bits=None, levels=None, options=None):
+    """The method ``name`` configured by ``weight_bits``/``levels``; QuantizeError if unknown.
+
+    ``options`` (a dict, e.g. ``{"solver": "approx"}`` for lat/lat2/laq) are passed
+    to the method's factory as keyword arguments; a method that does not take one
+    raises QuantizeError.
+    """
     if isinstance(name, WeightMethod):
         return name
     factory = _FACTORIES.get(name)
     if factory is None:
         raise QuantizeError(f"unknown weight quantization method {name!r}; known: "
                             f"{', '.join(sorted(_FACTORIES))}")
-    return factory(weight_bits=weight_bits, levels=levels)
+    options = dict(options or {})
+    if options:
+        known = inspect.signature(factory).parameters
+        bad = sorted(k for k in options if k not in known or k in ("weight_bits", "levels"))
+        if bad:
+            raise QuantizeError(f"weight method {name!r} takes no option "
+                                f"{', '.join(repr(k) for k in bad)}")
+    return factory(weight_bits=weight_bits, levels=levels, **options)

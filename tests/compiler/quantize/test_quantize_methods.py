@@ -21,12 +21,12 @@ def _check(method, w_int):
 
 
 def test_registry_names_and_aliases():
-    assert method_names() == ["ternary", "pow2", "int"]
+    assert method_names()[:3] == ["ternary", "pow2", "int"]
     assert get_method("twn").kind == "ternary"
     assert get_method("inq").kind == "pow2"
     assert get_method("uniform").kind == "int"
-    with pytest.raises(QuantizeError, match="unknown weight quantization method 'lat'"):
-        get_method("lat")
+    with pytest.raises(QuantizeError, match="unknown weight quantization method 'nope'"):
+        get_method("nope")
 
 
 @pytest.mark.parametrize("name, kw", [("ternary", {}), ("pow2", {}), ("pow2", {"levels": 3}),
