@@ -53,7 +53,7 @@ def _as_inputs(x):
 
 def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels=None,
              act_bits=4, input_bits=8, finetune=None, calibration="mse", name=None,
-             metadata=None):
+             metadata=None, method_options=None):
     """Quantize a float ``model`` into a graph IR and a fake-quantized torch model.
 
     ``calib_inputs`` is a batch ``(N, ...)`` of float inputs used to trace shapes
@@ -61,11 +61,14 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     method (:func:`method_names`: ``ternary``/``twn``, ``pow2``/``inq``,
     ``int``/``uniform``) configured by ``weight_bits``/``levels``. ``finetune`` is
     an optional :class:`Finetune` (QAT data and epochs). ``metadata`` is merged
-    into the graph's metadata. Raises :class:`~compiler.errors.QuantizeError` for
+    into the graph's metadata. ``method_options`` are the method's own options
+    (see :func:`~.methods.get_method`). Methods with per-layer state (``inq``,
+    ``slq``, ``mlq``, ``kq``, ``adaptive``) set it up in ``method.prepare`` and
+    replace QAT by their own ``method.schedule`` (:mod:`.methods.staged`). Raises :class:`~compiler.errors.QuantizeError` for
     models or options it cannot handle; ``AssertionError`` if the golden and
     fake-quant models disagree (a bug).
     """
-    method = get_method(weights, weight_bits=weight_bits, levels=levels)
+    method = get_method(weights, weight_bits=weight_bits, levels=levels, options=method_options)
     x = _as_inputs(calib_inputs)
     if x.ndim < 2 or x.shape[0] == 0:
         raise QuantizeError(f"calibration inputs must be a non-empty batch (N, ...), got shape "
@@ -76,8 +79,14 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
         raise AssertionError("trace input shape")
     fq = build_fakequant(layers, method, act_bits=act_bits, input_bits=input_bits, name=name)
     fq.info["calibration"] = calibration
+    if hasattr(method, "prepare"):
+        method.prepare(fq, layers, x)
     calibrate(fq, x, estimator=calibration)
-    if finetune is not None:
+    if hasattr(method, "schedule"):
+        method.schedule(fq, finetune, x)
+        if finetune is not None:
+            fq.info["finetune_epochs"] = finetune.epochs
+    elif finetune is not None:
         _finetune(fq, finetune)
         fq.info["finetune_epochs"] = finetune.epochs
     fq.eval()

@@ -39,7 +39,7 @@ class Outcome:
 def quantize_and_evaluate(model, calib_x, *, train=None, test=None, weights="ternary",
                           weight_bits=None, levels=None, act_bits=4, input_bits=8,
                           finetune_epochs=0, finetune_lr=1e-3, seed=0, name=None,
-                          metadata=None, log=print):
+                          metadata=None, log=print, method_options=None):
     """Quantize ``model``; ``train``/``test`` are optional :class:`~.data.Dataset` (x, y)."""
     float_acc = accuracy(model, test.x, test.y) if test is not None and test.y is not None \
         else None
@@ -50,7 +50,7 @@ def quantize_and_evaluate(model, calib_x, *, train=None, test=None, weights="ter
     meta = dict(metadata or {})
     result = quantize(model, calib_x, weights=weights, weight_bits=weight_bits, levels=levels,
                       act_bits=act_bits, input_bits=input_bits, finetune=spec, name=name,
-                      metadata=meta)
+                      metadata=meta, method_options=method_options)
     quant_acc, report = None, None
     if test is not None:
         report = check_agreement(result.graph, result.model, test.x).assert_ok()

@@ -8,7 +8,7 @@ below. Nothing else in the front end needs to change.
 """
 
 from ...errors import QuantizeError
-from . import pow2, twn, uniform
+from . import inq, pow2, twn, uniform
 from .base import WeightMethod
 
 __all__ = ["WeightMethod", "get_method", "method_names", "register"]
@@ -31,8 +31,9 @@ def register(factory, *names):
 
 
 register(twn.make, "ternary", "twn")
-register(pow2.make, "pow2", "inq")
+register(pow2.make, "pow2")
 register(uniform.make, "int", "uniform")
+register(inq.make, "inq")
 
 
 def method_names():
@@ -40,12 +41,25 @@ def method_names():
     return list(_CANONICAL)
 
 
-def get_method(name, *, weight_bits=None, levels=None):
-    """The method ``name`` configured by ``weight_bits``/``levels``; QuantizeError if unknown."""
+def get_method(name, *, weight_bits=None, levels=None, options=None):
+    """The method ``name`` configured by ``weight_bits``/``levels``; QuantizeError if unknown.
+
+    ``options`` (a dict) holds method-specific keyword options (e.g. ``fractions``
+    for ``inq``); a method that does not take one raises QuantizeError.
+    """
     if isinstance(name, WeightMethod):
         return name
     factory = _FACTORIES.get(name)
     if factory is None:
         raise QuantizeError(f"unknown weight quantization method {name!r}; known: "
                             f"{', '.join(sorted(_FACTORIES))}")
-    return factory(weight_bits=weight_bits, levels=levels)
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    if opts:
+        import inspect
+        known = inspect.signature(factory).parameters
+        bad = sorted(k for k in opts if k not in known or k in ("weight_bits", "levels"))
+        if bad:
+            takes = sorted(k for k in known if k not in ("weight_bits", "levels"))
+            raise QuantizeError(f"weight method {name!r} takes no option {', '.join(bad)}; "
+                                f"its options: {', '.join(takes) or 'none'}")
+    return factory(weight_bits=weight_bits, levels=levels, **opts)
