@@ -47,6 +47,8 @@ def quantize_and_evaluate(model, calib_x, *, train=None, test=None, weights="ter
     if finetune_epochs and train is not None and train.y is not None:
         spec = Finetune(train.x, train.y, epochs=finetune_epochs, lr=finetune_lr, seed=seed,
                         log=log)
+        if test is not None and test.y is not None:
+            spec.holdout = (test.x, test.y)      # for methods that report (e.g. SLQ's snap)
     meta = dict(metadata or {})
     result = quantize(model, calib_x, weights=weights, weight_bits=weight_bits, levels=levels,
                       act_bits=act_bits, input_bits=input_bits, finetune=spec, name=name,

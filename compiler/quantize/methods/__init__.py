@@ -8,7 +8,7 @@ below. Nothing else in the front end needs to change.
 """
 
 from ...errors import QuantizeError
-from . import inq, pow2, twn, uniform
+from . import inq, pow2, slq, twn, uniform
 from .base import WeightMethod
 
 __all__ = ["WeightMethod", "get_method", "method_names", "register"]
@@ -34,6 +34,8 @@ register(twn.make, "ternary", "twn")
 register(pow2.make, "pow2")
 register(uniform.make, "int", "uniform")
 register(inq.make, "inq")
+register(slq.make_slq, "slq")
+register(slq.make_mlq, "mlq")
 
 
 def method_names():
