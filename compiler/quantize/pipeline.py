@@ -19,7 +19,10 @@ def weight_storage_bits(graph):
     from ..ir import bits_for_range
     total = 0
     for node in graph.nodes:
-        if "weight" in node.tensors:
+        if node.attrs.get("weight_kind") == "codebook":     # indices + codebook entries
+            total += (node.tensors["indices"].size * node.attrs["weight_bits"]
+                      + node.tensors["codebook"].size * node.attrs["entry_bits"])
+        elif "weight" in node.tensors:
             total += node.tensors["weight"].size * node.attrs["weight_bits"]
         if "bias" in node.tensors and node.tensors["bias"].size:
             b = node.tensors["bias"]

@@ -8,7 +8,7 @@ below. Nothing else in the front end needs to change.
 """
 
 from ...errors import QuantizeError
-from . import inq, pow2, slq, twn, uniform
+from . import inq, kq, pow2, slq, twn, uniform
 from .base import WeightMethod
 
 __all__ = ["WeightMethod", "get_method", "method_names", "register"]
@@ -36,6 +36,7 @@ register(uniform.make, "int", "uniform")
 register(inq.make, "inq")
 register(slq.make_slq, "slq")
 register(slq.make_mlq, "mlq")
+register(kq.make, "kq")
 
 
 def method_names():
