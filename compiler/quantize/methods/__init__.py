@@ -8,7 +8,7 @@ below. Nothing else in the front end needs to change.
 """
 
 from ...errors import QuantizeError
-from . import inq, kq, pow2, slq, twn, uniform
+from . import adaptive, inq, kq, pow2, slq, twn, uniform
 from .base import WeightMethod
 
 __all__ = ["WeightMethod", "get_method", "method_names", "register"]
@@ -37,6 +37,7 @@ register(inq.make, "inq")
 register(slq.make_slq, "slq")
 register(slq.make_mlq, "mlq")
 register(kq.make, "kq")
+register(adaptive.make, "adaptive")
 
 
 def method_names():
