@@ -25,7 +25,7 @@ __all__ = ["add_arguments", "run", "load_factory", "load_npz", "METHODS"]
 
 ZOO_FINETUNE_EPOCHS = 15
 #: the --method choices: the canonical names of compiler.quantize.methods (a test checks)
-METHODS = ("ternary", "pow2", "int")
+METHODS = ("ternary", "pow2", "int", "inq", "slq", "mlq", "kq", "adaptive")
 
 
 def add_arguments(parser):
@@ -34,12 +34,35 @@ def add_arguments(parser):
                         help="a zoo model to train (digits_cnn) or path/to/file.py:factory")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the .qpk to write")
     parser.add_argument("--method", choices=METHODS, default="ternary",
-                        help="weight quantization: ternary (TWN), pow2 (INQ levels) or int "
-                             "(uniform) (default: %(default)s)")
+                        help="weight quantization: ternary (TWN), pow2 (INQ levels, one shot), "
+                             "int (uniform), inq (incremental INQ), slq / mlq (Xu et al.: "
+                             "clustering, partition, retraining), kq (kernel codebooks), "
+                             "adaptive (per-layer bits) (default: %(default)s)")
     parser.add_argument("--weight-bits", type=int, default=None, metavar="N",
                         help="bits per weight (pow2, int; default 4)")
     parser.add_argument("--levels", type=int, default=None, metavar="N",
                         help="pow2: number of non-zero power-of-two magnitudes")
+    g = parser.add_argument_group("method options (see docs/quantization.md)")
+    g.add_argument("--fractions", default=None, metavar="F,F,...",
+                   help="inq/slq/mlq: quantized fraction after each partition step "
+                        "(default inq/slq 0.5,0.75,0.875,1; mlq 0.5,1)")
+    g.add_argument("--layer-fractions", default=None, metavar="F,F,...",
+                   help="mlq: fraction of the layers quantized after each depth step (0.5,1)")
+    g.add_argument("--partition", choices=("loss", "error"), default=None,
+                   help="slq/mlq: rank clusters by loss increase (default) or squared error")
+    g.add_argument("--snap", choices=("pow2", "csd2"), default=None,
+                   help="slq/mlq: snap final centroids to powers of two (default) or to "
+                        "two-term signed-digit values")
+    g.add_argument("--snap-bits", type=int, default=None, metavar="N",
+                   help="slq/mlq with --snap csd2: int bits of the snapped values")
+    g.add_argument("--entry-bits", type=int, default=None, metavar="N",
+                   help="kq: bits of the codebook entries (default 6)")
+    g.add_argument("--dense-bits", type=int, default=None, metavar="N",
+                   help="kq: pow2 bits of dense layers (default 4)")
+    g.add_argument("--size-budget-bits", type=float, default=None, metavar="B",
+                   help="adaptive: budget per weight: bits (size) or adders (default 4.0)")
+    g.add_argument("--budget-kind", choices=("size", "adders"), default=None,
+                   help="adaptive: the budget counts model size (default) or CSD adders")
     parser.add_argument("--act-bits", type=int, default=4, metavar="N",
                         help="activation bits (default: %(default)s)")
     parser.add_argument("--input-bits", type=int, default=8, metavar="N",
@@ -147,6 +170,29 @@ def _user_model(args):
     return model, data, data, args.finetune_epochs or 0, name
 
 
+def _fractions(text, flag):
+    if text is None:
+        return None
+    try:
+        return tuple(float(f) for f in text.split(","))
+    except ValueError:
+        raise QuantizeError(f"{flag}: expected comma-separated fractions, got {text!r}") from None
+
+
+def method_options(args):
+    """The ``method_options`` dict of the method-specific flags that were given."""
+    opts = {"fractions": _fractions(getattr(args, "fractions", None), "--fractions"),
+            "layer_fractions": _fractions(getattr(args, "layer_fractions", None),
+                                          "--layer-fractions"),
+            "partition": getattr(args, "partition", None), "snap": getattr(args, "snap", None),
+            "snap_bits": getattr(args, "snap_bits", None),
+            "entry_bits": getattr(args, "entry_bits", None),
+            "dense_bits": getattr(args, "dense_bits", None),
+            "budget": getattr(args, "size_budget_bits", None),
+            "budget_kind": getattr(args, "budget_kind", None)}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
 def run(args):
     """Run the ``quantize`` command; returns the exit status."""
     from .pipeline import quantize_and_evaluate, summary_rows
@@ -164,7 +210,7 @@ def run(args):
             model, train.x[:args.calib], train=train, test=test, weights=args.method,
             weight_bits=args.weight_bits, levels=args.levels, act_bits=args.act_bits,
             input_bits=args.input_bits, finetune_epochs=finetune, seed=args.seed, name=name,
-            metadata={"source": str(args.model)})
+            metadata={"source": str(args.model)}, method_options=method_options(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     outcome.result.save(args.out)
     print(markdown_table(["quantity", "value"], summary_rows(outcome)))
