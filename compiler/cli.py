@@ -46,9 +46,10 @@ def _cmd_flash(args):
 
 
 def _cmd_zoo(args):
-    from .zoo import list_models, zoo_path
-    for name in list_models():
-        print(f"{name:24s} {zoo_path(name)}")
+    from .table import markdown_table
+    from .zoo import MODELS, list_models, zoo_path
+    rows = [[name, MODELS[name][1], str(zoo_path(name))] for name in list_models()]
+    print(markdown_table(["model", "description", "file"], rows))
     return 0
 
 

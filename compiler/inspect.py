@@ -30,6 +30,8 @@ def node_rows(graph: Graph):
         if "weight" in node.tensors:
             kind, bits = a["weight_kind"], a["weight_bits"]
             params = sum(int(t.size) for k, t in node.tensors.items() if k in ("weight", "bias"))
+            if kind == "codebook":
+                bits = f"{stored_weight_bits(node) / node.tensors['weight'].size:.2f}"
         elif node.op in ("requant", "threshold", "input"):
             kind = ("signed" if a["signed"] else "unsigned") + " act"
             bits, params = a["bits"], 0
@@ -40,10 +42,17 @@ def node_rows(graph: Graph):
     return rows
 
 
+def stored_weight_bits(node):
+    """Bits that store a layer's weights: one code per weight, or KQ's indices + codebook."""
+    a, t = node.attrs, node.tensors
+    if a.get("weight_kind") == "codebook":
+        return int(t["indices"].size * a["weight_bits"] + t["codebook"].size * a["entry_bits"])
+    return int(t["weight"].size * a["weight_bits"])
+
+
 def inspect_text(graph: Graph, path=None):
     rows = node_rows(graph)
-    weight_bits = sum(int(n.tensors["weight"].size) * n.attrs["weight_bits"]
-                      for n in graph.nodes if "weight" in n.tensors)
+    weight_bits = sum(stored_weight_bits(n) for n in graph.nodes if "weight" in n.tensors)
     params = sum(r[7] for r in rows)
     total_macs = sum(r[8] for r in rows)
     table = markdown_table(
@@ -55,7 +64,9 @@ def inspect_text(graph: Graph, path=None):
             f"nodes: {len(graph.nodes)}, output: {', '.join(graph.outputs)}"
             + (f", made by {producer.get('name')} {producer.get('version', '')}".rstrip()
                if producer.get("name") else "")]
-    foot = [f"weight storage: {weight_bits:,} bits ({weight_bits / 8 / 1024:.2f} KiB)"]
+    n_weights = sum(int(n.tensors["weight"].size) for n in graph.nodes if "weight" in n.tensors)
+    foot = [f"weight storage: {weight_bits:,} bits ({weight_bits / 8 / 1024:.2f} KiB), "
+            f"{weight_bits / max(n_weights, 1):.2f} bits per weight"]
     scale = graph.metadata.get("output_scale")
     if scale:
         foot.append(f"output scale: {scale:.6g} per integer step")

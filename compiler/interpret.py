@@ -4,6 +4,8 @@ import numpy as np
 
 from sim import golden
 
+from .ir import CODE_PASSING_OPS, encodings
+
 __all__ = ["run", "run_all"]
 
 
@@ -27,7 +29,10 @@ def _eval(node, args):
         return golden.add(args[0], args[1])
     if op == "requant":
         return golden.requant(args[0], t["multiplier"], t["offset"],
-                              bits=a["bits"], signed=a["signed"])
+                              bits=a["bits"], signed=a["signed"],
+                              levels=a.get("levels") or "linear")
+    if op == "pow2_decode":
+        return golden.pow2_decode(args[0])
     if op == "threshold":
         return golden.threshold(args[0], t["thresholds"], bits=a["bits"], signed=a["signed"])
     raise AssertionError(op)
@@ -44,11 +49,17 @@ def run_all(graph, x):
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"input values must lie in [{lo}, {hi}]")
     values = {}
+    enc = encodings(graph)
     for node in graph.nodes:
         if node.op == "input":
             values[node.name] = x.astype(np.int64)
-        else:
-            values[node.name] = _eval(node, [values[s] for s in node.inputs])
+            continue
+        args = [values[s] for s in node.inputs]
+        if node.op not in CODE_PASSING_OPS + ("pow2_decode",):
+            # pow2 codes feed computing ops as their values (compiler.ir.encoding).
+            args = [golden.pow2_value(v) if enc[s] == "pow2" else v
+                    for v, s in zip(args, node.inputs)]
+        values[node.name] = _eval(node, args)
     return values
 
 

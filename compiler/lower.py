@@ -10,7 +10,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.elementwise import ReLU, Thresholds
+from hw.elementwise import Pow2Decode, ReLU, Thresholds
 from hw.fifo import StreamFIFO
 from hw.flatten import Flatten
 from hw.join import AddJoin, Fork
@@ -25,7 +25,8 @@ __all__ = ["Accelerator", "stage_cores"]
 
 def _mvu(stage):
     kw = dict(in_shape=stage.in_lanes[0], acc_width=stage.acc_width, bias=stage.bias,
-              thresholds=stage.thresholds, out_shape=stage.out_lane, out_lo=stage.out_lo)
+              thresholds=stage.thresholds, out_shape=stage.out_lane, out_lo=stage.out_lo,
+              in_pow2=stage.in_pow2)
     if stage.placement == "hardwired":
         return ConstantMVU(stage.weights, **kw)
     return RomMVU(stage.weights, pe=stage.pe, simd=stage.simd, **kw)
@@ -54,6 +55,8 @@ def stage_cores(stage):
         return [("thresholds", Thresholds(lane, stage.out_lane, stage.thresholds, stage.out_lo))]
     if stage.kind == "relu":
         return [("relu", ReLU(lane, stage.out_lane, c))]
+    if stage.kind == "pow2_decode":
+        return [("decode", Pow2Decode(lane, stage.out_lane, c))]
     if stage.kind == "gap":
         return [("sum", GlobalSum(lane, stage.out_lane, c, g["pixels"]))]
     if stage.kind == "flatten":

@@ -66,6 +66,7 @@ class Stage:
     out_lo: int = 0                  # threshold code of "below all thresholds"
     acc_width: int = 0
     placement: str = None
+    in_pow2: bool = False            # input lanes are pow2 codes (decode fused in the MVU)
     pe: int = 1
     simd: int = 1
     # filled by costing
@@ -163,6 +164,12 @@ def _stages_from_graph(graph):
     for node in graph.nodes:
         if node.name in fused:
             continue
+        if node.op == "pow2_decode" and all(c.op in ("conv2d", "dense")
+                                            for c in consumers[node.name]):
+            # The MACs take the codes: exponent addition and one shift per product.
+            alias[node.name] = alias[node.inputs[0]]
+            fused.add(node.name)
+            continue
         if node.op == "input":
             stages.append(Stage(node.name, "input", [node.name], [], [], _lane(node),
                                 node.channels, node.channels, node.beats, node.beats,
@@ -170,8 +177,11 @@ def _stages_from_graph(graph):
             alias[node.name] = node.name
             continue
         src = graph[node.inputs[0]]
+        in_pow2 = src.name in fused and src.op == "pow2_decode"
         inputs = [alias[s] for s in node.inputs]
         in_lanes = [_lane(graph[s]) for s in node.inputs]
+        if in_pow2:
+            in_lanes = [_lane(graph[src.inputs[0]])]
         common = dict(in_channels=src.channels, in_beats=src.beats)
         if node.op in ("conv2d", "dense"):
             out = node
@@ -194,7 +204,8 @@ def _stages_from_graph(graph):
                           in_lanes, _lane(out), out_channels=out.channels,
                           out_beats=out.beats, geometry=geometry, weights=matrix,
                           bias=None if bias is None else bias.astype(np.int64),
-                          acc_width=signed_width(node.lo, node.hi), **common)
+                          acc_width=signed_width(node.lo, node.hi), in_pow2=in_pow2,
+                          **common)
             if out is not node:
                 stage.thresholds = out.tensors["thresholds"].astype(np.int64)
                 stage.out_lo = golden.int_range(out.attrs["bits"], out.attrs["signed"])[0]
@@ -217,7 +228,7 @@ def _stages_from_graph(graph):
             stage.out_lo = golden.int_range(node.attrs["bits"], node.attrs["signed"])[0]
         elif node.op in ("gap", "flatten"):
             stage.geometry = {"pixels": src.beats}
-        elif node.op != "add" and node.op != "relu":
+        elif node.op not in ("add", "relu", "pow2_decode"):
             raise BuildError(f"node '{node.name}': op '{node.op}' has no hardware yet")
         stages.append(stage)
         alias[node.name] = node.name
@@ -252,6 +263,11 @@ def _mvu_cost(fabric, s):
     in_w = s.in_lanes[0].width
     acc_w = s.acc_width
     res = Resources()
+    if s.in_pow2:
+        # Decoding a code is a one-hot shift: a LUT per output bit of each lane.
+        code_w, in_w = in_w, 2 ** in_w
+        res.luts += (s.k if s.placement == "hardwired" else s.pe * s.simd) * in_w
+        res.luts += 0 if s.placement == "hardwired" else s.pe * s.simd * code_w  # exponent add
     levels = 0
     if s.placement == "hardwired":
         terms = s.digits + int(np.count_nonzero(s.bias)) if s.bias is not None else s.digits
@@ -309,7 +325,7 @@ def cost_stage(fabric, s):
         s.cycles = s.in_beats
         s.resources = Resources(luts=s.in_channels * s.thresholds.shape[1] * lane_in.width // 2,
                                 ffs=s.out_channels * s.out_lane.width + 1)
-    elif s.kind == "relu":
+    elif s.kind in ("relu", "pow2_decode"):
         s.cycles = s.in_beats
         s.resources = Resources(luts=s.in_channels * lane_in.width // 2,
                                 ffs=s.out_channels * s.out_lane.width + 1)

@@ -72,6 +72,7 @@ def report_dict(result):
                           and s.placement == "hardwired"],
         },
         "files": sorted(result.files),
+        "weight_forms": plan.graph.metadata.get("weight_forms", []),
     }
     if result.verification is not None:
         data["verification"] = result.verification
@@ -126,6 +127,24 @@ def report_markdown(data):
         lines += [markdown_table(["from", "to", "input", "depth (beats)", "why"],
                                  [[f["from"], f["stage"], f["input"], f["depth"], f["reason"]]
                                   for f in data["buffers"]], "lllrl"), ""]
+
+    forms = data.get("weight_forms") or []
+    if forms:
+        lines += ["## Weight forms", "",
+                  "Layers rewritten into two plain MAC stages (`compiler/passes/forms.py`). "
+                  "Adders: non-zero signed digits of the weights, the adder count of a "
+                  "hard-wired layer; *direct* multiplies each weight in place, *as built* is "
+                  "the rewritten pair.", ""]
+        rows = []
+        for f in forms:
+            detail = (f"P={f['P']}, N={f['N']}" if f["form"] == "ternary2" else
+                      f"{f['codebook_size']} kernels, {f['partial_maps']} partial maps")
+            saving = 1 - f["built_adders"] / max(f["direct_adders"], 1)
+            rows.append([f["layer"], f["form"], detail, f["direct_adders"], f["built_adders"],
+                         f"{saving:+.0%}".replace("+", "-") if saving > 0
+                         else f"{-saving:.0%} more", " -> ".join(f["stages"])])
+        lines += [markdown_table(["layer", "form", "detail", "adders direct", "adders as built",
+                                  "saving", "stages"], rows, "lllrrrl"), ""]
 
     w = data["weights"]
     lines += ["## Where the weights live", ""]

@@ -1,4 +1,4 @@
-"""Lane-wise operations on a stream: ReLU and threshold requantization."""
+"""Lane-wise operations on a stream: ReLU, threshold requantization, pow2 decoding."""
 
 from amaranth.hdl import Const, Module, Mux
 from amaranth.lib import stream, wiring
@@ -6,12 +6,20 @@ from amaranth.lib.wiring import In, Out
 
 from .lanes import lanes
 
-__all__ = ["ReLU", "Thresholds", "threshold_code"]
+__all__ = ["ReLU", "Thresholds", "Pow2Decode", "threshold_code", "pow2_value"]
 
 
 def threshold_code(value, thresholds, lo):
     """``lo + #{j : value >= thresholds[j]}``; thresholds may be constants or signals."""
     return lo + sum((value >= t for t in thresholds), Const(0, 1))
+
+
+def pow2_value(code):
+    """The value ``0`` if ``code == 0`` else ``2**(code - 1)`` of a pow2 activation code.
+
+    ``(1 << code) >> 1``: one shift, and zero needs no special case.
+    """
+    return (Const(1, 1) << code) >> 1
 
 
 class _Lanewise(wiring.Component):
@@ -64,3 +72,19 @@ class Thresholds(_Lanewise):
 
     def lane(self, value, index):
         return threshold_code(value, self.thresholds[index], self.lo)
+
+
+class Pow2Decode(_Lanewise):
+    """The value of a power-of-two activation code on every lane (:func:`pow2_value`).
+
+    Only needed where a pow2-coded stream meets an op that adds (a residual add,
+    a global sum); matrix-vector units take the codes directly.
+
+    Members
+    -------
+    i : In(stream.Signature(lanes(in_shape, count)))
+    o : Out(stream.Signature(lanes(out_shape, count)))
+    """
+
+    def lane(self, value, index):
+        return pow2_value(value)

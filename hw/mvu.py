@@ -8,6 +8,11 @@ per canonical signed digit of ``W[n, k]`` (:mod:`hw.csd`): a ternary weight is
 an add, a subtract or nothing; a power of two is a shift; an m-bit constant a
 few shift-adds. No ``*`` appears in the generated logic.
 
+With ``in_pow2`` the input lanes carry power-of-two activation codes ``c``
+(value ``0`` if ``c == 0`` else ``2**(c-1)``). A product with a power-of-two
+weight ``±2**s`` is then ``±((1 << (c + s)) >> 1)``: an exponent addition and
+a single shift. Hard-wired, the addition with the constant ``s`` is wiring.
+
 :class:`ConstantMVU` hard-wires the weights: the multiplies dissolve into one
 adder tree per output, and a vector goes in every cycle.
 :class:`RomMVU` keeps the weights in an on-chip ROM and folds the work onto
@@ -22,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .adder_tree import AdderTree
-from .elementwise import threshold_code
+from .elementwise import pow2_value, threshold_code
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
@@ -59,6 +64,7 @@ class ConstantMVU(wiring.Component):
     out_shape : shape of an output lane (the accumulator shape if no thresholds)
     out_lo : the code of "below every threshold"
     levels_per_stage : adder levels between pipeline registers
+    in_pow2 : the input lanes are power-of-two activation codes
 
     Members
     -------
@@ -67,8 +73,9 @@ class ConstantMVU(wiring.Component):
     """
 
     def __init__(self, weights, *, in_shape, acc_width, bias=None, thresholds=None,
-                 out_shape=None, out_lo=0, levels_per_stage=3):
+                 out_shape=None, out_lo=0, levels_per_stage=3, in_pow2=False):
         self.weights = _matrix(weights)
+        self.in_pow2 = in_pow2
         self.n, self.k = len(self.weights), len(self.weights[0])
         self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
         self.thresholds = _threshold_table(thresholds, self.n)
@@ -95,9 +102,13 @@ class ConstantMVU(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
 
+        # A pow2 code decodes once per lane; each weight digit then adds its shift to
+        # the exponent, which for a constant is wiring.
+        xs = [pow2_value(self.i.payload[k]) if self.in_pow2 else self.i.payload[k]
+              for k in range(self.k)]
         results = []
         for n, row in enumerate(self.weights):
-            terms = [(self.i.payload[k] << shift, neg)
+            terms = [(xs[k] << shift, neg)
                      for k, w in enumerate(row) for neg, shift in csd_digits(w)]
             if self.bias[n]:
                 terms.append((Const(self.bias[n]), False))
@@ -216,7 +227,8 @@ class RomMVU(wiring.Component):
     """
 
     def __init__(self, weights, *, in_shape, acc_width, pe, simd, bias=None, thresholds=None,
-                 out_shape=None, out_lo=0):
+                 out_shape=None, out_lo=0, in_pow2=False):
+        self.in_pow2 = in_pow2
         self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
                                          thresholds=thresholds)
         self.weights, self.thresholds = layout.weights, layout.thresholds
@@ -244,7 +256,13 @@ class RomMVU(wiring.Component):
         for d in range(enc.digits):
             field = wbits[d * enc.field_bits:(d + 1) * enc.field_bits]
             nz, neg, shift = field[0], field[1], field[2:]
-            shifted = (x << shift) if enc.shift_bits else x
+            if self.in_pow2:
+                # Exponent addition, then one shift: (1 << (c + s)) >> 1; code 0 is zero
+                # whatever the weight's shift.
+                shifted = pow2_value(x + shift if enc.shift_bits else x)
+                nz = nz & (x != 0)
+            else:
+                shifted = (x << shift) if enc.shift_bits else x
             terms.append(Mux(nz, Mux(neg, -shifted, shifted), 0))
         return terms
 

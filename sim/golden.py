@@ -11,7 +11,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = ["conv2d", "dense", "relu", "maxpool", "gap", "flatten", "add", "requant",
-           "threshold", "thresholds_for_requant", "int_range"]
+           "threshold", "thresholds_for_requant", "int_range", "pow2_value", "pow2_decode",
+           "level_targets"]
 
 
 def int_range(bits, signed):
@@ -72,25 +73,57 @@ def add(a, b):
     return _i64(a) + _i64(b)
 
 
+def pow2_value(code):
+    """The value of a power-of-two activation code: ``0`` if ``c == 0`` else ``2**(c-1)``."""
+    c = _i64(code)
+    return np.where(c > 0, np.left_shift(1, np.maximum(c - 1, 0)), 0).astype(np.int64)
+
+
+def pow2_decode(x):
+    return pow2_value(x)
+
+
+def level_targets(bits, signed, levels="linear"):
+    """``t[j]``: the output is at least code ``lo + j + 1`` iff ``x*m + c >= t[j]``.
+
+    Linear levels: ``t = lo+1, ..., hi`` (this is ``clamp(floor(x*m + c))``).
+    Power-of-two levels (unsigned codes ``0 .. 2**bits - 1`` standing for
+    ``0, 1, 2, 4, ...``): the output is the nearest level, ties upwards, to
+    ``x*m + c - 0.5`` (``c`` carries the ``+0.5`` of round-half-up as in the
+    linear case), so ``t[j] = (value(j) + value(j+1)) / 2 + 0.5``.
+    """
+    lo, hi = int_range(bits, signed)
+    if levels == "linear":
+        return np.arange(lo + 1, hi + 1, dtype=np.float64)
+    if levels != "pow2" or signed:
+        raise ValueError(f"unknown activation levels {levels!r} (signed={signed})")
+    v = pow2_value(np.arange(0, hi + 1)).astype(np.float64)
+    return (v[:-1] + v[1:]) / 2 + 0.5
+
+
 def _per_channel(t, ndim):
     t = np.asarray(t)
     return t.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def requant(x, multiplier, offset, *, bits, signed):
+def requant(x, multiplier, offset, *, bits, signed, levels="linear"):
     """``clamp(floor(x * multiplier[c] + offset[c]))`` to a ``bits``-bit integer.
 
     Evaluated in IEEE float64, which makes it a well-defined function of the
     integer ``x`` (exact for ``|x| < 2**53``) and monotone non-decreasing in ``x``
     for ``multiplier >= 0``. The hardware computes the same function with
-    thresholds (:func:`thresholds_for_requant`).
+    thresholds (:func:`thresholds_for_requant`). With ``levels="pow2"`` the
+    result is the code ``#{j : x*m + c >= t[j]}`` of :func:`level_targets`.
     """
     x = _i64(x)
     lo, hi = int_range(bits, signed)
     m = _per_channel(np.asarray(multiplier, np.float64), x.ndim)
     c = _per_channel(np.asarray(offset, np.float64), x.ndim)
-    y = np.floor(x.astype(np.float64) * m + c)
-    return np.clip(y, lo, hi).astype(np.int64)
+    v = x.astype(np.float64) * m + c
+    if levels == "linear":
+        return np.clip(np.floor(v), lo, hi).astype(np.int64)
+    t = level_targets(bits, signed, levels)
+    return (v[..., None] >= t).sum(axis=-1).astype(np.int64) + lo
 
 
 def threshold(x, thresholds, *, bits, signed):
@@ -104,7 +137,7 @@ def threshold(x, thresholds, *, bits, signed):
     return np.moveaxis(count, -1, 1).astype(np.int64) + lo
 
 
-def thresholds_for_requant(multiplier, offset, *, bits, signed, x_lo, x_hi):
+def thresholds_for_requant(multiplier, offset, *, bits, signed, x_lo, x_hi, levels="linear"):
     """Thresholds that make :func:`threshold` equal :func:`requant` on ``[x_lo, x_hi]``.
 
     ``thresholds[c, k]`` is the smallest ``x`` in ``[x_lo, x_hi]`` with
@@ -114,14 +147,13 @@ def thresholds_for_requant(multiplier, offset, *, bits, signed, x_lo, x_hi):
     """
     m = np.asarray(multiplier, np.float64)[:, None]
     c = np.asarray(offset, np.float64)[:, None]
-    lo, hi = int_range(bits, signed)
-    target = np.arange(lo + 1, hi + 1, dtype=np.float64)[None, :]     # (1, L)
+    target = level_targets(bits, signed, levels)[None, :]              # (1, L)
     shape = (m.shape[0], target.shape[1])
     below = np.full(shape, int(x_lo), dtype=np.int64)                   # answer >= below
     above = np.full(shape, int(x_hi) + 1, dtype=np.int64)               # answer <= above
     while np.any(below < above):
         mid = (below + above) // 2                                      # always <= x_hi
-        reached = np.floor(mid.astype(np.float64) * m + c) >= target
+        reached = mid.astype(np.float64) * m + c >= target
         above = np.where(reached, mid, above)
         below = np.where(reached, below, mid + 1)
     return above

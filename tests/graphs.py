@@ -10,6 +10,11 @@ __all__ = ["random_weights", "small_cnn", "calibrate", "random_inputs"]
 
 
 def random_weights(rng, shape, kind, bits):
+    if kind == "ternary2":
+        t = random_weights(rng, shape, "ternary", 2).astype(np.int64)
+        hi = 2 ** (bits - 1) - 1
+        p, n = rng.integers(1, hi + 1, size=2)
+        return (p * (t > 0) - n * (t < 0)).astype(np.int16)
     if kind == "ternary":
         return rng.choice([-1, 0, 1], size=shape, p=[0.3, 0.4, 0.3]).astype(np.int8)
     if kind == "pow2":
@@ -21,8 +26,21 @@ def random_weights(rng, shape, kind, bits):
     return rng.integers(lo, hi + 1, size=shape).astype(np.int8)
 
 
-def _requant(name, src, channels, bits, signed, rng):
-    return Node(name, "requant", [src], {"bits": bits, "signed": signed},
+def codebook_conv(rng, name, src, cin, cout, *, kernels=3, index_bits=2, entry_bits=6,
+                  stride=1, padding=1, k=3):
+    """A KQ-style conv2d: ``kernels`` codebook kernels, one random index per (o, c)."""
+    lo, hi = -(2 ** (entry_bits - 1)), 2 ** (entry_bits - 1) - 1
+    cb = rng.integers(lo // 2, hi // 2 + 1, size=(kernels, k, k))
+    cb[0] = 0                                   # a zero kernel, as k-means often finds
+    idx = rng.integers(0, kernels, size=(cout, cin))
+    return Node(name, "conv2d", [src],
+                {"kernel": k, "stride": stride, "padding": padding, "weight_kind": "codebook",
+                 "weight_bits": index_bits, "entry_bits": entry_bits},
+                {"weight": cb[idx].astype(np.int64), "codebook": cb, "indices": idx})
+
+
+def _requant(name, src, channels, bits, signed, rng, levels="linear"):
+    return Node(name, "requant", [src], {"bits": bits, "signed": signed, "levels": levels},
                 {"multiplier": np.ones(channels), "offset": np.full(channels, 0.5)})
 
 
@@ -37,6 +55,8 @@ def calibrate(graph, x, rng):
         per_c = np.moveaxis(values, 1, 0).reshape(c, -1)
         top = np.percentile(np.abs(per_c), 99, axis=1) + 1
         levels = 2 ** (node.attrs["bits"] - (1 if node.attrs["signed"] else 0))
+        if node.attrs.get("levels") == "pow2":
+            levels = 2 ** (2 ** node.attrs["bits"] - 2)
         node.tensors["multiplier"] = levels / top * rng.uniform(0.6, 1.2, size=c)
         node.tensors["offset"] = rng.uniform(-1, 1.5, size=c)
     return graph
@@ -50,23 +70,41 @@ def random_inputs(rng, graph, n):
 
 
 def small_cnn(rng, kind="ternary", bits=None, *, channels=(4, 8), size=8, classes=10,
-              act_bits=3, calib=16):
+              act_bits=3, calib=16, act_levels="linear"):
     """The issue's test network: 3x3 convs (one with stride 2), a residual block,
-    max pool, global average pool and a dense classifier."""
-    bits = bits or {"ternary": 2, "pow2": 4, "int": 4}[kind]
+    max pool, global average pool and a dense classifier.
+
+    ``kind`` is a weight kind; ``codebook`` applies to the convolutions (the
+    classifier gets 4-bit ints). ``act_levels="pow2"`` makes the unsigned
+    activations power-of-two codes.
+    """
+    bits = bits or {"ternary": 2, "pow2": 4, "int": 4, "ternary2": 5, "codebook": 2}[kind]
     c1, c2 = channels
     wk = {"weight_kind": kind, "weight_bits": bits}
-    conv = lambda name, src, cin, cout, stride=1: Node(  # noqa: E731
-        name, "conv2d", [src], {"kernel": 3, "stride": stride, "padding": 1, **wk},
-        {"weight": random_weights(rng, (cout, cin, 3, 3), kind, bits)})
+
+    conv_kind = kind
+
+    def conv(name, src, cin, cout, stride=1):
+        if conv_kind == "codebook":
+            return codebook_conv(rng, name, src, cin, cout, index_bits=bits, stride=stride)
+        return Node(name, "conv2d", [src], {"kernel": 3, "stride": stride, "padding": 1, **wk},
+                    {"weight": random_weights(rng, (cout, cin, 3, 3), kind, bits)})
+
+    def rq(name, src, channels, bits_, signed, rng_):
+        return _requant(name, src, channels, bits_, signed, rng_,
+                        levels=act_levels if not signed else "linear")
+
+    if kind == "codebook":
+        wk = {"weight_kind": "int", "weight_bits": 4}
+        kind, bits = "int", 4
     nodes = [
         Node("input", "input", [], {"shape": [1, size, size], "bits": 8, "signed": True}),
-        conv("conv1", "input", 1, c1), _requant("act1", "conv1", c1, act_bits, False, rng),
-        conv("conv2", "act1", c1, c2, stride=2), _requant("act2", "conv2", c2, act_bits, False, rng),
-        conv("res1", "act2", c2, c2), _requant("res1_act", "res1", c2, act_bits, False, rng),
-        conv("res2", "res1_act", c2, c2), _requant("res2_q", "res2", c2, act_bits + 2, True, rng),
+        conv("conv1", "input", 1, c1), rq("act1", "conv1", c1, act_bits, False, rng),
+        conv("conv2", "act1", c1, c2, stride=2), rq("act2", "conv2", c2, act_bits, False, rng),
+        conv("res1", "act2", c2, c2), rq("res1_act", "res1", c2, act_bits, False, rng),
+        conv("res2", "res1_act", c2, c2), rq("res2_q", "res2", c2, act_bits + 2, True, rng),
         Node("res_add", "add", ["res2_q", "act2"]),
-        _requant("res_out", "res_add", c2, act_bits, False, rng),
+        rq("res_out", "res_add", c2, act_bits, False, rng),
         Node("pool", "maxpool", ["res_out"], {"kernel": 2}),
         Node("gap", "gap", ["pool"]),
         Node("flat", "flatten", ["gap"]),

@@ -1,7 +1,9 @@
 """Graph IR: nodes, ops and validation."""
 
+from .encoding import CODE_PASSING_OPS, encodings
 from .graph import Graph, Node, bits_for_range
 from .ops import OPS, WEIGHT_KINDS
 from .validate import validate_graph
 
-__all__ = ["Graph", "Node", "bits_for_range", "OPS", "WEIGHT_KINDS", "validate_graph"]
+__all__ = ["Graph", "Node", "bits_for_range", "OPS", "WEIGHT_KINDS", "validate_graph",
+           "encodings", "CODE_PASSING_OPS"]

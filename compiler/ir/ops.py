@@ -15,6 +15,23 @@ as integers, with the real weight ``scale * w``:
     bit and ``weight_bits - 1`` bits that code zero or one of the exponents.
 ``int``
     ``w`` is a signed ``weight_bits``-bit integer.
+``ternary2``
+    asymmetric ternary (LAT2): every positive ``w`` equals one integer ``P`` and
+    every negative one ``-N``, with ``1 <= P, N <= 2**(weight_bits - 1) - 1``.
+    Hardware sums the inputs under ``+1`` and under ``-1`` apart and scales the
+    two sums by ``P`` and ``N`` just before the requantizer.
+``codebook``
+    kernel codebook (KQ), ``conv2d`` only: ``w[o, c] = codebook[indices[o, c]]``,
+    ``B`` kernels of ``entry_bits``-bit signed integers, ``B <= 2**weight_bits``
+    (``weight_bits`` is the index width). Hardware convolves each input channel
+    with each codebook kernel once and every output channel adds the partial maps
+    its indices select.
+
+Activation levels (attribute ``levels`` of ``requant`` and ``threshold``):
+``linear`` (the default) outputs the integer itself; ``pow2`` outputs a code
+``c`` standing for the value ``0`` if ``c == 0`` else ``2**(c - 1)``
+(:func:`sim.golden.pow2_value`). Ops that compare (``maxpool``) and reshape
+(``flatten``) pass codes through; ops that compute read the value.
 """
 
 from dataclasses import dataclass, field
@@ -26,7 +43,8 @@ from ..errors import GraphError
 __all__ = ["OPS", "WEIGHT_KINDS", "OpSpec", "validate_node", "infer_shape", "check_weights",
            "pow2_max_exponent"]
 
-WEIGHT_KINDS = ("ternary", "pow2", "int")
+WEIGHT_KINDS = ("ternary", "pow2", "int", "ternary2", "codebook")
+LEVELS = ("linear", "pow2")
 
 
 def pow2_max_exponent(bits):
@@ -75,6 +93,10 @@ def _kind(v):
     return None if v in WEIGHT_KINDS else f"must be one of {', '.join(WEIGHT_KINDS)}"
 
 
+def _levels(v):
+    return None if v in LEVELS else f"must be one of {', '.join(LEVELS)}"
+
+
 def _shape(v):
     if (isinstance(v, list) and len(v) in (1, 3)
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v)):
@@ -83,7 +105,7 @@ def _shape(v):
 
 
 _WEIGHTS = {
-    "weight_kind": Attr(str, check=_kind, doc="ternary, pow2 or int"),
+    "weight_kind": Attr(str, check=_kind, doc="ternary, pow2, int, ternary2 or codebook"),
     "weight_bits": Attr(int, check=_bits, doc="bits per stored weight"),
     "weight_scale": Attr(object, required=False, doc="real value of one weight step (informative)"),
 }
@@ -100,9 +122,13 @@ OPS = {spec.name: spec for spec in [
         "stride": Attr(int, required=False, default=1, check=_positive),
         "padding": Attr(int, required=False, default=0, check=_non_negative),
         **_WEIGHTS,
+        "entry_bits": Attr(int, required=False, check=_bits,
+                           doc="codebook weights: bits of a codebook entry"),
     }, {
         "weight": Tensor("int", doc="(O, C, k, k)"),
         "bias": Tensor("int", required=False, doc="(O,), in accumulator units"),
+        "codebook": Tensor("int", required=False, doc="codebook weights: (B, k, k)"),
+        "indices": Tensor("int", required=False, doc="codebook weights: (O, C)"),
     }, doc="2-D convolution, zero padding."),
     OpSpec("dense", 1, dict(_WEIGHTS), {
         "weight": Tensor("int", doc="(O, K)"),
@@ -116,19 +142,25 @@ OPS = {spec.name: spec for spec in [
     OpSpec("gap", 1, doc="Global average pool as an integer sum over H*W; the 1/(H*W) "
                          "belongs to the scale of whatever consumes it."),
     OpSpec("flatten", 1, doc="(C, H, W) -> (C*H*W,), PyTorch order."),
+    OpSpec("pow2_decode", 1, doc="The value of a pow2 activation code: 0 if c == 0 else "
+                                 "2**(c-1). Inserted by the compiler; hardware fuses it "
+                                 "into a following MAC."),
     OpSpec("add", 2, doc="Elementwise sum of two tensors of one shape and one scale."),
     OpSpec("requant", 1, {
         "bits": Attr(int, check=_bits),
         "signed": Attr(bool),
         "scale": Attr(float, required=False, doc="real value of one output step"),
+        "levels": Attr(str, required=False, default="linear", check=_levels),
     }, {
         "multiplier": Tensor("float", doc="(C,), >= 0"),
         "offset": Tensor("float", doc="(C,)"),
-    }, doc="y = clamp(floor(x * multiplier[c] + offset[c])) to `bits` bits."),
+    }, doc="y = clamp(floor(x * multiplier[c] + offset[c])) to `bits` bits; with pow2 "
+           "levels the code of the nearest level (sim.golden.requant)."),
     OpSpec("threshold", 1, {
         "bits": Attr(int, check=_bits),
         "signed": Attr(bool),
         "scale": Attr(float, required=False),
+        "levels": Attr(str, required=False, default="linear", check=_levels),
     }, {
         "thresholds": Tensor("int", doc="(C, 2**bits - 1), non-decreasing along axis 1"),
     }, doc="y = lo + #{k : x >= thresholds[c, k]}, lo the smallest `bits`-bit value."),
@@ -196,14 +228,57 @@ def check_weights(node):
         is_pow2 = (mag & (mag - 1)) == 0
         bad = (mag != 0) & (~is_pow2 | (mag > 2 ** emax))
         expect = f"0 or ±2**e with e <= {emax}"
+    elif kind == "ternary2":
+        hi = 2 ** (bits - 1) - 1
+        pos, neg = np.unique(w[w > 0]), np.unique(w[w < 0])
+        if len(pos) > 1 or len(neg) > 1:
+            _fail(node, "ternary2 weights must take one positive and one negative value, found "
+                        f"{len(pos)} positive and {len(neg)} negative values")
+        bad = np.abs(w) > hi
+        expect = f"one positive and one negative value within [{-hi}, {hi}]"
+    elif kind == "codebook":
+        _check_codebook(node, w, bits)
+        return
     else:
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         bad = (w < lo) | (w > hi)
         expect = f"within [{lo}, {hi}]"
+    if node.attrs.get("entry_bits") is not None or "codebook" in node.tensors \
+            or "indices" in node.tensors:
+        _fail(node, "'entry_bits', 'codebook' and 'indices' belong to codebook weights only")
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         _fail(node, f"weight{list(idx)} = {int(w[idx])} is not a {bits}-bit {kind} value "
                     f"({expect})")
+
+
+def _check_codebook(node, w, bits):
+    if node.op != "conv2d":
+        _fail(node, "codebook weights are for conv2d layers only")
+    t = node.tensors
+    for key in ("codebook", "indices"):
+        if key not in t:
+            _fail(node, f"codebook weights need tensor '{key}'")
+    if node.attrs.get("entry_bits") is None:
+        _fail(node, "codebook weights need attribute 'entry_bits'")
+    cb, idx = t["codebook"].astype(np.int64), t["indices"].astype(np.int64)
+    if w.ndim != 4 or cb.shape[1:] != w.shape[2:] or cb.ndim != 3:
+        _fail(node, f"tensor 'codebook' has shape {list(cb.shape)}, expected "
+                    f"[B, {w.shape[2]}, {w.shape[3]}] for {w.shape[2]}x{w.shape[3]} kernels")
+    if idx.shape != w.shape[:2]:
+        _fail(node, f"tensor 'indices' has shape {list(idx.shape)}, expected {list(w.shape[:2])}")
+    if len(cb) > 2 ** bits:
+        _fail(node, f"{len(cb)} codebook kernels need more than the {bits}-bit indices "
+                    "('weight_bits') can address")
+    eb = node.attrs["entry_bits"]
+    lo, hi = -(2 ** (eb - 1)), 2 ** (eb - 1) - 1
+    if cb.min(initial=0) < lo or cb.max(initial=0) > hi:
+        _fail(node, f"codebook entries must be {eb}-bit signed integers within [{lo}, {hi}]")
+    if idx.min(initial=0) < 0 or idx.max(initial=0) >= len(cb):
+        _fail(node, f"tensor 'indices' must lie in [0, {len(cb) - 1}]")
+    if not np.array_equal(cb[idx], w):
+        o, c = (int(i) for i in np.argwhere(np.any(cb[idx] != w, axis=(2, 3)))[0])
+        _fail(node, f"weight[{o}, {c}] is not codebook[indices[{o}, {c}]]")
 
 
 def infer_shape(node, in_shapes):
@@ -241,7 +316,7 @@ def infer_shape(node, in_shapes):
             _fail(node, f"tensor 'weight' has shape {list(w.shape)}, expected [O, {x[0]}]")
         check_1d("bias", w.shape[0])
         return (w.shape[0],)
-    if op in ("relu",):
+    if op in ("relu", "pow2_decode"):
         return tuple(x)
     if op == "maxpool":
         need_fmap(x)
@@ -259,6 +334,8 @@ def infer_shape(node, in_shapes):
             _fail(node, f"inputs have different shapes {list(in_shapes[0])} and "
                         f"{list(in_shapes[1])}")
         return tuple(x)
+    if op in ("requant", "threshold") and a.get("levels") == "pow2" and a["signed"]:
+        _fail(node, "pow2 activation levels are unsigned: set 'signed' to false")
     if op == "requant":
         check_1d("multiplier", x[0])
         check_1d("offset", x[0])

@@ -1,20 +1,24 @@
 """Graph passes, run in order by :func:`prepare`."""
 
 from ..ir import validate_graph
+from .forms import expand_weight_forms, insert_decodes
 from .fuse import fuse_relu
 from .ranges import infer_ranges, mac_channel_ranges
 from .requant import lower_requant
 
-__all__ = ["prepare", "fuse_relu", "infer_ranges", "lower_requant", "mac_channel_ranges"]
+__all__ = ["prepare", "fuse_relu", "infer_ranges", "lower_requant", "mac_channel_ranges",
+           "expand_weight_forms", "insert_decodes"]
 
 
 def prepare(graph):
     """The passes every build runs: a new graph that hardware can be planned from.
 
-    validate (shapes) -> fuse relu into requant -> ranges -> requant to
-    thresholds -> ranges of the thresholded values.
+    validate (shapes) -> ternary2/codebook MACs to plain MACs -> fuse relu
+    into requant -> explicit pow2 decodes -> ranges -> requant to thresholds ->
+    ranges of the thresholded values.
     """
     graph = validate_graph(graph.copy())
-    graph = validate_graph(fuse_relu(graph))
+    graph = validate_graph(expand_weight_forms(graph))
+    graph = validate_graph(insert_decodes(fuse_relu(graph)))
     graph = lower_requant(infer_ranges(graph))
     return infer_ranges(validate_graph(graph))

@@ -43,13 +43,16 @@ def _node_range(node, srcs):
         return max(x.lo, 0), max(x.hi, 0)
     if op in ("maxpool", "flatten"):
         return x.lo, x.hi
+    if op == "pow2_decode":
+        return int(golden.pow2_value(x.lo)), int(golden.pow2_value(x.hi))
     if op == "gap":
         n = x.shape[1] * x.shape[2]
         return x.lo * n, x.hi * n
     if op == "add":
         return srcs[0].lo + srcs[1].lo, srcs[0].hi + srcs[1].hi
     if op == "requant":
-        kw = dict(bits=node.attrs["bits"], signed=node.attrs["signed"])
+        kw = dict(bits=node.attrs["bits"], signed=node.attrs["signed"],
+                  levels=node.attrs.get("levels") or "linear")
         m, c = node.tensors["multiplier"], node.tensors["offset"]
         ends = golden.requant(np.array([[x.lo] * len(m), [x.hi] * len(m)]), m, c, **kw)
         return int(ends[0].min()), int(ends[1].max())

@@ -28,10 +28,12 @@ def lower_requant(graph):
             src = graph[node.inputs[0]]
             th = golden.thresholds_for_requant(
                 node.tensors["multiplier"], node.tensors["offset"],
-                bits=node.attrs["bits"], signed=node.attrs["signed"], x_lo=src.lo, x_hi=src.hi)
+                bits=node.attrs["bits"], signed=node.attrs["signed"], x_lo=src.lo, x_hi=src.hi,
+                levels=node.attrs.get("levels") or "linear")
             node = Node(node.name, "threshold", list(node.inputs),
                         {"bits": node.attrs["bits"], "signed": node.attrs["signed"],
-                         "scale": node.attrs.get("scale")},
+                         "scale": node.attrs.get("scale"),
+                         "levels": node.attrs.get("levels") or "linear"},
                         {"thresholds": th.astype(np.int64)}, node.shape, node.lo, node.hi)
         nodes.append(node)
     graph.replace_nodes(nodes)

@@ -91,7 +91,7 @@ def test_fuse_relu_into_signed_requant():
     fused = validate_graph(fuse_relu(g.copy()))
     assert [n.op for n in fused.nodes] == ["input", "requant"]
     assert fused.outputs == ["r"] and fused["r"].attrs == {"bits": 3, "signed": False,
-                                                            "scale": None}
+                                                            "scale": None, "levels": "linear"}
     np.testing.assert_array_equal(interpret.run(g, x), interpret.run(fused, x))
 
 
