@@ -61,10 +61,14 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     method (:func:`method_names`: ``ternary``/``twn``, ``pow2``/``inq``,
     ``int``/``uniform``) configured by ``weight_bits``/``levels``. ``finetune`` is
     an optional :class:`Finetune` (QAT data and epochs). ``metadata`` is merged
-    into the graph's metadata. ``method_options`` are extra options of the method
-    (e.g. ``{"solver": "approx"}`` for ``lat``/``lat2``/``laq``/``laq-log``).
-    ``act_levels`` is ``"linear"`` or ``"pow2"`` (power-of-two activations after
-    every ReLU); default: the method's own (``pow2a``: pow2), else linear. Raises :class:`~compiler.errors.QuantizeError` for
+    into the graph's metadata. ``method_options`` are the method's own options
+    (see :func:`~.methods.get_method`, e.g. ``{"solver": "approx"}`` for
+    ``lat``/``lat2``/``laq``/``laq-log``). ``act_levels`` is ``"linear"`` or
+    ``"pow2"`` (power-of-two activations after every ReLU); default: the
+    method's own (``pow2a``: pow2), else linear. Methods with per-layer state
+    (``inq``, ``slq``, ``mlq``, ``kq``, ``adaptive``) set it up in
+    ``method.prepare`` and replace QAT by their own ``method.schedule``
+    (:mod:`.methods.staged`). Raises :class:`~compiler.errors.QuantizeError` for
     models or options it cannot handle; ``AssertionError`` if the golden and
     fake-quant models disagree (a bug).
     """
@@ -80,8 +84,14 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     fq = build_fakequant(layers, method, act_bits=act_bits, input_bits=input_bits, name=name,
                          act_levels=act_levels)
     fq.info["calibration"] = calibration
+    if hasattr(method, "prepare"):
+        method.prepare(fq, layers, x)
     calibrate(fq, x, estimator=calibration)
-    if finetune is not None:
+    if hasattr(method, "schedule"):
+        method.schedule(fq, finetune, x)
+        if finetune is not None:
+            fq.info["finetune_epochs"] = finetune.epochs
+    elif finetune is not None:
         _finetune(fq, finetune)
         fq.info["finetune_epochs"] = finetune.epochs
     fq.eval()

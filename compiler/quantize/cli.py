@@ -25,7 +25,8 @@ __all__ = ["add_arguments", "run", "load_factory", "load_npz", "METHODS"]
 
 ZOO_FINETUNE_EPOCHS = 15
 #: the --method choices: the canonical names of compiler.quantize.methods (a test checks)
-METHODS = ("ternary", "pow2", "int", "lat", "lat2", "laq", "laq-log", "pow2a")
+METHODS = ("ternary", "pow2", "int", "lat", "lat2", "laq", "laq-log", "pow2a", "inq", "slq",
+           "mlq", "kq", "adaptive")
 #: methods taking --lat-solver (the loss-aware ones)
 LOSS_AWARE = ("lat", "lat2", "laq", "laq-log")
 
@@ -36,23 +37,46 @@ def add_arguments(parser):
                         help="a zoo model to train (digits_cnn) or path/to/file.py:factory")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the .qpk to write")
     parser.add_argument("--method", choices=METHODS, default="ternary",
-                        help="weight quantization: ternary (TWN), pow2 (INQ levels), int "
-                             "(uniform), lat / lat2 (loss-aware ternary, one scale / separate "
+                        help="weight quantization: ternary (TWN), pow2 (INQ levels, one shot), "
+                             "int (uniform), lat / lat2 (loss-aware ternary, one scale / separate "
                              "+/- scales), laq / laq-log (loss-aware m-bit, linear / power-of-two "
-                             "levels), pow2a (pow2 weights and power-of-two activations) "
+                             "levels), pow2a (pow2 weights and power-of-two activations), inq "
+                             "(incremental INQ), slq / mlq (Xu et al.: clustering, partition, "
+                             "retraining), kq (kernel codebooks), adaptive (per-layer bits) "
                              "(default: %(default)s)")
     parser.add_argument("--weight-bits", type=int, default=None, metavar="N",
-                        help="bits per weight (pow2, int; default 4)")
+                        help="bits per weight (pow2, int; kq: index bits; default 4)")
     parser.add_argument("--levels", type=int, default=None, metavar="N",
                         help="pow2, pow2a, laq-log: number of non-zero power-of-two "
                              "magnitudes")
-    parser.add_argument("--lat-solver", choices=("exact", "approx"), default=None,
-                        help="lat, lat2, laq, laq-log: exact (global optimum) or approx "
-                             "(the paper's alternating rule) (default: exact for lat/lat2, "
-                             "approx for laq/laq-log)")
     parser.add_argument("--act-levels", choices=("linear", "pow2"), default=None,
                         help="activation levels after each ReLU: linear, or pow2 (code c "
                              "stands for 2**(c-1)) (default: pow2 for pow2a, else linear)")
+    g = parser.add_argument_group("method options (see docs/quantization.md)")
+    g.add_argument("--lat-solver", choices=("exact", "approx"), default=None,
+                   help="lat, lat2, laq, laq-log: exact (global optimum) or approx "
+                        "(the paper's alternating rule) (default: exact for lat/lat2, "
+                        "approx for laq/laq-log)")
+    g.add_argument("--fractions", default=None, metavar="F,F,...",
+                   help="inq/slq/mlq: quantized fraction after each partition step "
+                        "(default inq/slq 0.5,0.75,0.875,1; mlq 0.5,1)")
+    g.add_argument("--layer-fractions", default=None, metavar="F,F,...",
+                   help="mlq: fraction of the layers quantized after each depth step (0.5,1)")
+    g.add_argument("--partition", choices=("loss", "error"), default=None,
+                   help="slq/mlq: rank clusters by loss increase (default) or squared error")
+    g.add_argument("--snap", choices=("pow2", "csd2"), default=None,
+                   help="slq/mlq: snap final centroids to powers of two (default) or to "
+                        "two-term signed-digit values")
+    g.add_argument("--snap-bits", type=int, default=None, metavar="N",
+                   help="slq/mlq with --snap csd2: int bits of the snapped values")
+    g.add_argument("--entry-bits", type=int, default=None, metavar="N",
+                   help="kq: bits of the codebook entries (default 6)")
+    g.add_argument("--dense-bits", type=int, default=None, metavar="N",
+                   help="kq: pow2 bits of dense layers (default 4)")
+    g.add_argument("--size-budget-bits", type=float, default=None, metavar="B",
+                   help="adaptive: budget per weight: bits (size) or adders (default 4.0)")
+    g.add_argument("--budget-kind", choices=("size", "adders"), default=None,
+                   help="adaptive: the budget counts model size (default) or CSD adders")
     parser.add_argument("--act-bits", type=int, default=4, metavar="N",
                         help="activation bits (default: %(default)s)")
     parser.add_argument("--input-bits", type=int, default=8, metavar="N",
@@ -160,6 +184,29 @@ def _user_model(args):
     return model, data, data, args.finetune_epochs or 0, name
 
 
+def _fractions(text, flag):
+    if text is None:
+        return None
+    try:
+        return tuple(float(f) for f in text.split(","))
+    except ValueError:
+        raise QuantizeError(f"{flag}: expected comma-separated fractions, got {text!r}") from None
+
+
+def method_options(args):
+    """The ``method_options`` dict of the method-specific flags that were given."""
+    opts = {"fractions": _fractions(getattr(args, "fractions", None), "--fractions"),
+            "layer_fractions": _fractions(getattr(args, "layer_fractions", None),
+                                          "--layer-fractions"),
+            "partition": getattr(args, "partition", None), "snap": getattr(args, "snap", None),
+            "snap_bits": getattr(args, "snap_bits", None),
+            "entry_bits": getattr(args, "entry_bits", None),
+            "dense_bits": getattr(args, "dense_bits", None),
+            "budget": getattr(args, "size_budget_bits", None),
+            "budget_kind": getattr(args, "budget_kind", None)}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
 def run(args):
     """Run the ``quantize`` command; returns the exit status."""
     from .pipeline import quantize_and_evaluate, summary_rows
@@ -183,7 +230,8 @@ def run(args):
             model, train.x[:args.calib], train=train, test=test, weights=args.method,
             weight_bits=args.weight_bits, levels=args.levels, act_bits=args.act_bits,
             input_bits=args.input_bits, finetune_epochs=finetune, seed=args.seed, name=name,
-            metadata={"source": str(args.model)}, method_options=options or None,
+            metadata={"source": str(args.model)},
+            method_options={**method_options(args), **options} or None,
             act_levels=getattr(args, "act_levels", None))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     outcome.result.save(args.out)

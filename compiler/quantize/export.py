@@ -44,6 +44,10 @@ def export(model, *, frozen=None, metadata=None):
                 attrs.update(kernel=int(step.weight.shape[-1]), stride=step.stride,
                              padding=step.padding)
             tensors = {"weight": _as_int(fr.weights[name])}
+            if step.method.kind == "codebook":      # KQ: the kernel codebook and indices
+                book, idx = step.method.export_tensors(step.weight, fr.weights[name])
+                attrs["entry_bits"] = step.method.entry_bits
+                tensors.update(codebook=_as_int(book), indices=_as_int(idx))
             if name in fr.bias:
                 tensors["bias"] = _as_int(fr.bias[name])
             node = Node(name, step.op, ins, attrs, tensors)

@@ -19,7 +19,10 @@ def weight_storage_bits(graph):
     from ..ir import bits_for_range
     total = 0
     for node in graph.nodes:
-        if "weight" in node.tensors:
+        if node.attrs.get("weight_kind") == "codebook":     # indices + codebook entries
+            total += (node.tensors["indices"].size * node.attrs["weight_bits"]
+                      + node.tensors["codebook"].size * node.attrs["entry_bits"])
+        elif "weight" in node.tensors:
             total += node.tensors["weight"].size * node.attrs["weight_bits"]
         if "bias" in node.tensors and node.tensors["bias"].size:
             b = node.tensors["bias"]
@@ -47,6 +50,8 @@ def quantize_and_evaluate(model, calib_x, *, train=None, test=None, weights="ter
     if finetune_epochs and train is not None and train.y is not None:
         spec = Finetune(train.x, train.y, epochs=finetune_epochs, lr=finetune_lr, seed=seed,
                         log=log)
+        if test is not None and test.y is not None:
+            spec.holdout = (test.x, test.y)      # for methods that report (e.g. SLQ's snap)
     meta = dict(metadata or {})
     result = quantize(model, calib_x, weights=weights, weight_bits=weight_bits, levels=levels,
                       act_bits=act_bits, input_bits=input_bits, finetune=spec, name=name,

@@ -10,7 +10,7 @@ below. Nothing else in the front end needs to change.
 import inspect
 
 from ...errors import QuantizeError
-from . import laq, lat, pow2, pow2act, twn, uniform
+from . import adaptive, inq, kq, laq, lat, pow2, pow2act, slq, twn, uniform
 from .base import WeightMethod
 
 __all__ = ["WeightMethod", "get_method", "method_names", "register"]
@@ -33,13 +33,18 @@ def register(factory, *names):
 
 
 register(twn.make, "ternary", "twn")
-register(pow2.make, "pow2", "inq")
+register(pow2.make, "pow2")
 register(uniform.make, "int", "uniform")
 register(lat.make, "lat")
 register(lat.make_lat2, "lat2")
 register(laq.make_linear, "laq", "laq-linear")
 register(laq.make_log, "laq-log")
 register(pow2act.make, "pow2a")
+register(inq.make, "inq")
+register(slq.make_slq, "slq")
+register(slq.make_mlq, "mlq")
+register(kq.make, "kq")
+register(adaptive.make, "adaptive")
 
 
 def method_names():
@@ -50,9 +55,9 @@ def method_names():
 def get_method(name, *, weight_bits=None, levels=None, options=None):
     """The method ``name`` configured by ``weight_bits``/``levels``; QuantizeError if unknown.
 
-    ``options`` (a dict, e.g. ``{"solver": "approx"}`` for lat/lat2/laq) are passed
-    to the method's factory as keyword arguments; a method that does not take one
-    raises QuantizeError.
+    ``options`` (a dict) holds method-specific keyword options (e.g.
+    ``{"solver": "approx"}`` for lat/lat2/laq, ``fractions`` for ``inq``); a method
+    that does not take one raises QuantizeError.
     """
     if isinstance(name, WeightMethod):
         return name
@@ -60,11 +65,12 @@ def get_method(name, *, weight_bits=None, levels=None, options=None):
     if factory is None:
         raise QuantizeError(f"unknown weight quantization method {name!r}; known: "
                             f"{', '.join(sorted(_FACTORIES))}")
-    options = dict(options or {})
-    if options:
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    if opts:
         known = inspect.signature(factory).parameters
-        bad = sorted(k for k in options if k not in known or k in ("weight_bits", "levels"))
+        bad = sorted(k for k in opts if k not in known or k in ("weight_bits", "levels"))
         if bad:
-            raise QuantizeError(f"weight method {name!r} takes no option "
-                                f"{', '.join(repr(k) for k in bad)}")
-    return factory(weight_bits=weight_bits, levels=levels, **options)
+            takes = sorted(k for k in known if k not in ("weight_bits", "levels"))
+            raise QuantizeError(f"weight method {name!r} takes no option {', '.join(bad)}; "
+                                f"its options: {', '.join(takes) or 'none'}")
+    return factory(weight_bits=weight_bits, levels=levels, **opts)
