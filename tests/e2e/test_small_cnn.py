@@ -88,7 +88,7 @@ def test_arty_plan_and_yosys_utilization(small_cnn_qpk, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which",
                         lambda name, *a, **k: None if name == "vivado" else real_which(name, *a, **k))
     result, log = _build(small_cnn_qpk["pow2"], tmp_path, "a", board="arty_a7", weights="rom",
-                         target_cycles=160, verify=0, synth=True)
+                         target_cycles=640, verify=0, synth=True)
     s = result.synthesis
     assert s["bitstream"] is None
     assert s["utilization"]["luts"] > 0 and s["utilization"].get("dsps", 0) == 0

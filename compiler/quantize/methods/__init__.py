@@ -71,6 +71,7 @@ def get_method(name, *, weight_bits=None, levels=None, options=None):
         bad = sorted(k for k in opts if k not in known or k in ("weight_bits", "levels"))
         if bad:
             takes = sorted(k for k in known if k not in ("weight_bits", "levels"))
-            raise QuantizeError(f"weight method {name!r} takes no option {', '.join(bad)}; "
+            raise QuantizeError(f"weight method {name!r} takes no option "
+                                f"{', '.join(repr(k) for k in bad)}; "
                                 f"its options: {', '.join(takes) or 'none'}")
     return factory(weight_bits=weight_bits, levels=levels, **opts)
