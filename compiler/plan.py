@@ -241,6 +241,7 @@ def _stages_from_graph(graph):
 # --- costs --------------------------------------------------------------------------------
 
 def fifo_cost(fabric, lane, channels, depth):
+    depth = max(depth, 3)          # hw.fifo.StreamFIFO's least depth
     width = lane.width * channels
     brams, luts = fabric.memory(width, depth)
     return Resources(luts + 2 * depth.bit_length() + 8, width + 2 * depth.bit_length() + 2,

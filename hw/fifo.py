@@ -12,6 +12,8 @@ class StreamFIFO(wiring.Component):
 
     Both the ``ready`` of ``i`` and the ``valid`` of ``o`` come from registers, so a
     FIFO also cuts the combinational handshake path between the cores around it.
+    It holds at least 3 beats: ``SyncFIFOBuffered`` of depth 1 or 2 cannot take a
+    beat while full even as one leaves, and would pass one beat every 2 cycles.
 
     Members
     -------
@@ -20,7 +22,7 @@ class StreamFIFO(wiring.Component):
     """
 
     def __init__(self, shape, depth):
-        self.shape, self.depth = shape, depth
+        self.shape, self.depth = shape, max(depth, 3)
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
