@@ -37,6 +37,8 @@ class Fabric:
         waste most of its depth.
         """
         per_lut = 2 ** self.lut_inputs                        # one LUT is a 2**inputs x 1 ROM
+        if depth <= 1:
+            return 0, 0                                       # one word: constants
         if width * depth <= self.small_memory_bits or depth <= per_lut:
             return 0, -(-depth // per_lut) * width
         return min(-(-width // w) * -(-depth // d) for w, d in self.bram_configs), 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.csd import csd_digits
+from hw.elementwise import SEARCH_FROM
 from hw.mvu import DigitEncoding
 from hw.lanes import shape_for_range
 from sim import golden
@@ -260,6 +261,14 @@ def _window_cost(fabric, lane, channels, g):
     return res
 
 
+def _threshold_luts(fabric, lanes, levels, width):
+    """LUTs of ``lanes`` requantizers over ``levels`` thresholds (hw.elementwise.threshold_code)."""
+    if levels < SEARCH_FROM:
+        return lanes * levels * width // 2                  # a comparator per threshold
+    steps = levels.bit_length()                             # binary search
+    return lanes * (fabric.memory(width, levels)[1] + steps * width)
+
+
 def _mvu_cost(fabric, s):
     in_w = s.in_lanes[0].width
     acc_w = s.acc_width
@@ -277,8 +286,8 @@ def _mvu_cost(fabric, s):
         res.luts += adds * (in_w + acc_w + 1) // 2
         levels = max(1, int(np.ceil(np.log2(max(terms / s.n, 2)))))
         res.ffs += s.n * acc_w * (levels // 3 + 1) // 2 + s.n * acc_w
-        comparators = 0 if s.thresholds is None else s.n * s.thresholds.shape[1]
-        res.luts += comparators * acc_w // 2
+        if s.thresholds is not None:
+            res.luts += _threshold_luts(fabric, s.n, s.thresholds.shape[1], acc_w)
         res.ffs += s.n * s.out_lane.width
     else:
         enc = DigitEncoding(s.weights.ravel())
@@ -294,7 +303,8 @@ def _mvu_cost(fabric, s):
             levels = s.thresholds.shape[1]
             tw = acc_w + 1
             brams, luts = fabric.memory(s.pe * levels * tw, s.n // s.pe)
-            res += Resources(luts=luts + s.pe * levels * acc_w // 2, brams=brams)
+            res += Resources(luts=luts + _threshold_luts(fabric, s.pe, levels, acc_w),
+                             brams=brams)
     return res
 
 
@@ -324,7 +334,8 @@ def cost_stage(fabric, s):
                                 ffs=out_bits * (2 if s.kind == "gap" else 1) + 16)
     elif s.kind == "threshold":
         s.cycles = s.in_beats
-        s.resources = Resources(luts=s.in_channels * s.thresholds.shape[1] * lane_in.width // 2,
+        s.resources = Resources(luts=_threshold_luts(fabric, s.in_channels,
+                                                     s.thresholds.shape[1], lane_in.width),
                                 ffs=s.out_channels * s.out_lane.width + 1)
     elif s.kind in ("relu", "pow2_decode"):
         s.cycles = s.in_beats

@@ -138,7 +138,9 @@ def report_markdown(data):
         rows = []
         for f in forms:
             detail = (f"P={f['P']}, N={f['N']}" if f["form"] == "ternary2" else
-                      f"{f['codebook_size']} kernels, {f['partial_maps']} partial maps")
+                      f"{f['codebook_size']} kernels, {f['partial_maps']} partial maps"
+                      + ("; more partial maps than outputs, so built as a plain conv"
+                         if f["form"].endswith("(direct)") else ""))
             saving = 1 - f["built_adders"] / max(f["direct_adders"], 1)
             rows.append([f["layer"], f["form"], detail, f["direct_adders"], f["built_adders"],
                          f"{saving:+.0%}".replace("+", "-") if saving > 0

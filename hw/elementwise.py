@@ -1,6 +1,6 @@
 """Lane-wise operations on a stream: ReLU, threshold requantization, pow2 decoding."""
 
-from amaranth.hdl import Const, Module, Mux
+from amaranth.hdl import Array, Const, Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,9 +9,34 @@ from .lanes import lanes
 __all__ = ["ReLU", "Thresholds", "Pow2Decode", "threshold_code", "pow2_value"]
 
 
+#: From this many thresholds on, a binary search replaces the bank of comparators.
+SEARCH_FROM = 32
+
+
 def threshold_code(value, thresholds, lo):
-    """``lo + #{j : value >= thresholds[j]}``; thresholds may be constants or signals."""
-    return lo + sum((value >= t for t in thresholds), Const(0, 1))
+    """``lo + #{j : value >= thresholds[j]}`` for non-decreasing thresholds.
+
+    Thresholds may be constants or signals. A few thresholds are compared all at
+    once; a long staircase (a wide requantized output) is searched: because the
+    thresholds are sorted, ``value >= T[j]`` holds exactly for a prefix of ``j``,
+    and ``ceil(log2(L + 1))`` comparisons, each against a threshold picked by the
+    bits found so far, find its length. That costs a multiplexer over the
+    thresholds instead of ``L`` comparators.
+    """
+    thresholds = list(thresholds)
+    if len(thresholds) < SEARCH_FROM:
+        return lo + sum((value >= t for t in thresholds), Const(0, 1))
+    bits = len(thresholds).bit_length()           # codes 0 .. L need this many bits
+    count = Const(0, bits)
+    for j in reversed(range(bits)):
+        # Candidate: the threshold at position count + 2**j - 1 (0-based), if it exists.
+        table = Array(thresholds[i + (1 << j) - 1] for i in range(0, len(thresholds), 1 << j)
+                      if i + (1 << j) - 1 < len(thresholds))
+        slot = count >> j                          # the bits above j pick the candidate
+        exists = slot < len(table)
+        take = exists & (value >= table[slot])
+        count = Mux(take, count | (1 << j), count)
+    return lo + count
 
 
 def pow2_value(code):

@@ -12,7 +12,10 @@ checks it against the golden model of the original graph):
   with every codebook kernel it uses (``C*B`` partial maps at most, each kernel
   convolved once per input channel) and a 1x1 MAC with 0/1 weights in which each
   output channel adds the partial maps its indices select. Multiplier-free
-  work then follows the codebook size, not the number of output channels.
+  work then follows the codebook size, not the number of output channels. When
+  a layer has fewer output channels than partial maps, that form costs more
+  adders than the plain convolution, and the layer stays a plain ``int``
+  convolution of its codebook entries (the report says which, and why).
 * pow2 activation codes get an explicit ``pow2_decode`` where a computing op
   reads them; the planner fuses a decode into the MAC that follows it.
 
@@ -100,6 +103,13 @@ def _codebook(node):
               "partial_maps": len(used), "direct_adders": _digits(w),
               "built_adders": _digits(part) + _digits(select),
               "stages": [partials.name, out.name]}
+    if record["built_adders"] > record["direct_adders"]:
+        plain = _mac(node, node.name, w, "int", a["entry_bits"], inputs=node.inputs,
+                     conv_attrs=dict(kernel=a["kernel"], stride=a["stride"],
+                                     padding=a["padding"]), bias=t.get("bias"))
+        record.update(form="codebook (direct)", built_adders=record["direct_adders"],
+                      stages=[node.name])
+        return [plain], record
     return [partials, out], record
 
 

@@ -7,7 +7,8 @@ dataset it trains on (:mod:`compiler.quantize.data`).
 
 from torch import nn
 
-__all__ = ["BasicBlock", "DigitsCNN", "digits_cnn", "FACTORIES", "DATASETS"]
+__all__ = ["BasicBlock", "DigitsCNN", "SmallCNN", "digits_cnn", "small_cnn", "FACTORIES",
+           "DATASETS"]
 
 
 class BasicBlock(nn.Module):
@@ -65,5 +66,36 @@ def digits_cnn():
     return DigitsCNN()
 
 
-FACTORIES = {"digits_cnn": digits_cnn}
-DATASETS = {"digits_cnn": "digits"}
+class SmallCNN(nn.Module):
+    """The end-to-end tests' CNN: two 3x3 convs (the second with stride 2), a residual
+    basic block, max pool, global average pool and a dense classifier:
+    1x8x8 -> 4x8x8 -> 8x4x4 -> 8x2x2 -> 10."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.relu2 = nn.ReLU()
+        self.block = BasicBlock(8, 8)
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        x = self.pool(self.block(x))
+        return self.fc(self.flatten(self.gap(x)))
+
+
+def small_cnn():
+    """Half the channels of digits_cnn (4 and 8): the network of the end-to-end tests."""
+    return SmallCNN()
+
+
+FACTORIES = {"digits_cnn": digits_cnn, "small_cnn": small_cnn}
+DATASETS = {"digits_cnn": "digits", "small_cnn": "digits"}

@@ -44,6 +44,8 @@ def _requant_case(rng, in_shape, channels, bits, out_signed):
 
 # (input lane shape, channels, output bits, output signed)
 TH_CASES = [(signed(12), 4, 2, False), (unsigned(8), 3, 3, True), (signed(1), 2, 1, False),
+            # Wide outputs: 63 and 255 thresholds, found by binary search in hardware.
+            (signed(14), 3, 6, False), (signed(16), 2, 8, True),
             (int_shape(int(_rng.integers(2, 18)), bool(_rng.random() < 0.5)),
              int(_rng.integers(1, 6)), int(_rng.integers(1, 5)), bool(_rng.random() < 0.5))]
 
