@@ -1,6 +1,6 @@
 """Lane-wise operations on a stream: ReLU, threshold requantization, pow2 decoding."""
 
-from amaranth.hdl import Array, Const, Module, Mux
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,7 @@ __all__ = ["ReLU", "Thresholds", "Pow2Decode", "threshold_code", "pow2_value"]
 SEARCH_FROM = 32
 
 
-def threshold_code(value, thresholds, lo):
+def threshold_code(value, thresholds, lo, m=None, name="code"):
     """``lo + #{j : value >= thresholds[j]}`` for non-decreasing thresholds.
 
     Thresholds may be constants or signals. A few thresholds are compared all at
@@ -26,6 +26,8 @@ def threshold_code(value, thresholds, lo):
     thresholds = list(thresholds)
     if len(thresholds) < SEARCH_FROM:
         return lo + sum((value >= t for t in thresholds), Const(0, 1))
+    if m is None:
+        raise ValueError("a searched staircase needs the module to put its signals in")
     bits = len(thresholds).bit_length()           # codes 0 .. L need this many bits
     count = Const(0, bits)
     for j in reversed(range(bits)):
@@ -35,7 +37,11 @@ def threshold_code(value, thresholds, lo):
         slot = count >> j                          # the bits above j pick the candidate
         exists = slot < len(table)
         take = exists & (value >= table[slot])
-        count = Mux(take, count | (1 << j), count)
+        # A signal per step keeps each step's result shared: as an expression, every
+        # step would copy the ones before it three times over.
+        step = Signal(bits, name=f"{name}_s{j}")
+        m.d.comb += step.eq(Mux(take, count | (1 << j), count))
+        count = step
     return lo + count
 
 
@@ -61,7 +67,7 @@ class _Lanewise(wiring.Component):
         m.d.comb += self.i.ready.eq(en)
         with m.If(en):
             m.d.sync += self.o.valid.eq(self.i.valid)
-            m.d.sync += [self.o.payload[c].eq(self.lane(self.i.payload[c], c))
+            m.d.sync += [self.o.payload[c].eq(self.lane(self.i.payload[c], c, m))
                          for c in range(self.count)]
         return m
 
@@ -75,7 +81,7 @@ class ReLU(_Lanewise):
     o : Out(stream.Signature(lanes(out_shape, count)))
     """
 
-    def lane(self, value, index):
+    def lane(self, value, index, m):
         return Mux(value < 0, 0, value)
 
 
@@ -95,8 +101,8 @@ class Thresholds(_Lanewise):
         self.lo = lo
         super().__init__(in_shape, out_shape, len(self.thresholds))
 
-    def lane(self, value, index):
-        return threshold_code(value, self.thresholds[index], self.lo)
+    def lane(self, value, index, m):
+        return threshold_code(value, self.thresholds[index], self.lo, m, name=f"code{index}")
 
 
 class Pow2Decode(_Lanewise):
@@ -111,5 +117,5 @@ class Pow2Decode(_Lanewise):
     o : Out(stream.Signature(lanes(out_shape, count)))
     """
 
-    def lane(self, value, index):
+    def lane(self, value, index, m):
         return pow2_value(value)
