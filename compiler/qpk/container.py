@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import QpkError
 
 MAGIC = b"\x89QPK\r\n\x1a\n"
-VERSION = (1, 0)
+VERSION = (1, 1)
 HEADER = struct.Struct("<8sHHIQ32sQ")
 ALIGN = 64
 DTYPES = {

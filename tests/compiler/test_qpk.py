@@ -25,7 +25,7 @@ def blob(graph):
     return qpk.to_bytes(graph)
 
 
-def raw_pack(manifest, data, *, major=1, minor=0, flags=0):
+def raw_pack(manifest, data, *, major=container.VERSION[0], minor=container.VERSION[1], flags=0):
     """A container with exactly this manifest (tensor entries included) and data."""
     mbytes = json.dumps(manifest).encode()
     header = container.HEADER.pack(container.MAGIC, major, minor, flags, len(mbytes),
@@ -96,11 +96,19 @@ def test_not_a_file(tmp_path):
         qpk.load(tmp_path / "missing.qpk")
 
 
-@pytest.mark.parametrize("major,minor", [(2, 0), (0, 9), (1, 1)])
+@pytest.mark.parametrize("major,minor", [(2, 0), (0, 9), (1, 2)])
 def test_wrong_version(blob, tmp_path, major, minor):
     manifest, data = split(blob)
     msg = load_error(raw_pack(manifest, data, major=major, minor=minor), tmp_path)
     assert f"version {major}.{minor} is not supported" in msg and "header.version" in msg
+
+
+def test_older_minor_version_is_read(blob, tmp_path):
+    manifest, data = split(blob)
+    manifest["version"] = [1, 0]
+    path = tmp_path / "old.qpk"
+    path.write_bytes(raw_pack(manifest, data, minor=0))
+    assert len(qpk.load(path).nodes) == len(qpk.from_bytes(blob).nodes)
 
 
 def test_manifest_version_disagrees(blob, tmp_path):
