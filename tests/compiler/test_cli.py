@@ -1,0 +1,78 @@
+"""The command line as a user meets it: tables, progress, and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from compiler.zoo import zoo_path
+
+
+def run(*args, cwd=None):
+    p = subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
+                       text=True, cwd=cwd, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def user_error(rc, out, err, *needles):
+    assert rc == 1, (rc, out, err)
+    assert "Traceback" not in err + out
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_inspect_prints_a_table():
+    rc, out, err = run("inspect", "digits_cnn_ternary")
+    assert rc == 0, err
+    assert "| node" in out and "MACs" in out and "total" in out
+    assert "ternary" in out and "weight storage" in out
+
+
+def test_zoo_lists_models_with_descriptions():
+    rc, out, _ = run("zoo")
+    assert rc == 0 and "digits_cnn_ternary" in out and "TWN ternary" in out
+
+
+def test_unknown_board(tmp_path):
+    user_error(*run("build", "digits_cnn_ternary", "--board", "de10", "-o", tmp_path / "b"),
+               "de10", "arty_a7")
+
+
+def test_model_that_does_not_fit_is_refused_before_synthesis(tmp_path):
+    rc, out, err = run("build", "digits_cnn_ternary", "--board", "icebreaker", "--weights",
+                       "hardwired", "--verify", "0", "-o", tmp_path / "b")
+    user_error(rc, out, err, "does not fit icebreaker", "needs ~", "has 5280", "To fit")
+    assert not (tmp_path / "b" / "accel.v").exists()
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda b: b[:len(b) // 2], "truncated"),
+    (lambda b: b[:-10] + bytes(10), "checksum"),
+    (lambda b: b"not a package at all", "not a .qpk file"),
+])
+def test_damaged_package(tmp_path, damage, needle):
+    path = tmp_path / "bad.qpk"
+    path.write_bytes(damage(zoo_path("digits_cnn_ternary").read_bytes()))
+    rc, out, err = run("build", path, "--board", "ulx3s", "-o", tmp_path / "b")
+    user_error(rc, out, err, str(path))
+    assert needle in err.lower(), err
+
+
+def test_missing_model(tmp_path):
+    user_error(*run("build", tmp_path / "nope.qpk"), "nope.qpk")
+
+
+def test_flash_without_a_build(tmp_path):
+    user_error(*run("flash", tmp_path, "--dry-run"), str(tmp_path))
+
+
+def test_build_writes_everything_without_synthesis(tmp_path):
+    rc, out, err = run("build", "digits_cnn_pow2", "--board", "ulx3s", "--weights", "rom",
+                       "--verify", "0", "--no-synth", "-o", tmp_path / "b")
+    assert rc == 0, err
+    for step in range(1, 7):
+        assert f"[{step}/6]" in out
+    names = {p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*")}
+    assert {"accel.v", "weights.bin", "report.md", "report.json", "build.json"} <= names
+    assert any(n.startswith("weights/") for n in names) and any(n.startswith("board/")
+                                                                 for n in names)
