@@ -20,6 +20,8 @@ from hw.pad import Pad
 from hw.pool import GlobalSum, WindowMax
 from hw.window import SlidingWindow
 
+from .plan import window_queue_depth
+
 __all__ = ["Accelerator", "stage_cores"]
 
 
@@ -43,8 +45,12 @@ def stage_cores(stage):
         if g["padding"]:
             chain.append(("pad", Pad(lane, c, h, w, g["padding"])))
             h, w = h + 2 * g["padding"], w + 2 * g["padding"]
-        chain.append(("window", SlidingWindow(lane, c, h, w, g["kernel"], g["stride"])))
+        window = SlidingWindow(lane, c, h, w, g["kernel"], g["stride"])
+        chain.append(("window", window))
         if stage.kind == "conv":
+            depth = window_queue_depth(stage)
+            if depth:
+                chain.append(("queue", StreamFIFO(lanes(lane, g["kernel"] ** 2 * c), depth)))
             chain.append(("mvu", _mvu(stage)))
         else:
             chain.append(("max", WindowMax(lane, c, g["kernel"] ** 2)))
