@@ -420,6 +420,7 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
                 s.placement = "rom"
                 s.pe, s.simd = _fold_for(s, cycles) or (s.n, s.k)
             cost_stage(plan.fabric, s)
+        _plan_buffers(plan)          # their size depends on the folding, and they cost too
 
     if placement == "hardwired" or (placement == "auto" and target_cycles is None):
         apply("hardwired")
@@ -552,9 +553,14 @@ def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=Non
             s.placement, s.pe, s.simd = "hardwired", s.n, s.k
         cost_stage(fabric, s)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
+    _plan_buffers(plan)
+    return plan
+
+
+def _plan_buffers(plan):
+    """Set the FIFOs before stage inputs: join FIFOs, widened to rate FIFOs where needed."""
     plan.fifo_depths = _join_buffers(plan)
     plan.fifo_reasons = {key: "join" for key in plan.fifo_depths}
     for key, depth in _rate_buffers(plan).items():
         if depth > plan.fifo_depths.get(key, 0):
             plan.fifo_depths[key], plan.fifo_reasons[key] = depth, "rate"
-    return plan
