@@ -219,7 +219,10 @@ def build(model, options: BuildOptions, stream=sys.stdout):
     t = time.monotonic()
     progress.step(f"board {board.name}: " + ("build files and toolchain" if options.synth
                                               else "build files only (--no-synth)"))
-    result.synthesis = _board_build(board, plan, out_dir, options, progress)
+    try:
+        result.synthesis = _board_build(board, plan, out_dir, options, progress)
+    except BoardError as err:        # a tool failed: its log is named in the message
+        raise BuildError(str(err)) from None
     timings["board_s"] = time.monotonic() - t
     files += result.synthesis.pop("files", [])
 

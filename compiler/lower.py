@@ -20,8 +20,6 @@ from hw.pad import Pad
 from hw.pool import GlobalSum, WindowMax
 from hw.window import SlidingWindow
 
-from .plan import window_queue_depth
-
 __all__ = ["Accelerator", "stage_cores"]
 
 
@@ -45,12 +43,8 @@ def stage_cores(stage):
         if g["padding"]:
             chain.append(("pad", Pad(lane, c, h, w, g["padding"])))
             h, w = h + 2 * g["padding"], w + 2 * g["padding"]
-        window = SlidingWindow(lane, c, h, w, g["kernel"], g["stride"])
-        chain.append(("window", window))
+        chain.append(("window", SlidingWindow(lane, c, h, w, g["kernel"], g["stride"])))
         if stage.kind == "conv":
-            depth = window_queue_depth(stage)
-            if depth:
-                chain.append(("queue", StreamFIFO(lanes(lane, g["kernel"] ** 2 * c), depth)))
             chain.append(("mvu", _mvu(stage)))
         else:
             chain.append(("max", WindowMax(lane, c, g["kernel"] ** 2)))

@@ -31,7 +31,7 @@ from . import buffers
 from .cost import Resources
 from .errors import BuildError
 
-__all__ = ["Stage", "Plan", "make_plan", "PLACEMENTS", "window_queue_depth"]
+__all__ = ["Stage", "Plan", "make_plan", "PLACEMENTS"]
 
 PLACEMENTS = ("auto", "hardwired", "rom")
 MAX_RATE_FIFO = 1024
@@ -308,21 +308,6 @@ def _mvu_cost(fabric, s):
     return res
 
 
-def window_queue_depth(stage):
-    """Windows queued between a sliding window and a folded MVU, or 0 for none.
-
-    The window emits in bursts (a row of windows, then nothing while the next
-    rows stream in), the folded MVU takes a fixed time per window. Without a
-    queue the window waits for the MVU during a burst and the MVU waits for the
-    window between bursts; a row of windows lets both run at once.
-    """
-    if stage.placement != "rom" or stage.n // stage.pe * (stage.k // stage.simd) <= 1:
-        return 0
-    g = stage.geometry
-    out_w = (g["width"] + 2 * g["padding"] - g["kernel"]) // g["stride"] + 1
-    return max(3, out_w)
-
-
 def cost_stage(fabric, s):
     """Fill in ``cycles`` and ``resources`` of a stage."""
     lane_in = s.in_lanes[0] if s.in_lanes else s.out_lane
@@ -333,9 +318,6 @@ def cost_stage(fabric, s):
         padded = (g["height"] + 2 * g["padding"]) * (g["width"] + 2 * g["padding"])
         s.cycles = max(padded, s.mvu_cycles)
         s.resources = _window_cost(fabric, lane_in, s.in_channels, g) + _mvu_cost(fabric, s)
-        depth = window_queue_depth(s)
-        if depth:
-            s.resources += fifo_cost(fabric, lane_in, g["kernel"] ** 2 * s.in_channels, depth)
     elif s.kind == "dense":
         s.cycles = s.mvu_cycles
         s.resources = _mvu_cost(fabric, s)
