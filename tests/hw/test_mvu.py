@@ -31,9 +31,11 @@ def random_weights(rng, kind, n, k):
     return w.astype(np.int64)
 
 
-def acc_range(w, bias, in_shape):
+def acc_range(w, bias, in_shape, in_pow2=False):
     """Exact worst-case accumulator range per output, in Python integers."""
     lo, hi = shape_range(in_shape)
+    if in_pow2:
+        lo, hi = int(golden.pow2_value(lo)), int(golden.pow2_value(hi))
     los = [int(b) + sum(min(int(v) * lo, int(v) * hi) for v in row) for row, b in zip(w, bias)]
     his = [int(b) + sum(max(int(v) * lo, int(v) * hi) for v in row) for row, b in zip(w, bias)]
     return min(los), max(his)
@@ -47,12 +49,13 @@ class Case:
     """One MVU: weights, bias, widths and (optionally) thresholds, from a seed."""
 
     def __init__(self, seed, kind, n, k, in_shape, *, bias=True, bits=None, out_signed=False,
-                 pe=None, simd=None, levels=3):
+                 pe=None, simd=None, levels=3, in_pow2=False):
         rng = np.random.default_rng(seed)
+        self.in_pow2 = in_pow2
         self.kind, self.in_shape, self.pe, self.simd, self.levels = kind, in_shape, pe, simd, levels
         self.w = random_weights(rng, kind, n, k)
         self.bias = rng.integers(-300, 300, size=n) if bias else np.zeros(n, np.int64)
-        lo, hi = acc_range(self.w, self.bias, in_shape)
+        lo, hi = acc_range(self.w, self.bias, in_shape, in_pow2)
         self.acc_width = acc_width(lo, hi)
         self.bits, self.out_signed = bits, out_signed
         self.th = None
@@ -65,7 +68,8 @@ class Case:
                                                     x_lo=lo, x_hi=hi)
 
     def kwargs(self):
-        kw = dict(in_shape=self.in_shape, acc_width=self.acc_width, bias=self.bias.tolist())
+        kw = dict(in_shape=self.in_shape, acc_width=self.acc_width, bias=self.bias.tolist(),
+                  in_pow2=self.in_pow2)
         if self.th is not None:
             kw.update(thresholds=self.th.tolist(), out_shape=int_shape(self.bits, self.out_signed),
                       out_lo=golden.int_range(self.bits, self.out_signed)[0])
@@ -77,7 +81,7 @@ class Case:
         return RomMVU(self.w.tolist(), pe=self.pe, simd=self.simd, **self.kwargs())
 
     def golden(self, x):
-        acc = golden.dense(x, self.w, self.bias)
+        acc = golden.dense(golden.pow2_value(x) if self.in_pow2 else x, self.w, self.bias)
         assert acc.min() >= -(1 << (self.acc_width - 1)) and acc.max() < 1 << (self.acc_width - 1)
         if self.th is None:
             return acc
@@ -86,7 +90,7 @@ class Case:
     def __repr__(self):
         fold = "const" if self.pe is None else f"pe{self.pe}xsimd{self.simd}"
         return (f"{self.kind}-{self.w.shape[0]}x{self.w.shape[1]}-{fold}-{self.in_shape}"
-                + (f"-th{self.bits}" if self.bits else ""))
+                + (f"-th{self.bits}" if self.bits else "") + ("-pow2codes" if self.in_pow2 else ""))
 
 
 _rng = np.random.default_rng(6601)
@@ -103,6 +107,10 @@ CASES = [
     Case(7, "ternary", 6, 8, signed(3), pe=3, simd=8, bits=3, out_signed=True),
     Case(8, "int", 6, 8, unsigned(1), pe=6, simd=2, bits=1),
     Case(9, "ternary", 4, 6, signed(2), pe=4, simd=6),
+    # Power-of-two activation codes in: exponent addition and one shift per product.
+    Case(10, "pow2", 5, 6, unsigned(3), in_pow2=True, bits=3),
+    Case(11, "pow2", 6, 8, unsigned(3), pe=2, simd=4, in_pow2=True, bits=2),
+    Case(12, "int", 6, 8, unsigned(2), pe=3, simd=2, in_pow2=True),
 ]
 
 
