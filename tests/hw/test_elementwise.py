@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
 
-from hw.elementwise import ReLU, Thresholds
+from hw.elementwise import Pow2Decode, ReLU, Thresholds
 from hw.lanes import int_shape, shape_range
 from sim import golden
 
@@ -72,7 +72,27 @@ def lanewise(design):
         out_lo, _ = golden.int_range(bits, out_signed)
         cores.append(Thresholds(in_shape, int_shape(bits, out_signed), _th_case(case)[2].tolist(),
                                 out_lo))
+    for code_bits, n in DECODE_CASES:
+        cores.append(Pow2Decode(unsigned(code_bits), unsigned(2 ** code_bits - 1), n))
     return design(cores, "lanewise")
+
+
+# (code bits, lanes) of Pow2Decode
+DECODE_CASES = [(1, 3), (3, 4), (4, 2)]
+
+
+@pytest.mark.parametrize("case", range(len(DECODE_CASES)))
+def test_pow2_decode(lanewise, case):
+    code_bits, n = DECODE_CASES[case]
+    port = len(RELU_CASES) + len(TH_CASES) + case
+    rng = np.random.default_rng(300 + case)
+    for seed, (stall, count) in enumerate([(0.0, 40), (0.3, 120), (0.6, 60)]):
+        x = lane_values(rng, unsigned(code_bits), (count, n))
+        res = lanewise.check({f"i_{port}": x.tolist()},
+                             {f"o_{port}": golden.pow2_value(x).tolist()},
+                             stall=stall, seed=seed, extra=seed == 1)
+        if stall == 0.0:
+            assert res.cycles <= count + 4
 
 
 @pytest.mark.parametrize("case", range(len(TH_CASES)), ids=lambda n: str(TH_CASES[n]))
