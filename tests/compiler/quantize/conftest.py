@@ -94,3 +94,29 @@ def make(name, seed=0):
 @pytest.fixture(params=sorted(MODELS))
 def any_model(request):
     return request.param, *make(request.param)
+
+
+def assert_nodes_agree(res, x):
+    """Every node of the exported package, on the golden model, equals the fake-quant model.
+
+    The golden model carries pow2 activation codes where the fake-quant model carries
+    their values. Returns the package read back and the integer inputs.
+    """
+    import numpy as np
+
+    from compiler import interpret, qpk
+    from compiler.ir import encodings
+    from compiler.quantize.agreement import input_to_int
+    from sim.golden import pow2_value
+    back = qpk.from_bytes(res.to_bytes())
+    x_int = input_to_int(back, x)
+    golden = interpret.run_all(back, x_int)
+    fake = res.model.run_exact(x, all_values=True)
+    enc = encodings(back)
+    for key, value in golden.items():
+        if enc[key] == "pow2":
+            if back[key].op == "requant":
+                assert value.min() >= 0 and value.max() < 2 ** back[key].attrs["bits"], key
+            value = pow2_value(value)
+        assert np.array_equal(value, fake[key].numpy()), key
+    return back, x_int

@@ -4,24 +4,15 @@ import pytest
 
 from compiler import qpk
 from compiler.cli import main
-from compiler.ir import ops
-
-HAS_TERNARY2 = "ternary2" in ops.WEIGHT_KINDS
-HAS_LEVELS = "levels" in ops.OPS["requant"].attrs
-
-
-def _needs(ok, what):
-    return pytest.mark.skipif(not ok, reason=f"the IR has no {what} yet")
 
 
 @pytest.mark.parametrize("method, extra, kind, bits", [
     ("lat", [], "ternary", 2),
     ("lat", ["--lat-solver", "approx"], "ternary", 2),
-    pytest.param("lat2", [], "ternary2", 6, marks=_needs(HAS_TERNARY2, "ternary2 kind")),
+    ("lat2", [], "ternary2", 6),
     ("laq", ["--weight-bits", "3", "--lat-solver", "exact"], "int", 3),
     ("laq-log", [], "pow2", 4),
-    pytest.param("pow2a", ["--act-bits", "3"], "pow2", 4,
-                 marks=_needs(HAS_LEVELS, "requant levels")),
+    ("pow2a", ["--act-bits", "3"], "pow2", 4),
 ])
 def test_zoo_model(tmp_path, capsys, method, extra, kind, bits):
     out = tmp_path / f"{method}.qpk"

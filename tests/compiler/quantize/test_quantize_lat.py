@@ -6,9 +6,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import make
+from conftest import assert_nodes_agree, make
 
-from compiler import qpk
 from compiler.errors import QuantizeError
 from compiler.ir import ops
 from compiler.quantize import Finetune, quantize
@@ -17,9 +16,6 @@ from compiler.quantize.methods.curvature import (adam_curvature, clear_curvature
                                                  set_curvature, update_from_adam)
 from compiler.quantize.methods.lat import (_TERNARY, lat2_integers, objective, solve_approx,
                                            solve_exact)
-
-HAS_TERNARY2 = "ternary2" in ops.WEIGHT_KINDS
-
 
 def _rand(seed, n):
     g = torch.Generator().manual_seed(seed)
@@ -135,9 +131,8 @@ def test_integers_are_valid_for_the_kind(name, kind, bits, solver):
         w_int, scale = method.quantize(w)
         assert scale > 0 and w_int.shape == w.shape
         assert torch.equal(w_int, torch.round(w_int))
-        if kind in ops.WEIGHT_KINDS:
-            ops.check_weights(Node("c", "conv2d", ["x"], {"weight_kind": kind, "weight_bits": bits},
-                                   {"weight": w_int.numpy().astype(np.int64)}))
+        ops.check_weights(Node("c", "conv2d", ["x"], {"weight_kind": kind, "weight_bits": bits},
+                               {"weight": w_int.numpy().astype(np.int64)}))
         # a level times the scale, never of the opposite sign
         assert torch.all(w_int * w >= 0)
 
@@ -284,25 +279,18 @@ def test_laq_log_levels_option():
 
 METHODS = [("lat", {}), ("lat", {"method_options": {"solver": "approx"}}),
            ("laq", {"weight_bits": 3}), ("laq", {"method_options": {"solver": "exact"}}),
-           ("laq-log", {}), ("laq-log", {"method_options": {"solver": "exact"}})]
-if HAS_TERNARY2:
-    METHODS += [("lat2", {}), ("lat2", {"method_options": {"solver": "approx"}})]
+           ("laq-log", {}), ("laq-log", {"method_options": {"solver": "exact"}}),
+           ("lat2", {}), ("lat2", {"method_options": {"solver": "approx"}})]
 
 
 @pytest.mark.parametrize("model_name", ["digits_cnn", "downsample", "pool_no_relu"])
 @pytest.mark.parametrize("method,kw", METHODS)
 def test_export_and_agreement(model_name, method, kw):
-    from compiler import interpret
-    from compiler.quantize.agreement import input_to_int
     model, x = make(model_name)
     y = torch.arange(64) % 3
     res = quantize(model, x, weights=method, finetune=Finetune(x, y, epochs=1, log=None), **kw)
     assert res.report.exact and res.report.ok
-    back = qpk.from_bytes(res.to_bytes())
-    golden = interpret.run_all(back, input_to_int(back, x))
-    fake = res.model.run_exact(x, all_values=True)
-    for key, value in golden.items():
-        assert np.array_equal(value, fake[key].numpy()), key
+    back, _ = assert_nodes_agree(res, x)
     q = back.metadata["quantization"]
     assert q["method"] == method and q["solver"] in ("exact", "approx")
 
@@ -315,7 +303,6 @@ def test_lat_is_deterministic():
     assert blobs[0] == blobs[1]
 
 
-@pytest.mark.skipif(not HAS_TERNARY2, reason="the IR has no ternary2 kind yet")
 def test_lat2_quantizes_the_weights_the_hardware_holds():
     """A negative batch-norm scale negates a channel on export: LAT2 solves on the negated
     weights, so the layer still has one P and one N."""

@@ -3,20 +3,16 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make
+from conftest import assert_nodes_agree, make
 
 from compiler.errors import QuantizeError
-from compiler.ir import ops
 from compiler.quantize import Finetune, quantize
 from compiler.quantize.calibrate import activation_scale, calibrate
-from compiler.quantize.fakequant import (Frozen, QRequant, pow2_code, pow2_level_values,
+from compiler.quantize.fakequant import (Frozen, QRequant, pow2_level_values,
                                          pow2_thresholds)
 from compiler.quantize.methods import get_method
 from compiler.quantize.plan import build_fakequant
 from compiler.quantize.trace import trace
-
-HAS_LEVELS = "levels" in ops.OPS["requant"].attrs
-
 
 def _contract(acc, m, o, bits):
     """The hardware contract in numpy: v = acc*m + o; code = #{j : v >= (val(j-1)+val(j))/2 + .5}."""
@@ -136,35 +132,18 @@ def test_bad_options(kw, words):
         quantize(model, x, **kw)
 
 
-@pytest.mark.skipif(not HAS_LEVELS, reason="the IR has no requant 'levels' yet")
 @pytest.mark.parametrize("model_name", ["digits_cnn", "downsample", "pool_no_relu"])
 @pytest.mark.parametrize("method,kw", [("pow2a", {"act_bits": 3}), ("pow2a", {}),
                                        ("lat", {"act_levels": "pow2", "act_bits": 2})])
 def test_export_and_agreement(model_name, method, kw):
-    from compiler import qpk
     model, x = make(model_name)
     y = torch.arange(64) % 3
     res = quantize(model, x, weights=method, finetune=Finetune(x, y, epochs=1, log=None), **kw)
     assert res.report.exact and res.report.ok
-    back = qpk.from_bytes(res.to_bytes())
+    back, x_int = assert_nodes_agree(res, x)
     levels = [n.attrs.get("levels") for n in back.nodes if n.op == "requant"]
     assert "pow2" in levels
-    # every node: the golden model carries pow2 codes, the fake-quant model their values
-    from compiler import interpret
-    from compiler.ir import encodings
-    from compiler.quantize.agreement import input_to_int
-    from sim.golden import pow2_value
-    golden = interpret.run_all(back, input_to_int(back, x))
-    fake = res.model.run_exact(x, all_values=True)
-    enc = encodings(back)
-    for key, value in golden.items():
-        if enc[key] == "pow2":
-            assert value.min() >= 0 and value.max() < 2 ** back[key].attrs.get("bits", 99) \
-                if back[key].op == "requant" else True
-            value = pow2_value(value)
-        assert np.array_equal(value, fake[key].numpy()), key
     # and the IR's own lowering (thresholds) computes the same
-    from compiler import passes
+    from compiler import interpret, passes
     prepared = passes.prepare(back)
-    x_int = input_to_int(back, x)
     assert np.array_equal(interpret.run(prepared, x_int), interpret.run(back, x_int))
