@@ -7,8 +7,7 @@ dataset it trains on (:mod:`compiler.quantize.data`).
 
 from torch import nn
 
-__all__ = ["BasicBlock", "DigitsCNN", "SmallCNN", "digits_cnn", "small_cnn", "FACTORIES",
-           "DATASETS"]
+__all__ = ["BasicBlock", "DigitsCNN", "digits_cnn", "small_cnn", "FACTORIES", "DATASETS"]
 
 
 class BasicBlock(nn.Module):
@@ -37,21 +36,22 @@ class BasicBlock(nn.Module):
 
 
 class DigitsCNN(nn.Module):
-    """A small CNN for 1x8x8 digits (8x8 -> 4x4 -> 2x2 -> 16 -> 10)."""
+    """A small CNN for 1x8x8 digits (8x8 -> 4x4 -> 2x2 -> c2 -> 10), ``channels = (c1, c2)``."""
 
-    def __init__(self, classes=10):
+    def __init__(self, classes=10, channels=(8, 16)):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(8)
+        c1, c2 = channels
+        self.conv1 = nn.Conv2d(1, c1, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
         self.relu2 = nn.ReLU()
-        self.block = BasicBlock(16, 16)
+        self.block = BasicBlock(c2, c2)
         self.pool = nn.MaxPool2d(2)
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(16, classes)
+        self.fc = nn.Linear(c2, classes)
 
     def forward(self, x):
         x = self.relu1(self.bn1(self.conv1(x)))
@@ -66,35 +66,9 @@ def digits_cnn():
     return DigitsCNN()
 
 
-class SmallCNN(nn.Module):
-    """The end-to-end tests' CNN: two 3x3 convs (the second with stride 2), a residual
-    basic block, max pool, global average pool and a dense classifier:
-    1x8x8 -> 4x8x8 -> 8x4x4 -> 8x2x2 -> 10."""
-
-    def __init__(self, classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(8)
-        self.relu2 = nn.ReLU()
-        self.block = BasicBlock(8, 8)
-        self.pool = nn.MaxPool2d(2)
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(8, classes)
-
-    def forward(self, x):
-        x = self.relu1(self.bn1(self.conv1(x)))
-        x = self.relu2(self.bn2(self.conv2(x)))
-        x = self.pool(self.block(x))
-        return self.fc(self.flatten(self.gap(x)))
-
-
 def small_cnn():
     """Half the channels of digits_cnn (4 and 8): the network of the end-to-end tests."""
-    return SmallCNN()
+    return DigitsCNN(channels=(4, 8))
 
 
 FACTORIES = {"digits_cnn": digits_cnn, "small_cnn": small_cnn}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from compiler.zoo.models import SmallCNN
+from compiler.zoo.models import small_cnn
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def small_cnn_float(digits_data):
     from compiler.quantize.train import deterministic, fit
     train, _ = digits_data
     with deterministic(0):
-        return fit(SmallCNN(), train.x, train.y, epochs=10, lr=1e-2, log=None)
+        return fit(small_cnn(), train.x, train.y, epochs=10, lr=1e-2, log=None)
 
 
 @pytest.fixture(scope="session")
