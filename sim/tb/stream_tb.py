@@ -24,27 +24,30 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
-class _Input:
+class _Port:
+    """The payload/valid/ready handles of one stream port, and its transfer cycles."""
+
     def __init__(self, dut, spec):
         self.name = spec["prefix"]
         self.payload = getattr(dut, f"{self.name}__payload")
         self.valid = getattr(dut, f"{self.name}__valid")
         self.ready = getattr(dut, f"{self.name}__ready")
+        self.cycles = []
+
+
+class _Input(_Port):
+    def __init__(self, dut, spec):
+        super().__init__(dut, spec)
         self.beats = spec["beats"]
         self.next = 0
         self.offered = False
-        self.cycles = []
 
 
-class _Output:
+class _Output(_Port):
     def __init__(self, dut, spec):
-        self.name = spec["prefix"]
-        self.payload = getattr(dut, f"{self.name}__payload")
-        self.valid = getattr(dut, f"{self.name}__valid")
-        self.ready = getattr(dut, f"{self.name}__ready")
+        super().__init__(dut, spec)
         self.count = spec["count"]
         self.words = []
-        self.cycles = []
         self.ready_now = False
 
 
