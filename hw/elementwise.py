@@ -31,10 +31,11 @@ def threshold_code(value, thresholds, lo, m=None, name="code"):
     bits = len(thresholds).bit_length()           # codes 0 .. L need this many bits
     count = Const(0, bits)
     for j in reversed(range(bits)):
-        # Candidate: the threshold at position count + 2**j - 1 (0-based), if it exists.
-        table = Array(thresholds[i + (1 << j) - 1] for i in range(0, len(thresholds), 1 << j)
+        # Candidate: the threshold at position count + 2**j - 1 (0-based), if it exists;
+        # count is a multiple of 2**(j+1) here, so its bits above j pick the candidate.
+        table = Array(thresholds[i + (1 << j) - 1] for i in range(0, len(thresholds), 2 << j)
                       if i + (1 << j) - 1 < len(thresholds))
-        slot = count >> j                          # the bits above j pick the candidate
+        slot = count >> (j + 1)
         exists = slot < len(table)
         take = exists & (value >= table[slot])
         # A signal per step keeps each step's result shared: as an expression, every
