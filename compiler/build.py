@@ -15,21 +15,23 @@ The same model and options give byte-identical Verilog, images and report.
 """
 
 import json
-import shutil
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
 
 from . import interpret
+from .compile_cost import check_cost, graph_cost, plan_cost
 from .cost import FABRICS
 from .errors import BuildError
 from .images import collect_roms, flash_image, hex_text
 from .lower import Accelerator
 from .model import resolve_model
+from .outdir import OutputDir, safe_file_name
 from .passes import prepare
 from .plan import check_budget, make_plan
 from .report import write_report
@@ -47,6 +49,16 @@ class BuildOptions:
     verify: int = 32
     seed: int = 0
     synth: bool = True
+    force: bool = False          # build into a directory holding files this tool did not write
+    sim_cache: Path = None       # where Verilator models are kept; default: inside the output
+
+    def __post_init__(self):
+        if not isinstance(self.verify, int) or self.verify < 0:
+            raise BuildError(f"--verify must be a number of inputs >= 0, not {self.verify!r}")
+        if self.target_cycles is not None and (not isinstance(self.target_cycles, int)
+                                               or self.target_cycles < 1):
+            raise BuildError("--target-cycles must be a whole number of cycles >= 1, not "
+                             f"{self.target_cycles!r}")
 
     def as_report(self):
         d = {"weights": self.weights, "verify": self.verify, "seed": self.seed,
@@ -69,6 +81,7 @@ class BuildResult:
     verification: dict = None
     synthesis: dict = None
     timings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     @property
     def ok(self):
@@ -86,6 +99,9 @@ class _Progress:
 
     def note(self, text):
         print(f"      {text}", file=self.stream, flush=True)
+
+    def warn(self, text):
+        print(f"      warning: {text}", file=self.stream, flush=True)
 
 
 def accelerator_verilog(plan, name="accel"):
@@ -143,8 +159,9 @@ def verify(plan, verilog_path, n, seed, build_dir, progress):
     clean = runs["no stalls"]
     per_image = last.out_beats
     ends = [clean.out_cycles[(k + 1) * per_image - 1] for k in range(n)]
-    steady = ends[n // 2:]
-    ii = round((steady[-1] - steady[0]) / max(len(steady) - 1, 1)) if n > 2 else None
+    # Steady state: the spacing of the later half of the results (one input has none).
+    steady = ends[n // 2:] if n > 2 else ends
+    ii = (round((steady[-1] - steady[0]) / (len(steady) - 1)) if len(steady) > 1 else None)
     return {
         "inputs": n, "seed": seed, "bit_exact": mismatches == 0, "mismatches": mismatches,
         "cycles_per_inference": ii,
@@ -162,12 +179,13 @@ def build(model, options: BuildOptions, stream=sys.stdout):
 
     graph, path = resolve_model(model)
     progress.step(f"model {graph.name} ({path}): {len(graph.nodes)} nodes")
+    before = graph_cost(graph, options.verify)
+    check_cost(before)
     pgraph = prepare(graph)
     try:
         board = get_board(options.board)
     except BoardError as err:
         raise BuildError(str(err)) from None
-    out_dir = Path(options.out or Path("build") / f"{Path(str(model)).stem}-{board.name}")
 
     fabric = FABRICS[board.family]
     plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
@@ -177,42 +195,48 @@ def build(model, options: BuildOptions, stream=sys.stdout):
     progress.step(f"plan for {board.name}: weights {'/'.join(placements)}, "
                   f"{plan.cycles:,} cycles per inference, estimated {est.luts:,} LUTs, "
                   f"{est.ffs:,} FFs, {est.brams} BRAMs")
+    for warning in plan.warnings:
+        progress.warn(warning)
     check_budget(plan, board.name)
+    total = plan_cost(plan, options.verify)
+    total += before
+    check_cost(total)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
+    default = Path("build") / f"{safe_file_name(Path(str(model)).stem)}-{board.name}"
+    out = OutputDir(default if options.out is None else options.out, force=options.force)
     t = time.monotonic()
     text = accelerator_verilog(plan)
-    (out_dir / "accel.v").write_text(text)
-    files.append("accel.v")
+    out.write_text("accel.v", text)
     roms = collect_roms(plan)
     image = flash_image(roms)
-    wdir = out_dir / "weights"
-    if wdir.exists():
-        shutil.rmtree(wdir)
-    wdir.mkdir()
     for rom in roms:
-        (wdir / f"{rom.name}.hex").write_text(hex_text(rom))
-        files.append(f"weights/{rom.name}.hex")
-    (out_dir / "weights.bin").write_bytes(image)
-    files.append("weights.bin")
+        out.write_text(rom.hex_file, hex_text(rom))
+    out.write_bytes("weights.bin", image)
     timings["emit_s"] = time.monotonic() - t
     progress.step(f"wrote accel.v ({text.count(chr(10)):,} lines), {len(roms)} ROM images, "
-                  f"weights.bin ({len(image):,} bytes) in {out_dir}")
+                  f"weights.bin ({len(image):,} bytes) in {out.root}")
 
-    result = BuildResult(out_dir, board, plan, options.as_report(), roms, files,
-                         timings=timings)
+    result = BuildResult(out.root, board, plan, options.as_report(), roms, [],
+                         timings=timings, warnings=list(plan.warnings))
     if options.verify > 0:
         t = time.monotonic()
-        progress.step(f"verifying accel.v in Verilator against the golden model")
-        result.verification = verify(plan, out_dir / "accel.v", options.verify, options.seed,
-                                     Path("build") / ".verilator" / _digest(text), progress)
+        progress.step("verifying accel.v in Verilator against the golden model")
+        cache = (Path(options.sim_cache) if options.sim_cache
+                 else Path(os.environ["SHIFTADD_SIM_CACHE"])
+                 if os.environ.get("SHIFTADD_SIM_CACHE") else out.tool_dir("verilator"))
+        result.verification = verify(plan, out.path("accel.v"), options.verify, options.seed,
+                                     cache / _digest(text), progress)
         timings["verify_s"] = time.monotonic() - t
         v = result.verification
+        rate = (f"{v['cycles_per_inference']} cycles per inference, "
+                if v["cycles_per_inference"] is not None else "")
         progress.note(("bit-exact" if v["bit_exact"] else f"MISMATCH: {v['mismatches']} "
                        "output values differ") + f" on {v['inputs']} inputs; "
-                      f"{v['cycles_per_inference']} cycles per inference, latency "
-                      f"{v['latency_cycles']} cycles")
+                      f"{rate}latency {v['latency_cycles']} cycles")
+        slow = rate_warning(plan, v)
+        if slow:
+            result.warnings.append(slow)
+            progress.warn(slow)
     else:
         progress.step("verification skipped (--verify 0)")
 
@@ -220,22 +244,33 @@ def build(model, options: BuildOptions, stream=sys.stdout):
     progress.step(f"board {board.name}: " + ("build files and toolchain" if options.synth
                                               else "build files only (--no-synth)"))
     try:
-        result.synthesis = _board_build(board, plan, out_dir, options, progress)
+        result.synthesis = _board_build(board, plan, out, options, progress)
     except BoardError as err:        # a tool failed: its log is named in the message
         raise BuildError(str(err)) from None
     timings["board_s"] = time.monotonic() - t
-    files += result.synthesis.pop("files", [])
 
-    (out_dir / "build.json").write_text(json.dumps({
+    out.write_text("build.json", json.dumps({
         "board": board.name, "model": graph.name,
         "bitstream": result.synthesis.get("bitstream"),
         "weights": "weights.bin"}, indent=1, sort_keys=True) + "\n")
-    files.append("build.json")
-    write_report(result, out_dir)
+    result.files = sorted(out.written | set(result.synthesis.pop("files", []))
+                          | {"report.md", "report.json", "manifest.json"})
+    write_report(result, out)
     timings["total_s"] = time.monotonic() - t0
-    (out_dir / "timings.json").write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
-    progress.step(f"report: {out_dir / 'report.md'} (build took {timings['total_s']:.0f} s)")
+    out.write_text("timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")
+    out.finish()
+    progress.step(f"report: {out.root / 'report.md'} (build took {timings['total_s']:.0f} s)")
     return result
+
+
+def rate_warning(plan, verification):
+    """A line saying that the hardware ran slower than planned, or None."""
+    measured = verification.get("cycles_per_inference")
+    if measured is None or measured <= plan.cycles:
+        return None
+    return (f"measured {measured:,} cycles per inference in simulation, slower than the "
+            f"planned {plan.cycles:,} (bottleneck {plan.bottleneck.name}); the plan's rate "
+            "model misses a stall here")
 
 
 def _digest(text):
@@ -243,12 +278,14 @@ def _digest(text):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _board_build(board, plan, out_dir, options, progress):
+def _board_build(board, plan, out, options, progress):
     """Board top, build files and (unless ``--no-synth``) the toolchain run."""
     from boards import BoardTop, build_board
     top = BoardTop(Accelerator(plan), board)
-    res = build_board(board, top, out_dir / "board", run_toolchain=options.synth,
+    res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
                       progress=progress.note)
+    out.check_inside()
+    out_dir = out.root
     summary = res.summary if hasattr(res, "summary") else ""
     return {
         "tool": res.tool if hasattr(res, "tool") else None,

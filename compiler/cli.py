@@ -29,12 +29,41 @@ def _parse_fold(text):
     return name, (int(pe), int(simd))
 
 
+def _folds(pairs):
+    folds = {}
+    for name, value in pairs or []:
+        if name in folds:
+            raise UserError(f"--fold {name}: given twice; give one --fold per layer")
+        folds[name] = value
+    return folds
+
+
+def _count(least):
+    """An argparse type: an integer >= ``least``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {least}"
+    return parse
+
+
+def _out_dir(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output directory must not be empty")
+    return Path(text)
+
+
 def _cmd_build(args):
     from .build import BuildOptions, build
     options = BuildOptions(
         board=args.board, out=args.out, weights=args.weights,
-        target_cycles=args.target_cycles, fold=dict(args.fold or []),
-        verify=args.verify, seed=args.seed, synth=not args.no_synth)
+        target_cycles=args.target_cycles, fold=_folds(args.fold),
+        verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force)
     result = build(args.model, options)
     return 0 if result.ok else 1
 
@@ -58,11 +87,19 @@ def _cmd_quantize(args):
     return run(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and the usage is a --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def _parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m compiler",
         description="Compile quantized neural networks into multiplier-free FPGA accelerators.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
 
     q = sub.add_parser("quantize", help="quantize a PyTorch model into a .qpk")
     try:
@@ -83,19 +120,22 @@ def _parser():
     b.add_argument("--board", default="arty_a7",
                    help="target board: arty_a7 (= arty_a7_35), arty_a7_100, ulx3s, icebreaker "
                         "(default: %(default)s)")
-    b.add_argument("-o", "--out", type=Path, default=None,
-                   help="output directory (default: build/MODEL-BOARD)")
+    b.add_argument("-o", "--out", type=_out_dir, default=None,
+                   help="output directory (default: build/MODEL-BOARD); a directory holding "
+                        "files this tool did not write is refused unless --force")
+    b.add_argument("--force", action="store_true",
+                   help="build into a directory that holds other files (they are left alone)")
     b.add_argument("--weights", choices=["auto", "hardwired", "rom"], default="auto",
                    help="weight placement: hard-wired constants, on-chip ROM with folded MAC "
                         "units, or auto: hard-wired if it fits the board (default: auto)")
-    b.add_argument("--target-cycles", type=int, default=None, metavar="N",
+    b.add_argument("--target-cycles", type=_count(1), default=None, metavar="N",
                    help="fold ROM layers to take at most N cycles per inference")
     b.add_argument("--fold", type=_parse_fold, action="append", metavar="LAYER=PExSIMD",
                    help="fix one layer's parallelism (output channels x input lanes per cycle)")
-    b.add_argument("--verify", type=int, default=32, metavar="N",
+    b.add_argument("--verify", type=_count(0), default=32, metavar="N",
                    help="simulate N random inputs in Verilator against the golden model "
                         "(0: skip; default: %(default)s)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the verification inputs")
+    b.add_argument("--seed", type=_count(0), default=0, help="seed of the verification inputs")
     b.add_argument("--no-synth", action="store_true",
                    help="write the board's build files but do not run the FPGA toolchain")
     b.set_defaults(func=_cmd_build)
@@ -118,7 +158,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        # One line, whatever the message carries (a torch error can span several).
+        text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

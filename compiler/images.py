@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from hw.mvu import RomLayout
 
+from .outdir import safe_file_name
+
 __all__ = ["Rom", "collect_roms", "hex_text", "flash_image"]
 
 PAGE = 256
@@ -38,6 +40,12 @@ class Rom:
     width: int
     words: list
     offset: int = 0      # in weights.bin, set by flash_image
+    index: int = 0       # position in the build's list of ROMs
+
+    @property
+    def hex_file(self):
+        """Its ``$readmemh`` file: numbered, and made of safe characters whatever the node name."""
+        return f"weights/{self.index:03d}_{safe_file_name(self.stage)}_{self.what}.hex"
 
     @property
     def bytes_per_word(self):
@@ -61,6 +69,8 @@ def collect_roms(plan):
         th = layout.threshold_rom()
         if th is not None:
             roms.append(Rom(f"{stage.name}_thresholds", stage.name, "thresholds", *th))
+    for index, rom in enumerate(roms):
+        rom.index = index
     return roms
 
 

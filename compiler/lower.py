@@ -45,6 +45,11 @@ def stage_cores(stage):
             h, w = h + 2 * g["padding"], w + 2 * g["padding"]
         chain.append(("window", SlidingWindow(lane, c, h, w, g["kernel"], g["stride"])))
         if stage.kind == "conv":
+            if stage.queue:
+                # Absorbs the window's bursts so that the folded MVU never waits
+                # (compiler.rate explains the depth).
+                chain.append(("queue", StreamFIFO(lanes(lane, g["kernel"] ** 2 * c),
+                                                  stage.queue)))
             chain.append(("mvu", _mvu(stage)))
         else:
             chain.append(("max", WindowMax(lane, c, g["kernel"] ** 2)))

@@ -27,7 +27,7 @@ from hw.mvu import DigitEncoding
 from hw.lanes import shape_for_range
 from sim import golden
 
-from . import buffers
+from . import buffers, rate
 from .cost import Resources
 from .errors import BuildError
 
@@ -70,6 +70,7 @@ class Stage:
     in_pow2: bool = False            # input lanes are pow2 codes (decode fused in the MVU)
     pe: int = 1
     simd: int = 1
+    queue: int = 0                   # windows queued before a folded MVU (compiler.rate)
     # filled by costing
     cycles: int = 0
     resources: Resources = None
@@ -117,6 +118,7 @@ class Plan:
     budget: dict = None
     placement: str = "auto"
     target_cycles: int = None
+    warnings: list = field(default_factory=list)     # things the user should know, one line each
 
     def __getitem__(self, name):
         return next(s for s in self.stages if s.name == name)
@@ -308,16 +310,28 @@ def _mvu_cost(fabric, s):
     return res
 
 
-def cost_stage(fabric, s):
-    """Fill in ``cycles`` and ``resources`` of a stage."""
+def cost_stage(fabric, s, goal=None, queues=True):
+    """Fill in ``cycles`` and ``resources`` of a stage.
+
+    ``goal``: the cycles per inference the stage needs to reach (the plan's
+    rate); a folded conv gets the shortest window queue that reaches it, or
+    none at all without ``queues``.
+    """
     lane_in = s.in_lanes[0] if s.in_lanes else s.out_lane
     g = s.geometry
     if s.kind == "input":
         s.cycles, s.resources = s.out_beats, Resources()
     elif s.kind == "conv":
-        padded = (g["height"] + 2 * g["padding"]) * (g["width"] + 2 * g["padding"])
-        s.cycles = max(padded, s.mvu_cycles)
+        ph, pw = g["height"] + 2 * g["padding"], g["width"] + 2 * g["padding"]
+        per_window = s.mvu_cycles // s.vectors
+        queue = rate.queue_for_rate(ph, pw, g["kernel"], g["stride"], per_window, goal=goal) \
+            if per_window > 1 and queues else 0
+        s.queue = max(queue, 3) if queue else 0         # hw.fifo.StreamFIFO holds at least 3
+        s.cycles = int(rate.window_mvu_cycles(ph, pw, g["kernel"], g["stride"], per_window,
+                                              s.queue))
         s.resources = _window_cost(fabric, lane_in, s.in_channels, g) + _mvu_cost(fabric, s)
+        if s.queue:
+            s.resources += fifo_cost(fabric, lane_in, g["kernel"] ** 2 * s.in_channels, s.queue)
     elif s.kind == "dense":
         s.cycles = s.mvu_cycles
         s.resources = _mvu_cost(fabric, s)
@@ -390,9 +404,12 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
         if stage.n % pe or stage.k % simd:
             raise BuildError(f"--fold {name}={pe}x{simd}: PE must divide the {stage.n} "
                              f"outputs and SIMD the {stage.k} inputs of the layer")
+        if stage.name in overrides:
+            raise BuildError(f"--fold {name}: layer '{stage.nodes[0]}' is folded twice; give "
+                             "one --fold per layer")
         overrides[stage.name] = (pe, simd)
 
-    def apply(kind, cycles=None):
+    def apply(kind, cycles=None, queues=True):
         for s in mvus:
             if s.name in overrides:
                 s.placement, (s.pe, s.simd) = "rom", overrides[s.name]
@@ -401,7 +418,7 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
             else:
                 s.placement = "rom"
                 s.pe, s.simd = _fold_for(s, cycles) or (s.n, s.k)
-            cost_stage(plan.fabric, s)
+            cost_stage(plan.fabric, s, goal=cycles, queues=queues)
         _plan_buffers(plan)          # their size depends on the folding, and they cost too
 
     if placement == "hardwired" or (placement == "auto" and target_cycles is None):
@@ -411,16 +428,40 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
     if target_cycles is not None:
         apply("rom", target_cycles)
         return plan
-    # The fastest folded design that fits: try every cycle count some layer can hit.
+    # The fastest folded design that fits: try every cycle count some layer can hit, each
+    # with window queues that let the folding reach it and without (slower, smaller).
     floor = max((s.cycles for s in plan.stages if not s.is_mvu), default=1)
     candidates = sorted({c for s in mvus for pe in _divisors(s.n) for simd in _divisors(s.k)
                          for c in [s.vectors * (s.n // pe) * (s.k // simd)] if c >= floor}
                         | {floor})
+    best = None
     for cycles in candidates:
-        apply("rom", cycles)
-        if _fits(plan.resources, plan.budget, share):
-            return plan
-    return plan          # the most folded design; check_budget() says why it does not fit
+        if best is not None and cycles >= best[0]:
+            break
+        for queues in (True, False):
+            apply("rom", cycles, queues)
+            if _fits(plan.resources, plan.budget, share) and (
+                    best is None or (plan.cycles, plan.resources.luts) < best[:2]):
+                best = (plan.cycles, plan.resources.luts, cycles, queues)
+    if best is not None:
+        apply("rom", best[2], best[3])
+    return plan          # without a fit: the most folded design; check_budget() says why
+
+
+def _why_floor(plan):
+    """Why the plan cannot go faster: its slowest stage, and what bounds that stage."""
+    s = plan.bottleneck
+    if s.is_mvu and s.placement == "hardwired" or s.is_mvu and s.pe * s.simd == s.n * s.k:
+        work = f"computes all its {s.n}x{s.k} products every cycle, one per output beat"
+        if s.kind == "conv":
+            g = s.geometry
+            work = (f"walks its {g['height'] + 2 * g['padding']}x{g['width'] + 2 * g['padding']} "
+                    "padded input map one pixel per cycle")
+        return f"layer '{s.name}' is fully parallel and {work} ({s.cycles:,} cycles)"
+    if s.is_mvu:
+        return f"layer '{s.name}' needs {s.cycles:,} cycles"
+    return (f"stage '{s.name}' ({s.kind}) moves one pixel per cycle and handles "
+            f"{s.cycles:,} per inference")
 
 
 def check_budget(plan, board_name):
@@ -536,6 +577,10 @@ def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=Non
         cost_stage(fabric, s)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
     _plan_buffers(plan)
+    if target_cycles is not None and plan.cycles > target_cycles:
+        unit = "cycle" if target_cycles == 1 else "cycles"
+        plan.warnings.append(f"target {target_cycles:,} {unit} per inference not reachable; "
+                             f"best is {plan.cycles:,} because {_why_floor(plan)}")
     return plan
 
 

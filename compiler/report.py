@@ -67,12 +67,14 @@ def report_dict(result):
         "weights": {
             "roms": [{"name": r.name, "stage": r.stage, "content": r.what, "width": r.width,
                       "words": len(r.words), "bits": r.bits, "image_offset": r.offset,
-                      "hex": f"weights/{r.name}.hex"} for r in result.roms],
+                      "hex": r.hex_file} for r in result.roms],
             "hardwired": [s.name for s in plan.stages if s.is_mvu
                           and s.placement == "hardwired"],
         },
         "files": sorted(result.files),
         "weight_forms": plan.graph.metadata.get("weight_forms", []),
+        "warnings": list(result.warnings),
+        "plan_met": not result.warnings,
     }
     if result.verification is not None:
         data["verification"] = result.verification
@@ -113,10 +115,14 @@ def report_markdown(data):
               f"- at {b['clock_mhz']:g} MHz: {tp['inferences_per_second']:,.0f} inferences/s"]
     v = data.get("verification")
     if v:
-        lines += [f"- measured in simulation: {v['cycles_per_inference']:,} cycles per "
-                  f"inference, {v['latency_cycles']:,} cycles latency (first input to first "
-                  "output)"]
+        rate = (f"{v['cycles_per_inference']:,} cycles per inference, "
+                if v.get("cycles_per_inference") is not None
+                else "(one input: no rate measured), ")
+        lines += [f"- measured in simulation: {rate}{v['latency_cycles']:,} cycles latency "
+                  "(first input to first output)"]
     lines.append("")
+    if data.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in data["warnings"]] + [""]
 
     if data["buffers"]:
         lines += ["## Stream buffers", "",
@@ -180,8 +186,9 @@ def report_markdown(data):
     return "\n".join(lines)
 
 
-def write_report(result, out_dir):
+def write_report(result, out):
+    """Write ``report.json`` and ``report.md`` through ``out`` (a :class:`~compiler.outdir.OutputDir`)."""
     data = report_dict(result)
-    (out_dir / "report.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    (out_dir / "report.md").write_text(report_markdown(data))
+    out.write_text("report.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+    out.write_text("report.md", report_markdown(data))
     return data

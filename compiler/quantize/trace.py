@@ -16,6 +16,8 @@ in eval mode up to float rounding (the tests hold it to that). Quantization
 decisions are made later, by :mod:`compiler.quantize.plan`.
 """
 
+import contextlib
+import io
 import math
 import operator
 from dataclasses import dataclass, field
@@ -375,7 +377,11 @@ def trace(model, example):
             raise QuantizeError(f"torch.fx cannot trace the model: {type(err).__name__}: "
                                 f"{err}") from None
         try:
+            # The module itself first: its own error names the problem (ShapeProp wraps it in
+            # a message about fx nodes, and prints a traceback of its own).
             with torch.no_grad():
+                model(example)
+            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                 ShapeProp(gm).propagate(example)
         except Exception as err:
             raise QuantizeError(f"the model fails on inputs of shape {list(example.shape)}: "

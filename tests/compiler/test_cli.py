@@ -76,3 +76,62 @@ def test_build_writes_everything_without_synthesis(tmp_path):
     assert {"accel.v", "weights.bin", "report.md", "report.json", "build.json"} <= names
     assert any(n.startswith("weights/") for n in names) and any(n.startswith("board/")
                                                                  for n in names)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--verify", "-1"], "--verify: must be >= 0"),
+    (["--verify", "two"], "--verify: expected a whole number"),
+    (["--target-cycles", "0"], "--target-cycles: must be >= 1"),
+    (["--seed", "-3"], "--seed: must be >= 0"),
+    (["-o", ""], "must not be empty"),
+    (["--fold", "conv1=2x1", "--fold", "conv1=1x1"], "given twice"),
+    (["--fold", "conv1=0x1"], "expected LAYER=PExSIMD"),
+])
+def test_bad_build_arguments_are_one_line(tmp_path, args, needle):
+    rc, out, err = run("build", "digits_cnn_ternary", "--no-synth", "-o", tmp_path / "b", *args)
+    assert rc != 0 and "Traceback" not in err + out, err
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+@pytest.mark.parametrize("where,needle", [
+    (lambda t: t / "file.txt", "is a file"),
+    (lambda t: t / "file.txt" / "b", "is under"),
+    (lambda t: "/proc/shiftadd-out", "cannot create"),
+])
+def test_bad_output_directories_are_one_line(tmp_path, where, needle):
+    (tmp_path / "file.txt").write_text("mine")
+    rc, out, err = run("build", "digits_cnn_ternary", "--verify", "0", "--no-synth",
+                       "-o", where(tmp_path))
+    user_error(rc, out, err, needle)
+    assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+def test_build_keeps_the_users_files(tmp_path):
+    out_dir = tmp_path / "b"
+    (out_dir / "weights").mkdir(parents=True)
+    (out_dir / "weights" / "ckpt.pt").write_bytes(b"precious")
+    common = ["build", "digits_cnn_pow2", "--board", "ulx3s", "--weights", "rom", "--verify", "0",
+              "--no-synth", "-o", out_dir]
+    user_error(*run(*common), "did not write", "--force")
+    rc, out, err = run(*common, "--force")
+    assert rc == 0, err
+    assert (out_dir / "weights" / "ckpt.pt").read_bytes() == b"precious"
+    assert any(p.suffix == ".hex" for p in (out_dir / "weights").iterdir())
+    # A second build into its own directory needs no --force and keeps the user's file too.
+    rc, out, err = run(*common)
+    assert rc == 1 and "ckpt.pt" in err          # still foreign: still refused without --force
+    rc, out, err = run(*common[:-1], tmp_path / "c")
+    assert rc == 0, err
+    rc, out, err = run(*common[:-1], tmp_path / "c")
+    assert rc == 0, err
+
+
+def test_unreachable_target_is_reported(tmp_path):
+    rc, out, err = run("build", "digits_cnn_ternary", "--board", "ulx3s", "--weights", "hardwired",
+                       "--target-cycles", "1", "--verify", "0", "--no-synth", "-o", tmp_path / "b")
+    assert rc == 0, err
+    assert "target 1 cycle per inference not reachable; best is 100 because" in out, out
+    import json
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["plan_met"] is False and "not reachable" in report["warnings"][0]

@@ -76,6 +76,7 @@ def test_method_builds_bit_exact(method_qpks, tmp_path, method, weights):
                                       verify=32, synth=False), stream=log)
     v = result.verification
     assert v["inputs"] >= 32 and v["mismatches"] == 0 and v["bit_exact"], log.getvalue()
+    assert v["cycles_per_inference"] <= result.plan.cycles, log.getvalue()   # no rate warning
     # The prepared graph (forms rewritten) still computes the package's function.
     x = np.random.default_rng(1).integers(-128, 128, size=(16, 1, 8, 8))
     np.testing.assert_array_equal(interpret.run(prepare(graph), x), interpret.run(graph, x))

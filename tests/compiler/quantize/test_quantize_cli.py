@@ -1,5 +1,6 @@
 """``python -m compiler quantize``: zoo models, user factory files, and user errors."""
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,9 @@ def user(tmp_path):
     np.savez(tmp_path / "data.npz", x=x, y=y)
     np.savez(tmp_path / "unlabelled.npz", x=x)
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    np.savez(tmp_path / "wrong_shape.npz", x=x[:, :, :5, :5])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "a_file").write_text("mine")
     return tmp_path
 
 
@@ -120,7 +124,36 @@ def test_user_errors(user, capsys, args, message):
     assert rc == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     assert not (user / "x.qpk").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    ("empty.npz", "empty.npz: empty file"),
+    ("wrong_shape.npz", "fails on inputs of shape [3, 1, 5, 5]: RuntimeError: mat1 and mat2"),
+    ("a_file", "a_file: cannot read as .npz"),
+])
+def test_bad_calibration_data(user, capsys, data, message):
+    rc = main(["quantize", f"{user / 'net.py'}:cnn", "-o", str(user / "x.qpk"),
+               "--data", str(user / data)])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("out, message", [
+    ("/proc/shiftadd.qpk", "not writable"),
+    ("{d}/a_file/x.qpk", "a_file is a file"),
+    ("{d}", "is a directory"),
+    ("", "must not be empty"),
+])
+def test_unwritable_output_is_refused_before_any_work(user, capsys, out, message):
+    with pytest.raises(SystemExit) if not out else contextlib.nullcontext():
+        rc = main(["quantize", f"{user / 'net.py'}:cnn", "-o", out.format(d=user),
+                   "--data", str(user / "data.npz"), "--epochs", "50"])
+        assert rc == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and "epoch" not in captured.out, captured.err
+    assert (user / "a_file").read_text() == "mine"
 
 
 def test_module_entry_point(user):
