@@ -21,8 +21,8 @@ from amaranth.sim import Simulator
 from hw.lanes import lanes
 from hw.qspi import PARTS as READER_PARTS
 from hw.qspi import QSPIReader, qspi_bus
-from sim.flash_model import ERRORS, PARTS as MODEL_PARTS
-from sim.flash_model import QSPIFlashModel, ROM_VERILOG, write_hex
+from sim.flash_model import ERRORS, ROM_VERILOG, QSPIFlashModel, write_hex
+from sim.flash_model import PARTS as MODEL_PARTS
 
 SIZE = 1 << 16          # flash model memory in the Verilator bench
 
@@ -275,8 +275,8 @@ def test_bus_signatures_match():
 
 
 def test_reader_refuses_bad_parameters():
-    for kwargs in [dict(word_bytes=0), dict(divider=0), dict(read_latency=-1),
-                   dict(addr_width=22), dict(cs_high=0)]:
+    for kwargs in [{"word_bytes": 0}, {"divider": 0}, {"read_latency": -1},
+                   {"addr_width": 22}, {"cs_high": 0}]:
         with pytest.raises(ValueError):
             QSPIReader(**kwargs)
 
