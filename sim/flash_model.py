@@ -58,7 +58,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["QSPIFlashModel", "FlashTiming", "PARTS", "ERRORS", "ROM_VERILOG", "write_hex",
-           "rom_size"]
+           "hex_plusarg", "rom_size"]
 
 INSTRUCTION = 0xEB
 
@@ -121,6 +121,11 @@ def write_hex(path, image):
     text = "".join(f"{b:02x}\n" for b in bytes(image))
     Path(path).write_text(text)
     return Path(path)
+
+
+def hex_plusarg(path):
+    """The plusarg that makes :data:`ROM_VERILOG` load ``path`` (for ``simulate(plusargs=...)``)."""
+    return f"+qspi_flash_hex={path}"
 
 
 def _bus():

@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 from hw.lanes import lanes
 from hw.qspi import PARTS as READER_PARTS
 from hw.qspi import QSPIReader, qspi_bus
-from sim.flash_model import ERRORS, ROM_VERILOG, QSPIFlashModel, write_hex
+from sim.flash_model import ERRORS, ROM_VERILOG, QSPIFlashModel, hex_plusarg, write_hex
 from sim.flash_model import PARTS as MODEL_PARTS
 
 SIZE = 1 << 16          # flash model memory in the Verilator bench
@@ -117,7 +117,7 @@ def _expect(image, reqs, word_bytes):
 def _flash_file(bench, image, tag):
     path = bench.build_dir / f"flash_{os.getpid()}_{tag}.hex"
     write_hex(path, image)
-    return [f"+qspi_flash_hex={path}"]
+    return [hex_plusarg(path)]
 
 
 def _requests(rng, count, max_len):
