@@ -9,7 +9,8 @@ This package imports :mod:`hw` and never :mod:`compiler`; its user errors are
 :class:`BoardError`, one line each, which the compiler wraps in its BuildError.
 """
 
-from .flash import flash, flash_commands
+from .flash import flash, flash_commands, flash_plan
+from .flash_layout import FLASH_LAYOUTS, flash_layout, weights_image
 from .host import LaneFormat
 from .manifest import read_manifest, write_manifest
 from .registry import ALIASES, BOARDS, DEFAULT_BOARD, Board, BoardError, board_names, get_board
@@ -21,5 +22,5 @@ build_board = build
 
 __all__ = ["Board", "BoardError", "BOARDS", "ALIASES", "DEFAULT_BOARD", "board_names",
            "get_board", "BoardTop", "UARTBridge", "DEFAULT_BAUD", "LaneFormat",
-           "BoardBuildResult", "build", "build_board", "flash", "flash_commands",
-           "read_manifest", "write_manifest"]
+           "BoardBuildResult", "build", "build_board", "flash", "flash_commands", "flash_plan",
+           "FLASH_LAYOUTS", "flash_layout", "weights_image", "read_manifest", "write_manifest"]

@@ -9,7 +9,9 @@
      "loader_board": "ulx3s",          openFPGALoader -b
      "sram_load": true,                false: openFPGALoader can only write the SPI flash
      "toolchain": "Trellis",
-     "flash_images": [],               extra files for the SPI flash: {"path", "offset"}
+     "flash_images": [],               extra files for the SPI flash: {"path", "offset", "quad"}
+                                       (quad: the design reads it in quad mode, so flash()
+                                       sets the flash's quad-enable bit first)
      "uart": {"baud": 115200, "input": {...}, "output": {...}}   only for a BoardTop
     }
 

@@ -9,9 +9,11 @@ is two), on ECP5 the DP16KD (18 Kib), on iCE40 the EBR (4 Kib).
 
 from dataclasses import dataclass, field
 
-from amaranth_boards.arty_a7 import ArtyA7_35Platform, ArtyA7_100Platform
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+# amaranth-boards' Arty platforms, able to share their STARTUPE2 with the flash clock.
+from .startup import ArtyA7_35Platform, ArtyA7_100Platform
 
 __all__ = ["Board", "BoardError", "BOARDS", "ALIASES", "DEFAULT_BOARD", "get_board",
            "board_names"]

@@ -86,8 +86,10 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
     Elaboratable that requests its pins from the platform (normally a
     :class:`~boards.top.BoardTop`). ``progress`` gets one line per step.
     ``flash_images`` are ``(path, offset)`` pairs, ``path`` relative to
-    ``out_dir``, that ``flash()`` writes to the SPI flash before the bitstream
-    (a weight image). Returns a :class:`BoardBuildResult`; a missing tool or a
+    ``out_dir``, or dicts with ``path``, ``offset`` and ``quad`` (read in quad
+    mode: :func:`boards.flash_layout.weights_image` makes one at the board's
+    documented offset), that ``flash()`` writes to the SPI flash before the
+    bitstream. Returns a :class:`BoardBuildResult`; a missing tool or a
     failing step is a BoardError naming the log to read.
     """
     t0 = time.monotonic()
@@ -163,14 +165,21 @@ def _manifest(board, top, bitstream, bitstream_file, flash_images):
     manifest = {
         "board": board.name, "toolchain": board.toolchain, "loader_board": board.loader_board,
         "sram_load": board.sram_load, "bitstream": bitstream, "bitstream_file": bitstream_file,
-        "flash_images": [{"path": Path(path).as_posix(), "offset": int(offset)}
-                         for path, offset in flash_images],
+        "flash_images": [_image_entry(image) for image in flash_images],
     }
     if hasattr(top, "in_format") and hasattr(top, "baud"):
         fmt = lambda f: {"width": f.width, "signed": f.signed, "lanes": f.count}
         manifest["uart"] = {"baud": top.baud, "input": fmt(top.in_format),
                             "output": fmt(top.out_format)}
     return manifest
+
+
+def _image_entry(image):
+    if isinstance(image, dict):
+        path, offset, quad = image["path"], image["offset"], image.get("quad", False)
+    else:
+        (path, offset), quad = image, False
+    return {"path": Path(path).as_posix(), "offset": int(offset), "quad": bool(quad)}
 
 
 def _run_step(argv, tool, out_dir, env, result, progress, label=None):

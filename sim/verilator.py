@@ -153,7 +153,7 @@ def _build_locked(verilog, top, build_dir, progress):
 
 
 def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
-             timeout_cycles=None, progress=None):
+             timeout_cycles=None, progress=None, plusargs=()):
     """Drive ``inputs`` into ``top`` and collect ``outputs``.
 
     ``inputs`` maps :class:`StreamPort` to a list of beats (a beat is a list of
@@ -163,6 +163,8 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
     held for a few cycles first. Raises :class:`SimulationError` if the design
     does not build, or the testbench fails or gets too few beats within
     ``timeout_cycles`` (default: generous, from the amount of data).
+    ``plusargs`` go to the simulation (``$value$plusargs``), such as the file a
+    ``$readmemh`` memory loads at start.
     """
     from cocotb_tools.check_results import get_results
     ensure_verilator()
@@ -194,7 +196,8 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
         runner.test(test_module="sim.tb.stream_tb", hdl_toplevel=top, hdl_toplevel_lang="verilog",
                     build_dir=build_dir,
                     test_dir=build_dir, results_xml=str(results_xml), log_file=log,
-                    extra_env={"SHIFTADD_TB_JOB": str(job_path)}, seed=seed)
+                    extra_env={"SHIFTADD_TB_JOB": str(job_path)}, seed=seed,
+                    plusargs=list(plusargs))
         _, failed = get_results(results_xml)
     except (SystemExit, Exception) as err:
         failed, note = 1, str(err)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import signed
 
-from boards import BoardError, BoardTop, build, read_manifest
+from boards import BoardError, BoardTop, build, read_manifest, weights_image
 from boards.tools import find_tool, tool_environment
 from hw.mvu import ConstantMVU
 
@@ -176,9 +176,10 @@ def test_plans_are_deterministic(tmp_path, monkeypatch, board):
 
 def test_flash_images_recorded(tmp_path):
     build("ulx3s", tiny_top("ulx3s"), tmp_path / "b", run_toolchain=False, progress=quiet,
-          flash_images=[("../weights.bin", 0x100000)])
+          flash_images=[weights_image("ulx3s", "../weights.bin"), ("extra.bin", 0xF00000)])
     assert read_manifest(tmp_path / "b")[0]["flash_images"] == [
-        {"path": "../weights.bin", "offset": 0x100000}]
+        {"path": "../weights.bin", "offset": 0x400000, "quad": True},
+        {"path": "extra.bin", "offset": 0xF00000, "quad": False}]
 
 
 def test_stale_bitstream_is_removed(tmp_path):

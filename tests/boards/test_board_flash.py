@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from boards import BoardError, flash, flash_commands, write_manifest
+from boards import (FLASH_LAYOUTS, BoardError, flash, flash_commands, flash_plan, weights_image,
+                    write_manifest)
 
 
 def make_build(path, board="ulx3s", loader="ulx3s", bitstream="top.bit", sram_load=True,
@@ -113,14 +114,14 @@ def fake_loader(bindir, rc=0):
 
 
 def test_real_invocation_with_fake_loader(tmp_path, monkeypatch):
-    build_dir = make_build(tmp_path / "b", images=[{"path": "weights.bin", "offset": 4096}])
+    build_dir = make_build(tmp_path / "b", images=[{"path": "weights.bin", "offset": 0x400000}])
     (build_dir / "weights.bin").write_bytes(b"w")
     bindir = fake_loader(tmp_path / "bin")
     monkeypatch.delenv("OPENFPGALOADER", raising=False)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     flash(build_dir, to_flash=True, progress=lambda s: None)
     assert (bindir / "calls.txt").read_text().splitlines() == [
-        f"-b ulx3s -f --file-type bin -o 0x1000 {build_dir / 'weights.bin'}",
+        f"-b ulx3s -f --file-type bin -o 0x400000 {build_dir / 'weights.bin'}",
         f"-b ulx3s -f {build_dir / 'top.bit'}"]
 
 
@@ -131,3 +132,56 @@ def test_loader_failure_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(BoardError, match=r"openFPGALoader failed \(exit status 1\); is the "
                                          r"board plugged in"):
         flash(build_dir, progress=lambda s: None)
+
+
+def test_weights_in_quad_mode_on_the_arty_set_quad_enable_first(tmp_path):
+    build_dir = make_build(tmp_path / "a", "arty_a7_35", "arty_a7_35t",
+                           images=[weights_image("arty_a7_35", "weights.bin")])
+    (build_dir / "weights.bin").write_bytes(bytes(1000))
+    lines = []
+    assert flash(build_dir, dry_run=True, progress=lines.append) == [
+        ["openFPGALoader", "-b", "arty_a7_35t", "--enable-quad"],
+        ["openFPGALoader", "-b", "arty_a7_35t", "-f", "--file-type", "bin", "-o", "0x400000",
+         str(build_dir / "weights.bin")],
+        ["openFPGALoader", "-b", "arty_a7_35t", str(build_dir / "top.bit")]]
+    assert lines == [" ".join(argv) for argv in flash_commands(build_dir)]
+    # an image read in single mode needs no quad-enable
+    plain = make_build(tmp_path / "p", "arty_a7_35", "arty_a7_35t",
+                       images=[{"path": "weights.bin", "offset": 0x400000}])
+    (plain / "weights.bin").write_bytes(bytes(10))
+    assert [argv[3] for argv in flash_commands(plain)][:1] == ["-f"]
+
+
+def test_ulx3s_says_why_it_cannot_set_quad_enable(tmp_path):
+    build_dir = make_build(tmp_path / "u", images=[weights_image("ulx3s", "weights.bin")])
+    (build_dir / "weights.bin").write_bytes(bytes(1000))
+    commands, notes = flash_plan(build_dir)
+    assert not any("--enable-quad" in argv for argv in commands)
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert notes[0].startswith("ulx3s: openFPGALoader cannot set the flash's quad-enable bit")
+    lines = []
+    flash(build_dir, dry_run=True, progress=lines.append)
+    assert lines[0] == notes[0] and lines[1:] == [" ".join(argv) for argv in commands]
+
+
+def test_images_must_clear_the_bitstream_and_fit_the_flash(tmp_path):
+    low = make_build(tmp_path / "low", "arty_a7_100", "arty_a7_100t",
+                     images=[{"path": "w.bin", "offset": 0x200000}])
+    (low / "w.bin").write_bytes(b"w")
+    with pytest.raises(BoardError, match=r"w.bin: offset 0x200000 is inside the bitstream "
+                                         r"\(3,825,788 bytes from 0 on arty_a7_100\); use "
+                                         r"0x400000$"):
+        flash_commands(low)
+    big = make_build(tmp_path / "big", images=[weights_image("ulx3s", "w.bin")])
+    (big / "w.bin").write_bytes(bytes(12 * 2**20 + 1))
+    with pytest.raises(BoardError, match=r"12,582,913 bytes at 0x400000 do not fit the 16 MiB "
+                                         r"flash of ulx3s"):
+        flash_commands(big)
+
+
+def test_layouts_leave_room_past_every_bitstream():
+    for name, layout in FLASH_LAYOUTS.items():
+        assert layout.weights_offset % 0x10000 == 0                 # an erase-block boundary
+        assert layout.weights_offset >= layout.bitstream_bytes + 256 * 1024, name
+        assert layout.flash_bytes - layout.weights_offset >= 12 * 2**20, name
+

@@ -28,12 +28,16 @@ STALL = 0.3
 
 
 class Design:
-    """A core as Verilog in its own build directory, ready to simulate many times."""
+    """A core as Verilog in its own build directory, ready to simulate many times.
 
-    def __init__(self, core, root, name="dut"):
+    ``extra_verilog`` is appended to the generated Verilog: the modules that the
+    core's ``Instance``s name (a ``$readmemh`` memory, for instance).
+    """
+
+    def __init__(self, core, root, name="dut", extra_verilog=""):
         self.core = core
         self.name = name
-        text = verilog.convert(core, name=name, emit_src=False)
+        text = verilog.convert(core, name=name, emit_src=False) + extra_verilog
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self.build_dir = root / f"{name}-{digest}"
         self.build_dir.mkdir(parents=True, exist_ok=True)
@@ -56,16 +60,18 @@ class Design:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def run(self, inputs, outputs, *, stall=STALL, seed=0, timeout_cycles=None):
+    def run(self, inputs, outputs, *, stall=STALL, seed=0, timeout_cycles=None, plusargs=()):
         """``inputs``: port name -> beats; ``outputs``: port name -> beat count."""
         with self._locked():
             return simulate(self.verilog, self.name,
                             {self.port(k): v for k, v in inputs.items()},
                             {self.port(k): n for k, n in outputs.items()},
                             build_dir=self.build_dir, stall=stall, seed=seed,
-                            timeout_cycles=timeout_cycles, progress=lambda text: None)
+                            timeout_cycles=timeout_cycles, progress=lambda text: None,
+                            plusargs=plusargs)
 
-    def check(self, inputs, expected, *, stall=STALL, seed=0, extra=True, free=None):
+    def check(self, inputs, expected, *, stall=STALL, seed=0, extra=True, free=None,
+              plusargs=()):
         """Run and compare every output beat with ``expected`` (port name -> beats).
 
         With ``extra``, further runs ask each output for one beat more than
@@ -76,7 +82,8 @@ class Design:
         :class:`~sim.verilator.SimResult` of the first run.
         """
         expected = {k: [[int(v) for v in beat] for beat in beats] for k, beats in expected.items()}
-        res = self.run(inputs, {k: len(v) for k, v in expected.items()}, stall=stall, seed=seed)
+        res = self.run(inputs, {k: len(v) for k, v in expected.items()}, stall=stall, seed=seed,
+                       plusargs=plusargs)
         self._compare(res, expected, stall, seed)
         if extra:
             free = {k: [[int(v) for v in beat] for beat in beats]
@@ -84,13 +91,14 @@ class Design:
             if free:
                 more = {k: v + free.get(k, []) for k, v in expected.items()}
                 self._compare(self.run(inputs, {k: len(v) for k, v in more.items()},
-                                       stall=stall, seed=seed), more, stall, seed)
+                                       stall=stall, seed=seed, plusargs=plusargs),
+                              more, stall, seed)
                 expected = more
             for k in expected:
                 counts = {p: len(v) + (p == k) for p, v in expected.items()}
                 with pytest.raises(SimulationError, match="timed out"):
                     self.run(inputs, counts, stall=stall, seed=seed,
-                             timeout_cycles=2 * res.cycles + 200)
+                             timeout_cycles=2 * res.cycles + 200, plusargs=plusargs)
         return res
 
     def _compare(self, res, expected, stall, seed):
@@ -140,8 +148,9 @@ def build_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def design(build_root):
     """``design(core, name)``: a :class:`Design`; a list of cores makes a :class:`Bundle`."""
-    def make(core, name="dut"):
-        return Design(Bundle(core) if isinstance(core, (list, tuple)) else core, build_root, name)
+    def make(core, name="dut", extra_verilog=""):
+        return Design(Bundle(core) if isinstance(core, (list, tuple)) else core, build_root, name,
+                      extra_verilog)
     return make
 
 
