@@ -7,9 +7,9 @@ allocated, so the build estimates its own memory and time and refuses, with
 the numbers and the part responsible, when they exceed what the machine has.
 
 The rates are measured on this project's own designs (``python -m bench.compile_cost``
-prints them again): elaborating and converting one hard-wired adder term or
-one hard-wired threshold comparison takes about 0.3 ms and 4 KB of Python
-objects; Verilator spends about 2 ms per generated line, and a design emits
+prints them again): elaborating and converting one hard-wired adder term takes
+about 1.5 ms and 20 KB of Python objects, one threshold comparison about 0.4 ms
+and 8 KB; Verilator spends about 2 ms per generated line, and a design emits
 about 10 lines per such item.
 """
 
@@ -22,8 +22,10 @@ from .errors import BuildError
 
 __all__ = ["CompileCost", "graph_cost", "plan_cost", "check_cost", "machine_memory"]
 
-#: Seconds and bytes per hard-wired adder term or threshold comparison (elaboration + Verilog).
-ITEM_SECONDS, ITEM_BYTES = 3e-4, 4096
+#: Seconds and bytes per hard-wired adder term (elaboration + Verilog conversion).
+TERM_SECONDS, TERM_BYTES = 1.5e-3, 20_000
+#: Seconds and bytes per threshold comparison.
+COMPARE_SECONDS, COMPARE_BYTES = 4e-4, 8_000
 #: Per entry of a threshold table or ROM word of 64 bits computed in numpy/Python.
 TABLE_SECONDS, TABLE_BYTES = 2e-6, 64
 #: Verilator: seconds per hard-wired item (about 10 lines of Verilog at 2 ms per line).
@@ -93,24 +95,26 @@ def graph_cost(graph, verify_inputs=0):
 def plan_cost(plan, verify_inputs=0):
     """What elaboration, Verilog conversion and Verilator will take for a plan."""
     cost = CompileCost()
+    verilator = VERILATOR_SECONDS if verify_inputs else 0.0
     for s in plan.stages:
         if not s.is_mvu:
             if s.thresholds is not None:
                 items = s.thresholds.size
                 cost.add(f"requantizer '{s.name}' ({items:,} threshold comparisons)",
-                         items * (ITEM_SECONDS + (VERILATOR_SECONDS if verify_inputs else 0)),
-                         items * ITEM_BYTES)
+                         items * (COMPARE_SECONDS + verilator), items * COMPARE_BYTES)
             continue
+        compares = s.thresholds.size if s.thresholds is not None else 0
         if s.placement == "hardwired":
-            items = s.digits + (s.thresholds.size if s.thresholds is not None else 0)
-            what = f"hard-wired layer '{s.name}' ({items:,} adder terms and comparisons)"
+            terms = s.digits
+            what = f"hard-wired layer '{s.name}' ({terms:,} adder terms, {compares:,} compares)"
         else:
             words = (s.n // s.pe) * (s.k // s.simd) + (s.n // s.pe)
-            bits = words * s.pe * s.simd * 8
-            items = bits // 64 + s.pe * s.simd
+            terms = words * s.pe * s.simd // 8 + s.pe * s.simd
+            compares = min(compares, s.pe * s.thresholds.shape[1]) if compares else 0
             what = f"folded layer '{s.name}' ({words:,} ROM words)"
-        cost.add(what, items * (ITEM_SECONDS + (VERILATOR_SECONDS if verify_inputs else 0)),
-                 items * ITEM_BYTES)
+        cost.add(what, terms * (TERM_SECONDS + verilator) + compares * (COMPARE_SECONDS
+                                                                         + verilator),
+                 terms * TERM_BYTES + compares * COMPARE_BYTES)
     return cost
 
 
