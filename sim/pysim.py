@@ -3,6 +3,7 @@
 import random
 
 from amaranth.hdl import Shape
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from .lanes import pack, unpack
@@ -11,8 +12,13 @@ __all__ = ["run_streams", "lane_format"]
 
 
 def lane_format(port):
-    """``(width, signed, count)`` of a stream port whose payload is an array of lanes."""
+    """``(width, signed, count)`` of a stream port whose payload is an array of lanes.
+
+    Any other payload (a struct, a plain integer) is one unsigned lane as wide as itself.
+    """
     layout = port.payload.shape()
+    if not isinstance(layout, data.ArrayLayout):
+        return Shape.cast(layout).width, False, 1
     elem = Shape.cast(layout.elem_shape)
     return elem.width, elem.signed, layout.length
 

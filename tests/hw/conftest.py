@@ -17,8 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Shape
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.lanes import shape_range
@@ -187,3 +187,35 @@ def image_beats(x):
     """``(B, C, H, W)`` -> ``B*H*W`` beats of ``C`` lanes, raster order."""
     x = np.asarray(x)
     return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]).tolist()
+
+
+def pack_value(shape, value):
+    """The bits of ``value`` for a payload of ``shape``: ints, lists (arrays), dicts (structs)."""
+    if isinstance(shape, data.StructLayout):
+        word = 0
+        for name, field in shape:
+            if name in value:
+                word |= pack_value(field.shape, value[name]) << field.offset
+        return word
+    if isinstance(shape, data.ArrayLayout):
+        stride = Shape.cast(shape.elem_shape).width
+        word = 0
+        for n, v in enumerate(value):
+            word |= pack_value(shape.elem_shape, v) << (n * stride)
+        return word
+    width = Shape.cast(shape).width
+    return int(value) & ((1 << width) - 1)
+
+
+def unpack_value(shape, word):
+    """Inverse of :func:`pack_value`: signed ints sign-extended, structs as dicts."""
+    if isinstance(shape, data.StructLayout):
+        return {name: unpack_value(field.shape, word >> field.offset) for name, field in shape}
+    if isinstance(shape, data.ArrayLayout):
+        stride = Shape.cast(shape.elem_shape).width
+        return [unpack_value(shape.elem_shape, word >> (n * stride)) for n in range(shape.length)]
+    shape = Shape.cast(shape)
+    v = word & ((1 << shape.width) - 1)
+    if shape.signed and v >> (shape.width - 1):
+        v -= 1 << shape.width
+    return v
