@@ -53,7 +53,8 @@ class Epilogue(wiring.Component):
     accumulators : 1 or 2 (``QQ`` needs 2)
     depth : thresholds per lane in one half of the table
     levels_max : the most thresholds a set may have
-    tag_shape : the bank's tag, a StructLayout with a one-bit ``buf`` field
+    tag_shape : the bank's tag, a StructLayout with a one-bit ``buf`` field and optionally
+        ``tbase``, an offset added to every set's base (a layer whose groups share a half)
 
     Members
     -------
@@ -133,10 +134,16 @@ class Epilogue(wiring.Component):
         issue_phase = Signal.like(phase)
         issue_buf = Signal()
         m.d.comb += issue_buf.eq(held.tag.buf)
+        has_tbase = "tbase" in dict(iter(self.in_layout["tag"].shape)) \
+            if isinstance(self.in_layout["tag"].shape, data.StructLayout) else False
+        issue_tbase = Signal(range(self.depth))
+        if has_tbase:
+            m.d.comb += issue_tbase.eq(held.tag.tbase)
         for p in range(pe):
             cand = Signal(range(2 ** len(count[p]) + 1), name=f"cand{p}")
             m.d.comb += cand.eq(candidate(issue_count[p], issue_step))
-            m.d.comb += reads[p].addr.eq(issue_buf * self.depth + issue_base + cand - 1)
+            m.d.comb += reads[p].addr.eq(issue_buf * self.depth + issue_tbase + issue_base
+                                         + cand - 1)
             m.d.comb += reads[p].en.eq(issue)
         m.d.comb += [issue_base.eq(cfg.sets[issue_phase].base)]
 
@@ -161,6 +168,8 @@ class Epilogue(wiring.Component):
                         m.d.comb += [issue.eq(1), issue_phase.eq(0), issue_buf.eq(
                                      self.i.payload.tag.buf),
                                      issue_step.eq(cfg.sets[0].steps - 1)]
+                        if has_tbase:
+                            m.d.comb += issue_tbase.eq(self.i.payload.tag.tbase)
                         m.d.comb += [issue_count[p].eq(0) for p in range(pe)]
                         m.next = "SEARCH"
             with m.State("SEARCH"):
