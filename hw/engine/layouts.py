@@ -56,6 +56,15 @@ class DigitFormat:
             word |= (1 | (int(neg) << 1) | (shift << 2)) << (d * width)
         return word
 
+    def decode(self, word):
+        """The integer weight that the bits ``word`` of this format stand for."""
+        width, w = 2 + self.shift_bits, 0
+        for d in range(self.digits):
+            field = (int(word) >> (d * width)) & ((1 << width) - 1)
+            if field & 1:
+                w += (-1 if field & 2 else 1) << (field >> 2)
+        return w
+
     def __eq__(self, other):
         return (isinstance(other, DigitFormat) and
                 (self.digits, self.max_shift) == (other.digits, other.max_shift))

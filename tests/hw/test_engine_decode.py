@@ -1,0 +1,255 @@
+"""The layer engine's stream decoder in Verilator: random command sequences, data and stalls."""
+
+import numpy as np
+import pytest
+from conftest import pack_value
+
+from hw.csd import csd_digits
+from hw.engine import packing as P
+from hw.engine.decode import StreamDecoder
+from hw.engine.layouts import DigitFormat
+from hw.engine.packing import Command, Kind
+
+DECODERS = [
+    dict(fmt=DigitFormat(1, 0), lanes=8, word_bytes=1, table_depth=16, t_width=16, b_width=16,
+         count_width=12, levels_max=15),
+    dict(fmt=DigitFormat(2, 3), lanes=4, word_bytes=4, table_depth=64, positions_max=8,
+         replay_beats=8, t_width=20, b_width=24, count_width=12, levels_max=31),
+    dict(fmt=DigitFormat(1, 7), lanes=8, word_bytes=4, table_depth=256, positions_max=16,
+         replay_beats=16, t_width=24, b_width=20, count_width=14, levels_max=15),
+    dict(fmt=DigitFormat(3, 5), lanes=5, word_bytes=1, table_depth=32, positions_max=4,
+         replay_beats=4, t_width=12, b_width=12, count_width=10, levels_max=7),
+]
+
+
+def pool_of(fmt):
+    """Every integer weight ``fmt`` can hold."""
+    hi = 2 ** (fmt.max_shift + 1)
+    return [v for v in range(-hi, hi + 1) if len(csd_digits(v)) <= fmt.digits
+            and all(s <= fmt.max_shift for _, s in csd_digits(v))]
+
+
+class Model:
+    """What a decoder must put out for a sequence of commands and their data."""
+
+    def __init__(self, dec):
+        self.dec = dec
+        self.table = [0] * dec.table_depth       # words, as stored
+        self.w, self.t, self.b = [], [], []
+
+    def run(self, cmd, raw):
+        dec, g, fmt = self.dec, self.dec.lanes, self.dec.fmt
+        k = cmd.kind
+        if k in (Kind.TRIT5, Kind.TERN2, Kind.CODES):
+            words, errors = [], []
+            if k == Kind.TRIT5:
+                codes = []
+                for byte in raw:
+                    codes += [3] * 5 if byte > 242 else [(byte // 3 ** j) % 3 for j in range(5)]
+                codes = codes[:cmd.count]
+            elif k == Kind.TERN2:
+                codes = P.decode_bits(raw, cmd.count, 2)
+            if k != Kind.CODES:
+                words = [[0, 0b01, 0b11, 0][c] for c in codes]
+                errors = [c == 3 for c in codes]
+            else:
+                stored = P.decode_bits(raw, cmd.codes, cmd.bits)
+                p, q = cmd.positions, max(cmd.per_pos, 1)
+                kq = p > 1
+                for n in range(cmd.count):
+                    pos = (n // q) % p
+                    c = stored[(n // (p * q)) * q + n % q] if cmd.replay else stored[n]
+                    errors.append(False)
+                    addr = c * dec.positions_max + pos if kq else c
+                    words.append(self.table[addr])
+            for at in range(0, cmd.count, g):
+                lane_words = words[at:at + g]
+                n = len(lane_words)
+                self.w.append({"w": lane_words + [0] * (g - n), "nlanes": n,
+                               "last": int(at + g >= cmd.count),
+                               "error": int(any(errors[at:at + g]))})
+        elif k == Kind.TABLE:
+            words = P.decode_bits(raw, cmd.count, fmt.bits) if fmt.bits <= 16 else \
+                [int.from_bytes(raw, "little") >> (n * fmt.bits) & ((1 << fmt.bits) - 1)
+                 for n in range(cmd.count)]
+            for n, word in enumerate(words):
+                if cmd.positions > 1:
+                    addr = (n // cmd.positions) * dec.positions_max + n % cmd.positions
+                else:
+                    addr = n
+                self.table[addr] = word
+        elif k == Kind.THRESH:
+            rows = P.decode_thresholds(raw, cmd.count, cmd.levels, cmd.bits)
+            flat = [v for row in rows for v in row]
+            self.t += [{"value": v, "last": int(n == len(flat) - 1)} for n, v in enumerate(flat)]
+        else:
+            vals = P.decode_signed_bits(raw, cmd.count, cmd.bits)
+            self.b += [{"value": v, "last": int(n == len(vals) - 1)} for n, v in enumerate(vals)]
+
+    def beats(self):
+        """Expected words per output port."""
+        dec, lay = self.dec, self.dec.w_layout
+        out = {"w": [], "t": [], "b": []}
+        for beat in self.w:
+            word = sum(v << (j * dec.fmt.bits) for j, v in enumerate(beat["w"]))
+            word |= beat["nlanes"] << lay["nlanes"].offset
+            word |= beat["last"] << lay["last"].offset
+            word |= beat["error"] << lay["error"].offset
+            out["w"].append([word])
+        out["t"] = [[pack_value(dec.t_layout, v)] for v in self.t]
+        out["b"] = [[pack_value(dec.b_layout, v)] for v in self.b]
+        return out
+
+
+def sorted_row(rng, levels, width):
+    """A threshold row: linear steps mostly, flat ends, an odd jump, the extremes."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    style = rng.integers(0, 4)
+    if style == 0:                               # anything sorted, extremes included
+        return sorted(int(v) for v in rng.integers(lo, hi, size=levels, endpoint=True))
+    if style == 1:                               # all equal, maybe at an extreme
+        return [int(rng.choice([lo, hi, rng.integers(lo, hi)]))] * levels
+    step = rng.uniform(0, (hi - lo) / max(levels, 1) / 2)
+    start = rng.uniform(lo, hi - step * levels)
+    row = [int(np.floor(start + step * n)) for n in range(levels)]
+    flat = rng.integers(0, levels // 3 + 1)
+    row = [row[flat]] * flat + row[flat:]
+    if style == 3 and levels > 2:                # a jump: escapes
+        at = int(rng.integers(1, levels))
+        row = row[:at] + [min(v + int(rng.integers(0, (hi - row[-1]) + 1)), hi)
+                          for v in row[at:]]
+    return sorted(min(max(v, lo), hi) for v in row)
+
+
+class Program:
+    """Random commands for one decoder and the bytes of their data."""
+
+    def __init__(self, dec, seed, commands=24, invalid=True):
+        rng = np.random.default_rng(seed)
+        self.dec, self.model = dec, Model(dec)
+        self.commands, self.data = [], b""
+        g, fmt = dec.lanes, dec.fmt
+        pool = pool_of(fmt)
+        entries = 0                                # table entries loaded
+        kq_positions = 1
+        for _ in range(commands):
+            choice = rng.choice(["trit5", "tern2", "codes", "table", "thresh", "bias"],
+                                p=[.2, .15, .25, .1, .15, .15])
+            if choice == "codes" and not entries:
+                choice = "table"
+            if choice == "trit5":
+                count = self._count(rng, g)
+                cmd = Command(Kind.TRIT5, count)
+                raw = bytearray(P.trits5(rng.integers(-1, 2, size=count)))
+                if invalid and raw and rng.random() < 0.2:
+                    raw[int(rng.integers(0, len(raw)))] = int(rng.integers(243, 256))
+                raw = bytes(raw)
+            elif choice == "tern2":
+                count = self._count(rng, g)
+                cmd = Command(Kind.TERN2, count)
+                codes = rng.integers(0, 3, size=count)
+                if invalid and count and rng.random() < 0.3:
+                    codes[int(rng.integers(0, count))] = 3
+                raw = P.bits(codes, 2)
+            elif choice == "table":
+                kq_positions = 1
+                if dec.positions_max > 1 and rng.random() < 0.6:
+                    kq_positions = int(rng.integers(2, dec.positions_max + 1))
+                    kernels = dec.table_depth // dec.positions_max
+                    count = kq_positions * int(rng.integers(1, kernels + 1))
+                else:
+                    count = int(rng.integers(1, dec.table_depth + 1))
+                cmd = Command(Kind.TABLE, count, positions=kq_positions)
+                raw = P.table(rng.choice(pool, size=count), fmt)
+                entries = count
+            elif choice == "codes":
+                if kq_positions > 1:
+                    kernels = entries // kq_positions
+                    bits = max(1, (kernels - 1).bit_length())
+                    per_pos = g * int(rng.integers(1, 4))
+                    replay = dec.replay_beats and per_pos // g <= dec.replay_beats and \
+                        rng.random() < 0.5
+                    if replay:
+                        blocks = int(rng.integers(1, 3))
+                        count = blocks * kq_positions * per_pos
+                    else:
+                        count = self._count(rng, g)
+                    cmd = Command(Kind.CODES, count, bits=bits, positions=kq_positions,
+                                  per_pos=per_pos, replay=bool(replay))
+                    codes = rng.integers(0, kernels, size=cmd.codes)
+                    if cmd.codes and rng.random() < 0.2:
+                        # Beyond the kernels loaded: whatever the table holds there.
+                        codes[int(rng.integers(0, cmd.codes))] = (1 << bits) - 1
+                else:
+                    bits = int(rng.integers(max(1, (entries - 1).bit_length()),
+                                            dec.addr_bits + 1))
+                    count = self._count(rng, g)
+                    cmd = Command(Kind.CODES, count, bits=bits)
+                    codes = rng.integers(0, entries, size=count)
+                raw = P.bits(codes, cmd.bits)
+            elif choice == "thresh":
+                width = int(rng.integers(2, dec.t_width + 1))
+                levels = int(rng.integers(1, dec.levels_max + 1))
+                rows = [sorted_row(rng, levels, width) for _ in range(int(rng.integers(1, 5)))]
+                cmd = Command(Kind.THRESH, len(rows), bits=width, levels=levels)
+                raw = P.thresholds(rows, width)
+            else:
+                bits = int(rng.integers(1, dec.b_width + 1))
+                count = int(rng.integers(0, 12))
+                lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+                vals = rng.integers(lo, hi, size=count, endpoint=True)
+                cmd = Command(Kind.BIAS, count, bits=bits)
+                raw = P.signed_bits(vals, bits)
+            assert dec.check(cmd) is None, dec.check(cmd)
+            self.commands.append(cmd)
+            self.data += raw
+            self.model.run(cmd, raw)
+
+    @staticmethod
+    def _count(rng, g):
+        if rng.random() < 0.5:
+            return g * int(rng.integers(0, 12))
+        return int(rng.integers(0, 12 * g))
+
+    def inputs(self):
+        dec, wb = self.dec, self.dec.word_bytes
+        data = self.data + bytes(-len(self.data) % wb)
+        words = [list(data[n:n + wb]) for n in range(0, len(data), wb)]
+        cmds = [[pack_value(dec.cmd_layout, dec.command(c))] for c in self.commands]
+        return words, cmds
+
+
+@pytest.fixture(scope="module")
+def decoders(design):
+    cores = [StreamDecoder(**kw) for kw in DECODERS]
+    return cores, design(cores, "engine_decode")
+
+
+def run_programs(dut, cores, programs, *, stall, seed, extra=False):
+    inputs, expected = {}, {}
+    for n, (core, prog) in enumerate(zip(cores, programs)):
+        words, cmds = prog.inputs()
+        inputs[f"i_{n}"], inputs[f"c_{n}"] = words, cmds
+        for port, beats in prog.model.beats().items():
+            expected[f"{port}_{n}"] = beats
+    if extra:
+        return dut.check(inputs, expected, stall=stall, seed=seed)
+    res = dut.run(inputs, {k: len(v) for k, v in expected.items()}, stall=stall, seed=seed)
+    dut._compare(res, {k: [[int(x) for x in b] for b in v] for k, v in expected.items()},
+                 stall, seed)
+    return res
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
+def test_decoder_matches_the_model(decoders, seed, stall):
+    cores, dut = decoders
+    programs = [Program(core, seed * 100 + n) for n, core in enumerate(cores)]
+    run_programs(dut, cores, programs, stall=stall, seed=seed)
+
+
+def test_decoder_invents_nothing(decoders):
+    """Asked for one beat more on any output, the decoder never gives it."""
+    cores, dut = decoders
+    programs = [Program(core, 77 + n, commands=12) for n, core in enumerate(cores)]
+    run_programs(dut, cores, programs, stall=0.4, seed=5, extra=True)
