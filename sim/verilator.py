@@ -153,7 +153,7 @@ def _build_locked(verilog, top, build_dir, progress):
 
 
 def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
-             timeout_cycles=None, progress=None, plusargs=()):
+             timeout_cycles=None, progress=None, plusargs=(), clocks=None, skip_idle=False):
     """Drive ``inputs`` into ``top`` and collect ``outputs``.
 
     ``inputs`` maps :class:`StreamPort` to a list of beats (a beat is a list of
@@ -163,6 +163,10 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
     held for a few cycles first. Raises :class:`SimulationError` if the design
     does not build, or the testbench fails or gets too few beats within
     ``timeout_cycles`` (default: generous, from the amount of data).
+    ``clocks`` maps further clock inputs of ``top`` to their periods in ns (``clk``
+    has 10 ns). With ``skip_idle`` the bench stops stepping cycle by cycle once
+    every input is sent and waits in the simulator for an output to become valid,
+    which keeps long internal computations fast.
     ``plusargs`` go to the simulation (``$value$plusargs``), such as the file a
     ``$readmemh`` memory loads at start.
     """
@@ -182,6 +186,7 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
         "outputs": [{"port": p.name, "prefix": p.prefix, "count": int(n)}
                     for p, n in outputs.items()],
         "stall": float(stall), "seed": int(seed), "timeout_cycles": int(timeout_cycles),
+        "clocks": dict(clocks or {}), "skip_idle": bool(skip_idle),
         "results": str(result_path),
     }
     job_path.write_text(json.dumps(job))

@@ -10,15 +10,17 @@ __all__ = ["prepare", "fuse_relu", "infer_ranges", "lower_requant", "mac_channel
            "expand_weight_forms", "insert_decodes"]
 
 
-def prepare(graph):
+def prepare(graph, *, forms=True):
     """The passes every build runs: a new graph that hardware can be planned from.
 
-    validate (shapes) -> ternary2/codebook MACs to plain MACs -> fuse relu
+    validate (shapes) -> ternary2/codebook MACs to plain MACs (unless ``forms``
+    is false: the layer engine takes those weights as they are) -> fuse relu
     into requant -> explicit pow2 decodes -> ranges -> requant to thresholds ->
     ranges of the thresholded values.
     """
     graph = validate_graph(graph.copy())
-    graph = validate_graph(expand_weight_forms(graph))
+    if forms:
+        graph = validate_graph(expand_weight_forms(graph))
     graph = validate_graph(insert_decodes(fuse_relu(graph)))
     graph = lower_requant(infer_ranges(graph))
     return infer_ranges(validate_graph(graph))

@@ -66,7 +66,7 @@ class EngineConfig:
     word_bytes: int = 4
     stream_fifo: int = 512      # words between the flash and the decoder
     decoder_lanes: int = 8      # weights per decoder beat
-    xlat_depth: int = 16        # entries of the decoder's translation table
+    decoder: dict = field(default_factory=dict)    # StreamDecoder's parameters
     group_bits: int = 16
     levels_per_stage: int = 2
     limits: dict = field(default_factory=dict)     # widths of configuration fields

@@ -9,6 +9,7 @@ from ..fifo import StreamFIFO
 from ..lanes import lanes
 from ..pad import Pad
 from ..pool import WindowMax
+from ..qspi import read_request
 from ..window import SlidingWindow
 from .bank import MacBank
 from .config import EngineConfig, StepKind
@@ -59,7 +60,7 @@ class LayerEngine(wiring.Component):
         self.kernel_bits = lim.get("kernel_bits", 4)
         self.weight_bits = _bits(2 * c.wbuf_words) + 1
         self.table_bits = _bits(c.table_depth) + 1
-        self.decoder = StreamDecoder(**self._decoder_args())
+        self.decoder = StreamDecoder(**c.decoder)
         self.tag = data.StructLayout({
             "buf": 1, "addr": unsigned(self.addr_bits), "at": unsigned(_bits(c.simd // c.pe)),
             "last": 1, "stream": 1, "lanes": unsigned(_bits(c.pe + 1)),
@@ -69,19 +70,13 @@ class LayerEngine(wiring.Component):
         self.walk_layout = step_layout(self.addr_bits, self.dim_bits, self.kernel_bits,
                                        self.weight_bits, lim.get("group_bits", 12),
                                        _bits(c.pe + 1))
-        self.req_layout = data.StructLayout({"addr": unsigned(24), "length": unsigned(24)})
+        self.req_layout = read_request()
         super().__init__({
             "i": In(stream.Signature(lanes(c.input_shape, c.input_channels))),
             "o": Out(stream.Signature(lanes(c.out_shape, 1))),
             "flash_req": Out(stream.Signature(self.req_layout)),
             "flash_data": In(stream.Signature(unsigned(8 * c.word_bytes))),
         })
-
-    def _decoder_args(self):
-        c = self.config
-        return dict(fmt=c.fmt, lanes=c.decoder_lanes, word_bytes=c.word_bytes,
-                    threshold_width=c.acc_width + 1, bias_width=c.acc_width,
-                    table_depth=c.xlat_depth)
 
     def elaborate(self, platform):
         m = Module()
@@ -93,7 +88,8 @@ class LayerEngine(wiring.Component):
         m.submodules.stream_fifo = fifo = StreamFIFO(unsigned(8 * c.word_bytes), c.stream_fifo)
         m.submodules.decoder = dec = self.decoder
         wiring.connect(m, wiring.flipped(self.flash_data), fifo.i)
-        wiring.connect(m, fifo.o, dec.i)
+        m.d.comb += [dec.i.payload.as_value().eq(fifo.o.payload), dec.i.valid.eq(fifo.o.valid),
+                     fifo.o.ready.eq(dec.i.ready)]
 
         epi = Epilogue(pe=pe, acc_width=acc, skip_shape=c.in_shape,
                        accumulators=c.accumulators, depth=c.table_depth,
@@ -102,16 +98,16 @@ class LayerEngine(wiring.Component):
         entries = entry_layout(dec.cmd_layout, beats_bits=24, table_bits=self.table_bits,
                                levels_bits=_bits(c.levels_max + 1))
         w_per_word = pe * simd // c.decoder_lanes
-        loader = Loader(entries=c.entries, entry_layout=entries, cmd_layout=dec.cmd_layout,
-                        w_layout=dec.w.payload.shape(), t_shape=dec.t.payload.shape(),
-                        b_shape=dec.b.payload.shape(), pe=pe, words_per_half=c.wbuf_words,
+        loader = Loader(entries=c.entries, entry_layout=entries, decoder=dec,
+                        pe=pe, words_per_half=c.wbuf_words,
                         w_words_per_word=w_per_word, tw_layout=epi.tw_layout,
                         group_bits=c.group_bits, flash_addr=c.flash_addr,
                         flash_length=c.flash_length, req_layout=self.req_layout,
                         wbuf_addr_bits=self.weight_bits)
         m.submodules.loader = loader
+        self.parts = {"loader": loader, "decoder": dec, "epilogue": epi}
         wiring.connect(m, loader.req, wiring.flipped(self.flash_req))
-        wiring.connect(m, loader.cmd, dec.cmd)
+        wiring.connect(m, loader.cmd, dec.c)
         wiring.connect(m, dec.w, loader.w)
         wiring.connect(m, dec.t, loader.t)
         wiring.connect(m, dec.b, loader.b)
@@ -129,6 +125,7 @@ class LayerEngine(wiring.Component):
         # The activation memory: words of simd lanes; results are written pe lanes at a time.
         m.submodules.act = act = Memory(shape=lanes(c.act_shape, simd), depth=c.mem_depth,
                                         init=[])
+        self.parts["act"] = act
         ard = act.read_port(domain="sync")
         awr = self._act_write = act.write_port(granularity=pe)
 
@@ -139,6 +136,7 @@ class LayerEngine(wiring.Component):
                                             init=[step_entry.const(s) for s in c.steps])
         srd = steps.read_port(domain="sync")
         step = Signal(range(len(c.steps)))
+        self.parts["step"] = step
         cur = Signal(step_entry)
         m.d.comb += [srd.addr.eq(step), epi.cfg.eq(cur.epi)]
         is_stem = cur.kind == StepKind.STEM
@@ -152,6 +150,7 @@ class LayerEngine(wiring.Component):
                               weight_bits=self.weight_bits, group_bits=c.group_bits,
                               tag_shape=self.tag)
         m.submodules.walker = walker
+        self.parts["walker"] = walker
         m.d.comb += [walker.cfg.eq(cur.walk), walker.loaded.eq(loader.loaded)]
 
         # Requests to the read stage: from the walker, or from the stem.
@@ -187,6 +186,7 @@ class LayerEngine(wiring.Component):
                        accumulators=c.accumulators, levels_per_stage=c.levels_per_stage,
                        tag_shape=self.tag)
         m.submodules.bank = bank
+        self.parts["bank"] = bank
         advance = ~b_valid | bank.i.ready
         m.d.comb += r_ready.eq(advance)
         with m.If(advance):
@@ -196,7 +196,10 @@ class LayerEngine(wiring.Component):
         bi = bank.i.payload
         for s_ in range(simd):
             m.d.comb += bi.x[s_].eq(Mux(held.mem, Mux(held.pad, 0, ard.data[s_]), held.x[s_]))
-        m.d.comb += [bi.w.eq(wrd.data), bi.bias.eq(loader.bias[held.buf]),
+        # Only a step with biases reads the registers: they hold whatever the last one left.
+        with m.If(~is_stem & cur.walk.bias):
+            m.d.comb += bi.bias.eq(loader.bias[held.buf])
+        m.d.comb += [bi.w.eq(wrd.data),
                      bi.start.eq(held.start), bi.last.eq(held.last), bi.acc.eq(held.acc),
                      bi.skip.eq(held.skip), bi.skip_at.eq(held.skip_at), bi.tag.eq(held.tag),
                      bank.i.valid.eq(b_valid)]

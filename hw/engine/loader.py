@@ -47,7 +47,7 @@ class Loader(wiring.Component):
     Members
     -------
     req : Out(stream.Signature(StructLayout(addr, length)))   to the flash read port
-    cmd : Out(stream.Signature(cmd_layout))                    to the decoder
+    cmd : Out(stream.Signature(decoder.cmd_layout))            to the decoder
     w, t, b : In(stream.Signature(...))                        the decoder's outputs
     wbuf : Out(write port signals of the weight buffer)
     tw : Out(stream.Signature(threshold write))                to the epilogue
@@ -56,9 +56,9 @@ class Loader(wiring.Component):
     released : In(group_bits)
     """
 
-    def __init__(self, *, entries, entry_layout, cmd_layout, w_layout, t_shape, b_shape, pe,
-                 words_per_half, w_words_per_word, tw_layout, group_bits, flash_addr,
-                 flash_length, req_layout, wbuf_addr_bits):
+    def __init__(self, *, entries, entry_layout, decoder, pe, words_per_half,
+                 w_words_per_word, tw_layout, group_bits, flash_addr, flash_length, req_layout,
+                 wbuf_addr_bits):
         self.entries = entries
         self.layout = entry_layout
         self.pe = pe
@@ -67,14 +67,15 @@ class Loader(wiring.Component):
         self.group_bits = group_bits
         self.flash_addr, self.flash_length = flash_addr, flash_length
         self.tw_layout = tw_layout
+        b_shape = decoder.b_layout["value"].shape
         super().__init__({
             "req": Out(stream.Signature(req_layout)),
-            "cmd": Out(stream.Signature(cmd_layout)),
-            "w": In(stream.Signature(w_layout)),
-            "t": In(stream.Signature(t_shape)),
-            "b": In(stream.Signature(b_shape)),
+            "cmd": Out(stream.Signature(decoder.cmd_layout)),
+            "w": In(stream.Signature(decoder.w_layout)),
+            "t": In(stream.Signature(decoder.t_layout)),
+            "b": In(stream.Signature(decoder.b_layout)),
             "wbuf_addr": Out(wbuf_addr_bits), "wbuf_col": Out(range(max(w_words_per_word, 2))),
-            "wbuf_data": Out(w_layout), "wbuf_en": Out(1),
+            "wbuf_data": Out(decoder.w_layout["w"].shape), "wbuf_en": Out(1),
             "tw": Out(stream.Signature(tw_layout)),
             "bias": Out(data.ArrayLayout(data.ArrayLayout(b_shape, pe), 2)),
             "loaded": Out(group_bits), "released": In(group_bits),
@@ -144,7 +145,7 @@ class Loader(wiring.Component):
         word = Signal(range(self.words_per_half + 1))
         m.d.comb += self.w.ready.eq(w_left != 0)
         m.d.comb += [self.wbuf_addr.eq(half * self.words_per_half + word),
-                     self.wbuf_col.eq(col), self.wbuf_data.eq(self.w.payload),
+                     self.wbuf_col.eq(col), self.wbuf_data.eq(self.w.payload.w),
                      self.wbuf_en.eq(w_took)]
         with m.If(w_took):
             with m.If(col == self.w_per_word - 1):
@@ -157,7 +158,7 @@ class Loader(wiring.Component):
         lane = Signal(range(self.pe))
         tw = self.tw.payload
         m.d.comb += [tw.lane.eq(lane), tw.buf.eq(half), tw.addr.eq(t_base + k),
-                     tw.value.eq(self.t.payload),
+                     tw.value.eq(self.t.payload.value),
                      self.tw.valid.eq(self.t.valid & (t_left != 0)),
                      self.t.ready.eq(self.tw.ready & (t_left != 0))]
         with m.If(t_took):
@@ -170,7 +171,7 @@ class Loader(wiring.Component):
         b_lane = Signal(range(self.pe))
         m.d.comb += self.b.ready.eq(b_left != 0)
         with m.If(b_took):
-            m.d.sync += self.bias[half][b_lane].eq(self.b.payload)
+            m.d.sync += self.bias[half][b_lane].eq(self.b.payload.value)
             m.d.sync += b_lane.eq(Mux(b_lane == self.pe - 1, 0, b_lane + 1))
 
         with m.If(closing):

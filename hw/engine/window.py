@@ -45,6 +45,7 @@ def step_layout(addr_bits, dim_bits, kernel_bits, weight_bits, group_bits, lanes
         "dst_base": a,
         "dst_cw": unsigned(dim_bits),       # words per output pixel
         "to_stream": 1,                     # results leave the engine instead
+        "bias": 1,                          # the step's first accumulator starts from a bias
         "lanes": unsigned(lanes_bits),      # output channels of the last group (stream only)
     })
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Shape, signed, unsigned
+from amaranth.hdl import Shape, signed
 
 from hw.engine.config import EngineConfig, StemConfig, StepKind
 from hw.engine.decode import StreamDecoder
@@ -20,7 +20,7 @@ __all__ = ["EngineBuild", "lower_engine", "HEADER_BYTES"]
 #: The engine reads the stream from this offset of weights.bin (a header page before it).
 HEADER_BYTES = 256
 DECODER_LANES = 8
-WORD_BYTES = 4
+WORD_BYTES = 1
 
 
 @dataclass
@@ -88,7 +88,6 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
             acc = max(acc, _signed_width(n.lo, n.hi))
         if s.mode == "RAW" and s.bias is not None:
             acc = max(acc, _signed_width(int(s.bias.min()), int(s.bias.max())))
-    stored = [m for s in steps for m in [s.dst] if m is not None]
     act_shape = _union(*[shape_for_range(nodes[s.nodes[-1]].lo, nodes[s.nodes[-1]].hi)
                          for s in steps if s.dst is not None])
     inp = graph.input
@@ -118,12 +117,14 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
     positions_max = 1 << max([0] + [(c.positions - 1).bit_length() for c in kq])
     table_entries = max([2] + [len(c.table) * (positions_max if c.positions > 1 else 1)
                                for c in codes.values()])
-    decoder = StreamDecoder(
+    decoder_args = dict(
         fmt=fmt, lanes=DECODER_LANES, word_bytes=WORD_BYTES,
         table_depth=1 << (table_entries - 1).bit_length(), positions_max=positions_max,
         replay_beats=max([0] + [pe * simd * s.segments[0].src.cw // DECODER_LANES
                                 for s in steps if s.kind == "conv"]) if kq else 0,
         t_width=acc + 1, b_width=acc, levels_max=max(levels_max, 1))
+    decoder = StreamDecoder(**decoder_args)
+    decoder._MustUse__silence = True          # only its command encoding is used here
     if (pe * simd) % DECODER_LANES:
         raise BuildError(f"layer engine: {pe} x {simd} lanes is not a multiple of "
                          f"{DECODER_LANES} weights per decoder beat")
@@ -197,6 +198,7 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
                 "skip_base": s.skip.base if s.skip is not None else 0,
                 "dst_base": 0 if to_stream else s.dst.base,
                 "dst_cw": 0 if to_stream else s.dst.cw, "to_stream": int(to_stream),
+                "bias": int(s.mode == "RAW" and s.bias is not None),
                 "lanes": s.out_channels - (g - 1) * pe}
         epi_sets = [_set(t.shape[1], base, lo) if t is not None else _NO_SET
                     for t, base, lo in zip(sets, bases, s.lows)]
@@ -214,11 +216,10 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
         out_shape=Shape.cast(out_shape), input_shape=Shape.cast(input_shape),
         input_channels=inp.shape[0], steps=rom, entries=stream.entries, stem=stem,
         flash_addr=HEADER_BYTES, flash_length=len(stream.data), word_bytes=WORD_BYTES,
-        stream_fifo=stream_fifo, decoder_lanes=DECODER_LANES, levels_per_stage=levels_per_stage,
+        stream_fifo=stream_fifo, decoder_lanes=DECODER_LANES, decoder=decoder_args,
+        levels_per_stage=levels_per_stage,
         limits={"addr_bits": max(mem_words, 2).bit_length() + 1,
                 "dim_bits": max(dims + [2]).bit_length() + 1,
                 "kernel_bits": max(kernels + [2]).bit_length() + 1,
                 "group_bits": max(max(groups_per_step), 2).bit_length() + 1})
-    config.decoder = decoder
-    del stored, unsigned
     return EngineBuild(config, steps, stream, mem_words, groups_per_step)

@@ -141,3 +141,19 @@ class Stream:
         vals = [codes.code_of[int(v)] for v in order]
         cmd = Command(Kind.CODES, len(vals), bits=codes.bits)
         self._emit(cmd, packing.bits(vals, codes.bits), Dest.WEIGHTS, beats=beats)
+
+
+MAGIC = b"SAWE"
+VERSION = 1
+
+
+def flash_image(stream, header_bytes):
+    """``weights.bin`` of an engine: a header page, then the stream the engine reads.
+
+    Header (little-endian): magic ``SAWE``, version (2 bytes), header size (2),
+    stream length (4), then zeros up to ``header_bytes``; the engine's single read
+    starts right after it.
+    """
+    import struct
+    head = MAGIC + struct.pack("<HHI", VERSION, header_bytes, len(stream.data))
+    return head + bytes(header_bytes - len(head)) + bytes(stream.data)
