@@ -26,23 +26,58 @@ def _i64(x):
     return np.asarray(x, dtype=np.int64)
 
 
+#: Integers of magnitude below this are exact in IEEE float64, and so are their sums.
+FLOAT_EXACT = 2 ** 53
+
+
+def _exact_in_float(x, weight, bias):
+    """Can ``bias + sum w * x`` be computed in float64 without a single rounding?
+
+    Every partial sum of a dot product is bounded by ``max|x| * sum|w|``
+    (plus the bias); below 2**53 every one of them is an integer float64
+    holds exactly, whatever order the BLAS adds them in.
+    """
+    if x.size == 0 or weight.size == 0:
+        return True
+    xmax = int(np.abs(x).max())
+    wsum = int(np.abs(weight.reshape(weight.shape[0], -1)).sum(axis=1).max())
+    bmax = int(np.abs(bias).max()) if bias is not None and np.size(bias) else 0
+    return xmax * wsum + bmax < FLOAT_EXACT
+
+
+def _matmul(a, b, exact_float):
+    """``a @ b`` of integer arrays: BLAS in float64 where that is exact, else int64."""
+    if exact_float:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a @ b
+
+
 def conv2d(x, weight, bias=None, *, stride=1, padding=0):
-    """``y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] * xp[b,c,i*s+u,j*s+v]``, xp zero-padded."""
+    """``y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] * xp[b,c,i*s+u,j*s+v]``, xp zero-padded.
+
+    Exact: a matrix product of the windows (im2col) and the weights, in float64
+    BLAS when no partial sum can reach 2**53 (:func:`_exact_in_float`), in int64
+    otherwise.
+    """
     x, w = _i64(x), _i64(weight)
     if padding:
         x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    k = w.shape[2]
+    o, c, k, _ = w.shape
     win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
-    # win: (B, C, Ho, Wo, k, k); contract over C, k, k exactly in int64.
-    y = np.einsum("bchwuv,ocuv->bohw", win, w, optimize=True)
+    b, _, ho, wo = win.shape[:4]
+    # (B, C, Ho, Wo, k, k) -> (B*Ho*Wo, C*k*k), the order of w.reshape(O, -1).
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * k * k)
+    y = _matmul(cols, w.reshape(o, -1).T, _exact_in_float(x, w, bias))
+    y = y.reshape(b, ho, wo, o).transpose(0, 3, 1, 2)
     if bias is not None:
         y = y + _i64(bias)[None, :, None, None]
-    return y
+    return np.ascontiguousarray(y)
 
 
 def dense(x, weight, bias=None):
     """``y[b,o] = bias[o] + sum_k w[o,k] * x[b,k]``."""
-    y = _i64(x) @ _i64(weight).T
+    x, w = _i64(x), _i64(weight)
+    y = _matmul(x, w.T, _exact_in_float(x, w, bias))
     if bias is not None:
         y = y + _i64(bias)[None, :]
     return y

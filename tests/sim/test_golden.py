@@ -158,3 +158,29 @@ def test_thresholds_equal_requant_on_every_accumulator_value(bits, signed, level
         np.testing.assert_array_equal(
             golden.threshold(x, th, bits=bits, signed=signed),
             golden.requant(x, m, c, bits=bits, signed=signed, levels=levels))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_float_blas_path_equals_int64(seed, monkeypatch):
+    """conv2d and dense take float64 BLAS where the bound allows; the result is the int64 one."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(2, 5, 9, 7))
+    w = rng.integers(-100, 100, size=(6, 5, 3, 3))
+    b = rng.integers(-1000, 1000, size=6)
+    xv = rng.integers(-2 ** 20, 2 ** 20, size=(3, 40))
+    wv = rng.integers(-2 ** 20, 2 ** 20, size=(4, 40))
+    fast = golden.conv2d(x, w, b, stride=2, padding=1), golden.dense(xv, wv, b[:4])
+    assert golden._exact_in_float(x, w, b)
+    monkeypatch.setattr(golden, "_exact_in_float", lambda *a: False)
+    slow = golden.conv2d(x, w, b, stride=2, padding=1), golden.dense(xv, wv, b[:4])
+    for f, s in zip(fast, slow):
+        np.testing.assert_array_equal(f, s)
+
+
+def test_sums_beyond_float_exactness_use_int64():
+    """Near 2**62 float64 would round: the bound sends such products to int64."""
+    x = np.array([[2 ** 40, -(2 ** 40) + 1]])
+    w = np.array([[2 ** 21, 2 ** 21 - 1]])
+    assert not golden._exact_in_float(x, w, None)
+    expected = 2 ** 40 * 2 ** 21 + (-(2 ** 40) + 1) * (2 ** 21 - 1)
+    assert int(golden.dense(x, w)[0, 0]) == expected
