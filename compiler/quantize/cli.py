@@ -99,8 +99,13 @@ def add_arguments(parser):
                              f"{ZOO_FINETUNE_EPOCHS}; user models: 0; needs labels)")
     parser.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
                         help="user models: inputs 'x' (N, ...) and optional labels 'y'")
-    parser.add_argument("--calib", type=int, default=512, metavar="N",
-                        help="calibration samples (default: %(default)s)")
+    parser.add_argument("--calib", type=int, default=None, metavar="N",
+                        help="calibration samples (default: 512; 32 for resnet18 and "
+                             "resnet18_cifar, which calibrate on synthetic images)")
+    parser.add_argument("--checkpoint", type=Path, default=None, metavar="FILE",
+                        help="resnet18 / resnet18_cifar: trained weights, a .safetensors file "
+                             "or a .pth state_dict (torchvision's names; read without "
+                             "unpickling code: torch.load(weights_only=True))")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
 
 
@@ -169,16 +174,37 @@ def load_npz(path):
 
 
 def _zoo_model(args):
-    from ..zoo.build import train_float
-    from ..zoo.models import FACTORIES
+    from ..zoo.models import DATASETS, FACTORIES, INPUT_SHAPES
     if args.model not in FACTORIES:
         return None
     if args.data is not None:
-        raise QuantizeError(f"zoo model '{args.model}' trains on its own dataset; drop --data")
+        raise QuantizeError(f"zoo model '{args.model}' calibrates on its own data; drop --data")
+    if DATASETS[args.model] == "synthetic":
+        return _pretrained_zoo_model(args, FACTORIES[args.model], INPUT_SHAPES[args.model])
+    from ..zoo.build import train_float
     epochs = 30 if args.epochs is None else args.epochs
     model, train, test = train_float(args.model, epochs=epochs, seed=args.seed)
     finetune = ZOO_FINETUNE_EPOCHS if args.finetune_epochs is None else args.finetune_epochs
     return model, train, test, finetune, args.model
+
+
+def _pretrained_zoo_model(args, factory, shape):
+    """A model without a dataset here: a checkpoint's weights or a seeded initialisation,
+    calibrated on seeded synthetic images (docs/quantization.md, "ResNet-18")."""
+    import torch
+
+    from ..zoo.checkpoint import load_checkpoint
+    from .data import synthetic
+    if args.epochs or args.finetune_epochs:
+        raise QuantizeError(f"zoo model '{args.model}' has no dataset here to train on; "
+                            "give --checkpoint with trained weights instead")
+    torch.manual_seed(args.seed)
+    model = factory()
+    if args.checkpoint is not None:
+        load_checkpoint(model, args.checkpoint)
+    model.eval()
+    calib = synthetic(shape, args.calib, seed=args.seed)
+    return model, calib, calib, 0, args.model
 
 
 def _user_model(args):
@@ -256,8 +282,15 @@ def run(args):
     """Run the ``quantize`` command; returns the exit status."""
     from .pipeline import quantize_and_evaluate, summary_rows
     from .train import deterministic
+    if args.calib is None:
+        from ..zoo.models import DATASETS
+        args.calib = 32 if DATASETS.get(args.model) == "synthetic" else 512
     if args.calib < 1:
         raise QuantizeError(f"--calib must be >= 1, not {args.calib}")
+    if getattr(args, "checkpoint", None) is not None:
+        from ..zoo.models import DATASETS
+        if DATASETS.get(args.model) != "synthetic":
+            raise QuantizeError("--checkpoint applies to resnet18 and resnet18_cifar")
     check_output(args.out)
     options = {}
     if getattr(args, "lat_solver", None) is not None:

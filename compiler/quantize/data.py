@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "digits", "TEST_FRACTION"]
+__all__ = ["Dataset", "digits", "synthetic", "TEST_FRACTION"]
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -21,7 +21,7 @@ SPLIT_SEED = 0
 @dataclass
 class Dataset:
     x: torch.Tensor              # (N, ...) float32
-    y: torch.Tensor              # (N,) int64 class labels
+    y: torch.Tensor = None       # (N,) int64 class labels, or None
 
     def __len__(self):
         return self.x.shape[0]
@@ -41,3 +41,21 @@ def digits():
         return Dataset(torch.from_numpy(x[idx][:, None]).contiguous(), torch.from_numpy(y[idx]))
 
     return make(train), make(test)
+
+
+def synthetic(shape, n, seed=0):
+    """``n`` seeded images of ``shape`` (C, H, W) for calibration without a dataset.
+
+    Smooth random fields (white noise blurred at a few scales) normalised per
+    channel to mean 0 and standard deviation 1, the statistics of images after
+    the usual ImageNet normalisation; no labels. Nothing is downloaded.
+    """
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    x = np.zeros((n, c, h, w), np.float32)
+    for scale in (1, 4, 16):
+        coarse = rng.standard_normal((n, c, -(-h // scale), -(-w // scale))).astype(np.float32)
+        x += np.repeat(np.repeat(coarse, scale, axis=2), scale, axis=3)[:, :, :h, :w]
+    x -= x.mean(axis=(0, 2, 3), keepdims=True)
+    x /= x.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    return Dataset(torch.from_numpy(x))

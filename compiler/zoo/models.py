@@ -5,9 +5,11 @@ to a function returning an untrained ``nn.Module``; ``DATASETS`` names the
 dataset it trains on (:mod:`compiler.quantize.data`).
 """
 
+import torch
 from torch import nn
 
-__all__ = ["BasicBlock", "DigitsCNN", "digits_cnn", "small_cnn", "FACTORIES", "DATASETS"]
+__all__ = ["BasicBlock", "DigitsCNN", "digits_cnn", "small_cnn", "ResNet", "TorchvisionBlock",
+           "resnet18", "resnet18_cifar", "FACTORIES", "DATASETS", "INPUT_SHAPES"]
 
 
 class BasicBlock(nn.Module):
@@ -71,5 +73,94 @@ def small_cnn():
     return DigitsCNN(channels=(4, 8))
 
 
-FACTORIES = {"digits_cnn": digits_cnn, "small_cnn": small_cnn}
-DATASETS = {"digits_cnn": "digits", "small_cnn": "digits"}
+class TorchvisionBlock(nn.Module):
+    """torchvision's ``BasicBlock``, attribute for attribute, so its ``state_dict`` loads."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """torchvision's ``ResNet`` with basic blocks: same modules, names and forward.
+
+    ``stem="imagenet"`` is torchvision's (7x7 stride-2 convolution, 3x3 stride-2
+    max pool, for 224x224 inputs); ``stem="cifar"`` the usual 32x32 variant (a
+    3x3 convolution and no pool). ``width`` scales every channel count (64 is
+    ResNet-18 itself; the tests use 8).
+    """
+
+    def __init__(self, layers=(2, 2, 2, 2), num_classes=1000, *, stem="imagenet", width=64):
+        super().__init__()
+        self.inplanes = width
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
+        self.layer1 = self._make_layer(width, layers[0])
+        self.layer2 = self._make_layer(2 * width, layers[1], stride=2)
+        self.layer3 = self._make_layer(4 * width, layers[2], stride=2)
+        self.layer4 = self._make_layer(8 * width, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * width, num_classes)
+        for m in self.modules():                         # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride=stride,
+                                                 bias=False), nn.BatchNorm2d(planes))
+        layers = [TorchvisionBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [TorchvisionBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+def resnet18():
+    """ResNet-18 in torchvision's exact layout (224x224 RGB, 1,000 classes)."""
+    return ResNet()
+
+
+def resnet18_cifar():
+    """ResNet-18 for 32x32 RGB inputs and 10 classes (3x3 stem, no max pool)."""
+    return ResNet(num_classes=10, stem="cifar")
+
+
+FACTORIES = {"digits_cnn": digits_cnn, "small_cnn": small_cnn, "resnet18": resnet18,
+             "resnet18_cifar": resnet18_cifar}
+#: What each model learns from: a real dataset, or seeded synthetic images (no download here).
+DATASETS = {"digits_cnn": "digits", "small_cnn": "digits", "resnet18": "synthetic",
+            "resnet18_cifar": "synthetic"}
+#: The input of one sample, for synthetic calibration images.
+INPUT_SHAPES = {"resnet18": (3, 224, 224), "resnet18_cifar": (3, 32, 32)}
