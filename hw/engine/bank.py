@@ -1,6 +1,6 @@
 """The layer engine's bank of run-time multiplier-free MACs."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,19 +76,30 @@ class MacBank(wiring.Component):
             "o": Out(stream.Signature(self.out_layout)),
         })
 
-    def _terms(self, m, x, w, name):
-        """The tree terms of one output: digits of ``w`` applied to ``x``, plus the carries."""
+    def _terms(self, m, x_bits, w_bits, name):
+        """The tree terms of one output: digits of ``w`` applied to ``x``, plus the carries.
+
+        ``x_bits`` and ``w_bits`` are the raw bits of the beat's activations and of this
+        output's ``simd`` weights: sliced by hand, because a View of a layout this large
+        costs more to index than the logic costs to build.
+        """
         fmt = self.fmt
-        width = self.in_shape.width + (0 if self.in_shape.signed else 1) + fmt.max_shift
+        in_w = self.in_shape.width
+        width = in_w + (0 if self.in_shape.signed else 1) + fmt.max_shift
+        dw = 2 + fmt.shift_bits
         terms, negatives = [], []
         for s in range(self.simd):
+            lane = x_bits[s * in_w:(s + 1) * in_w]
+            lane = lane.as_signed() if self.in_shape.signed else lane
             for d in range(fmt.digits):
-                digit = w[s][d]
+                base = (s * fmt.digits + d) * dw
+                nz, neg = w_bits[base], w_bits[base + 1]
                 wide = Signal(signed(width), name=f"{name}_x{s}_{d}")
-                m.d.comb += wide.eq(x[s] << digit.shift if fmt.shift_bits else x[s])
+                m.d.comb += wide.eq(lane << w_bits[base + 2:base + dw] if fmt.shift_bits
+                                    else lane)
                 # ~v = -v - 1: the +1 of every negated digit is added once per tree.
-                terms.append((Mux(digit.nz, Mux(digit.neg, ~wide, wide), 0), False))
-                negatives.append(digit.nz & digit.neg)
+                terms.append((Mux(nz, Mux(neg, ~wide, wide), 0), False))
+                negatives.append(nz & neg)
         carries = Signal(range(len(negatives) + 1), name=f"{name}_carries")
         m.d.comb += carries.eq(sum(negatives, Const(0, carries.shape())))
         return terms + [(carries, False)]
@@ -118,14 +129,33 @@ class MacBank(wiring.Component):
         m.d.sync += [beat.eq(self.i.payload), valid.eq(take)]
 
         # One tree per output, `lt` cycles deep.
-        partials = [self.tree.build(m, self._terms(m, beat.x, [beat.w[p * simd + s]
-                                                              for s in range(simd)], f"pe{p}"),
+        x_bits, w_bits = beat.x.as_value(), beat.w.as_value()
+        per_output = simd * self.fmt.bits
+        partials = [self.tree.build(m, self._terms(m, x_bits,
+                                                   w_bits[p * per_output:(p + 1) * per_output],
+                                                   f"pe{p}"),
                                     name=f"pe{p}", levels=self.levels)
                     for p in range(pe)]
-        ctl = beat
+        # What the accumulators need travels beside the trees; the skip lanes are
+        # picked now, so that only pe of the simd lanes ride along.
+        ctl_layout = data.StructLayout({
+            "bias": self.in_layout["bias"].shape, "start": 1, "last": 1, "skip": 1,
+            "acc": self.in_layout["acc"].shape, "tag": self.in_layout["tag"].shape,
+            "lanes": data.ArrayLayout(self.in_shape, pe)})
+        ctl = Signal(ctl_layout)
+        in_w = self.in_shape.width
+        m.d.comb += [ctl.bias.eq(beat.bias), ctl.start.eq(beat.start), ctl.last.eq(beat.last),
+                     ctl.skip.eq(beat.skip), ctl.acc.eq(beat.acc), ctl.tag.eq(beat.tag)]
+        lane_bits = ctl.lanes.as_value()
+        for p in range(pe):
+            picked = x_bits[p * in_w:(p + 1) * in_w]
+            for j in range(1, simd // pe):
+                lane = (j * pe + p) * in_w
+                picked = Mux(beat.skip_at == j, x_bits[lane:lane + in_w], picked)
+            m.d.comb += lane_bits[p * in_w:(p + 1) * in_w].eq(picked)
         ctl_valid = valid
         for k in range(lt):
-            nxt = Signal(self.in_layout, name=f"ctl_s{k}")
+            nxt = Signal(ctl_layout, name=f"ctl_s{k}")
             nxt_valid = Signal(name=f"valid_s{k}")
             m.d.sync += [nxt.eq(ctl), nxt_valid.eq(ctl_valid)]
             ctl, ctl_valid = nxt, nxt_valid
@@ -135,25 +165,23 @@ class MacBank(wiring.Component):
         skip = [Signal(self.in_shape, name=f"skip{p}") for p in range(pe)]
         new = [[Signal(acc_shape, name=f"new{a}_{p}") for p in range(pe)] for a in range(accs)]
         new_skip = [Signal(self.in_shape, name=f"new_skip{p}") for p in range(pe)]
+        bias = ctl.bias.as_value()
+        aw = self.acc_width
         for p in range(pe):
             for a in range(accs):
-                init = ctl.bias[p] if a == 0 else Const(0, acc_shape)
+                init = bias[p * aw:(p + 1) * aw].as_signed() if a == 0 else Const(0, acc_shape)
                 mine = (ctl.acc == a) & ~ctl.skip
                 base = Mux(ctl.start, init, acc[a][p])
-                m.d.comb += new[a][p].eq(Mux(mine, (base + partials[p])[:self.acc_width],
-                                             acc[a][p]))
-            lanes = [ctl.x[j * pe + p] for j in range(simd // pe)]
-            picked = lanes[0]
-            for j in range(1, len(lanes)):
-                picked = Mux(ctl.skip_at == j, lanes[j], picked)
-            m.d.comb += new_skip[p].eq(Mux(ctl.skip, picked, skip[p]))
+                m.d.comb += new[a][p].eq(Mux(mine, (base + partials[p])[:aw], acc[a][p]))
+            lane = ctl.lanes.as_value()[p * in_w:(p + 1) * in_w]
+            m.d.comb += new_skip[p].eq(Mux(ctl.skip, lane, skip[p]))
         with m.If(ctl_valid):
             m.d.sync += [acc[a][p].eq(new[a][p]) for a in range(accs) for p in range(pe)]
             m.d.sync += [skip[p].eq(new_skip[p]) for p in range(pe)]
         m.d.comb += [queue.i.valid.eq(ctl_valid & ctl.last)]
-        m.d.comb += [queue.i.payload.acc[a][p].eq(new[a][p]) for a in range(accs)
-                     for p in range(pe)]
-        m.d.comb += [queue.i.payload.skip[p].eq(new_skip[p]) for p in range(pe)]
+        m.d.comb += queue.i.payload.acc.as_value().eq(Cat(*(new[a][p] for a in range(accs)
+                                                            for p in range(pe))))
+        m.d.comb += queue.i.payload.skip.as_value().eq(Cat(*new_skip))
         m.d.comb += queue.i.payload.tag.eq(ctl.tag)
         return m
 

@@ -1,6 +1,6 @@
 """The layer engine: a network run layer by layer on one MAC bank, weights streamed in."""
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -119,8 +119,8 @@ class LayerEngine(wiring.Component):
         wwr = wbuf.write_port(granularity=c.decoder_lanes)
         wrd = wbuf.read_port(domain="sync")
         m.d.comb += [wwr.addr.eq(loader.wbuf_addr), wwr.en.eq(loader.wbuf_en << loader.wbuf_col)]
-        m.d.comb += [wwr.data[n * c.decoder_lanes + j].eq(loader.wbuf_data[j])
-                     for n in range(w_per_word) for j in range(c.decoder_lanes)]
+        # Every column gets the decoder's beat; the enable picks the one being filled.
+        m.d.comb += wwr.data.as_value().eq(loader.wbuf_data.as_value().replicate(w_per_word))
 
         # The activation memory: words of simd lanes; results are written pe lanes at a time.
         m.submodules.act = act = Memory(shape=lanes(c.act_shape, simd), depth=c.mem_depth,
@@ -194,8 +194,16 @@ class LayerEngine(wiring.Component):
         m.d.comb += [ard.addr.eq(r.addr), ard.en.eq(advance),
                      wrd.addr.eq(r.buf * c.wbuf_words + r.widx), wrd.en.eq(advance)]
         bi = bank.i.payload
-        for s_ in range(simd):
-            m.d.comb += bi.x[s_].eq(Mux(held.mem, Mux(held.pad, 0, ard.data[s_]), held.x[s_]))
+        # Memory lanes widen to the bank's lanes (zero or sign extension, lane by lane).
+        aw = c.act_shape.width
+        mem_bits, x_bits = ard.data.as_value(), held.x.as_value()
+        lanes_in = []
+        for n in range(simd):
+            lane = Signal(c.in_shape, name=f"mem_lane{n}")
+            raw = mem_bits[n * aw:(n + 1) * aw]
+            m.d.comb += lane.eq(raw.as_signed() if c.act_shape.signed else raw)
+            lanes_in.append(lane)
+        m.d.comb += bi.x.as_value().eq(Mux(held.mem, Mux(held.pad, 0, Cat(*lanes_in)), x_bits))
         # Only a step with biases reads the registers: they hold whatever the last one left.
         with m.If(~is_stem & cur.walk.bias):
             m.d.comb += bi.bias.eq(loader.bias[held.buf])
@@ -227,8 +235,10 @@ class LayerEngine(wiring.Component):
                 m.d.comb += epi.o.ready.eq(1)
                 m.d.comb += [awr.addr.eq(res.tag.addr),
                              awr.en.eq(Mux(epi.o.valid, 1 << res.tag.at, 0))]
-                m.d.comb += [awr.data[j * pe + p].eq(res.value[p])
-                             for j in range(simd // pe) for p in range(pe)]
+                vw = epi.value_shape.width
+                vals = res.value.as_value()
+                group = Cat(*(vals[p * vw:p * vw + c.act_shape.width] for p in range(pe)))
+                m.d.comb += awr.data.as_value().eq(group.replicate(simd // pe))
             m.d.comb += release.eq(epi.o.valid & epi.o.ready & res.tag.last)
 
         # The sequencer: fetch a step, start it, wait until all its results are out.

@@ -88,7 +88,7 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
             acc = max(acc, _signed_width(n.lo, n.hi))
         if s.mode == "RAW" and s.bias is not None:
             acc = max(acc, _signed_width(int(s.bias.min()), int(s.bias.max())))
-    act_shape = _union(*[shape_for_range(nodes[s.nodes[-1]].lo, nodes[s.nodes[-1]].hi)
+    act_shape = _union(*[shape_for_range(nodes[s.out_node].lo, nodes[s.out_node].hi)
                          for s in steps if s.dst is not None])
     inp = graph.input
     input_shape = shape_for_range(inp.lo, inp.hi)

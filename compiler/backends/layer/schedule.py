@@ -80,6 +80,7 @@ class Step:
     bias: np.ndarray = None       # RAW only: (N,)
     pool: dict = None             # stem only: the max pool after it
     stem_in: dict = None          # stem only: the input's geometry
+    out_node: str = None          # the node whose value the step writes
     frees: list = field(default_factory=list)    # maps not needed after this step
 
 
@@ -184,7 +185,7 @@ class _Scheduler:
             out_channels=conv.shape[0], out_h=conv.shape[1], out_w=conv.shape[2], mode="Q",
             sets=[_folded_thresholds(th, conv.tensors.get("bias")), None, None],
             lows=[_low(th), 0, 0], dst=out, pool=pool,
-            stem_in={"channels": c, "height": h, "width": w}))
+            stem_in={"channels": c, "height": h, "width": w}, out_node=tail.name))
 
     def segment(self, conv, acc=0):
         a = conv.attrs
@@ -203,7 +204,8 @@ class _Scheduler:
                                    *conv.shape, mode="Q",
                                    sets=[_folded_thresholds(th, conv.tensors.get("bias")),
                                          None, None],
-                                   lows=[_low(th), 0, 0], dst=self.new_map(th)))
+                                   lows=[_low(th), 0, 0], dst=self.new_map(th),
+                                   out_node=th.name))
             return
         out = self.only_user(add, "threshold")
         if out is None:
@@ -221,7 +223,7 @@ class _Scheduler:
             self.done.update(nodes)
             self.steps.append(Step(conv.name, "conv", nodes, [self.segment(conv)], *conv.shape,
                                    mode="QS", sets=sets, lows=lows, skip=skip,
-                                   dst=self.alias(out, skip)))
+                                   dst=self.alias(out, skip), out_node=out.name))
             return
         proj = self.graph[other.inputs[0]] if other.op == "threshold" else None
         if proj is None or proj.op != "conv2d" or self.only_user(proj, "threshold") is None:
@@ -233,7 +235,8 @@ class _Scheduler:
         self.done.update(nodes)
         self.steps.append(Step(conv.name, "conv", nodes,
                                [self.segment(conv, 0), self.segment(proj, 1)], *conv.shape,
-                               mode="QQ", sets=sets, lows=lows, dst=self.new_map(out)))
+                               mode="QQ", sets=sets, lows=lows, dst=self.new_map(out),
+                               out_node=out.name))
 
     def alias(self, node, m):
         """``node``'s value lives where ``m`` was (written in place)."""
@@ -247,7 +250,8 @@ class _Scheduler:
         self.done.update(nodes)
         self.steps.append(Step(conv.name, "conv", nodes, segments, conv.shape[0],
                                *(conv.shape[1:] if len(conv.shape) == 3 else (1, 1)),
-                               mode="RAW", bias=None if bias is None else bias.astype(np.int64)))
+                               mode="RAW", bias=None if bias is None else bias.astype(np.int64),
+                               out_node=conv.name))
 
     def dense(self, dense, segment, nodes):
         th = self.only_user(dense, "threshold")
@@ -260,7 +264,8 @@ class _Scheduler:
         self.steps.append(Step(dense.name, "conv", nodes, [segment], dense.shape[0], 1, 1,
                                mode="Q", sets=[_folded_thresholds(th, bias), None, None],
                                lows=[_low(th), 0, 0],
-                               dst=None if last else self.new_map(th, (dense.shape[0], 1, 1))))
+                               dst=None if last else self.new_map(th, (dense.shape[0], 1, 1)),
+                               out_node=th.name))
 
     def gap_dense(self, gap):
         flat = self.only_user(gap, "flatten")
