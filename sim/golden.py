@@ -73,10 +73,21 @@ def add(a, b):
     return _i64(a) + _i64(b)
 
 
+#: The largest code whose value ``2**(c-1)`` an int64 holds.
+POW2_MAX_CODE = 63
+
+
 def pow2_value(code):
-    """The value of a power-of-two activation code: ``0`` if ``c == 0`` else ``2**(c-1)``."""
+    """The value of a power-of-two activation code: ``0`` if ``c == 0`` else ``2**(c-1)``.
+
+    Raises ``ValueError`` for a code whose value does not fit int64 (``c > 63``)
+    or a negative code, instead of wrapping around.
+    """
     c = _i64(code)
-    return np.where(c > 0, np.left_shift(1, np.maximum(c - 1, 0)), 0).astype(np.int64)
+    if c.size and (c.max() > POW2_MAX_CODE or c.min() < 0):
+        raise ValueError(f"pow2 codes must lie in [0, {POW2_MAX_CODE}] (2**62 is the largest "
+                         f"int64 power of two), got [{int(c.min())}, {int(c.max())}]")
+    return np.where(c > 0, np.left_shift(np.int64(1), np.maximum(c - 1, 0)), 0).astype(np.int64)
 
 
 def pow2_decode(x):
@@ -119,7 +130,8 @@ def requant(x, multiplier, offset, *, bits, signed, levels="linear"):
     lo, hi = int_range(bits, signed)
     m = _per_channel(np.asarray(multiplier, np.float64), x.ndim)
     c = _per_channel(np.asarray(offset, np.float64), x.ndim)
-    v = x.astype(np.float64) * m + c
+    with np.errstate(over="ignore"):        # IEEE: a product too large is inf, then clamped
+        v = x.astype(np.float64) * m + c
     if levels == "linear":
         return np.clip(np.floor(v), lo, hi).astype(np.int64)
     t = level_targets(bits, signed, levels)
@@ -153,7 +165,8 @@ def thresholds_for_requant(multiplier, offset, *, bits, signed, x_lo, x_hi, leve
     above = np.full(shape, int(x_hi) + 1, dtype=np.int64)               # answer <= above
     while np.any(below < above):
         mid = (below + above) // 2                                      # always <= x_hi
-        reached = mid.astype(np.float64) * m + c >= target
+        with np.errstate(over="ignore"):
+            reached = mid.astype(np.float64) * m + c >= target
         above = np.where(reached, mid, above)
         below = np.where(reached, below, mid + 1)
     return above
