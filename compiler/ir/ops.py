@@ -216,9 +216,11 @@ def _check_attrs(node, spec):
             continue
         value = node.attrs[key]
         if attr.type is float and isinstance(value, int) and not isinstance(value, bool):
-            if abs(value) > 2 ** 1000:
-                _fail(node, f"attribute '{key}' = {value:.3e} is too large for a float")
-            value = node.attrs[key] = float(value)
+            try:
+                value = node.attrs[key] = float(value)
+            except OverflowError:
+                _fail(node, f"attribute '{key}' is an integer of {value.bit_length()} bits, "
+                            "too large for a float")
         if attr.type is float and isinstance(value, float) and not math.isfinite(value):
             _fail(node, f"attribute '{key}' = {value} must be finite")
         if attr.type is not object and (not isinstance(value, attr.type)

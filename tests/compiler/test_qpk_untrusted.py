@@ -298,3 +298,8 @@ def test_retensor_keeps_checksums_right():
     m, data = retensor(m, arrays)
     assert qpk.from_bytes(repack(m, data))["c"].tensors["weight"].max() == 7
     assert math.isfinite(0.1)
+
+
+@pytest.mark.parametrize("value", [2 ** 1024, 10 ** 400], ids=["2**1024", "10**400"])
+def test_integer_too_large_for_a_float_attribute(value):
+    refused(net(rq={"scale": value}), "node 'q'", "attribute 'scale'", "too large for a float")
