@@ -91,8 +91,11 @@ def _plan(graph):
     make_plan(prepare(graph), FABRICS[board.family], budget=board.budget)
 
 
-def fuzz(variants, seed=0, *, plan=True, keep=200, seeds=None, progress=None):
-    """Forge ``variants`` packages; returns a :class:`FuzzResult`."""
+def fuzz(variants, seed=0, *, plan=None, keep=200, seeds=None, progress=None):
+    """Forge ``variants`` packages; returns a :class:`FuzzResult`.
+
+    ``plan``: how many accepted packages to prepare and plan in-process (None: all).
+    """
     from compiler import qpk
     from compiler.errors import QpkError, UserError
     seeds = seeds or qpk_forge.seed_packages()
@@ -117,7 +120,7 @@ def fuzz(variants, seed=0, *, plan=True, keep=200, seeds=None, progress=None):
         digest = hashlib.sha256(blob).hexdigest()
         if len(res.accepted_blobs) < keep:
             res.accepted_blobs.setdefault(digest, blob)
-        if plan:
+        if plan is None or res.planned + sum(res.build_refused.values()) < plan:
             try:
                 _plan(graph)
                 res.planned += 1
@@ -230,7 +233,7 @@ def main(argv=None):
     def say(text):
         print(text, file=sys.stderr, flush=True)
 
-    res = fuzz(args.variants, args.seed, plan=not args.no_plan, progress=say)
+    res = fuzz(args.variants, args.seed, plan=0 if args.no_plan else None, progress=say)
     outcomes, broken = None, []
     if args.builds:
         outcomes, broken = run_builds(res.accepted_blobs, args.builds,

@@ -114,6 +114,9 @@ def unpack(blob, path):
     if len(blob) > data_start + dlen:
         raise QpkError(path, f"{len(blob) - data_start - dlen} unexpected bytes after the "
                              "end of the data section")
+    if any(blob[HEADER.size + mlen:data_start]):
+        raise QpkError(path, "the padding after the manifest is not zero (the file is "
+                             "corrupted)", where="manifest")
     mbytes = bytes(blob[HEADER.size:HEADER.size + mlen])
     if hashlib.sha256(mbytes).digest() != mdigest:
         raise QpkError(path, "manifest checksum mismatch (the file is corrupted)",
@@ -129,7 +132,23 @@ def unpack(blob, path):
         raise QpkError(path, f"{len(entries):,} tensors, more than the limit of "
                              f"{limits.MAX_TENSORS:,}", where="manifest")
     data = memoryview(blob)[data_start:data_start + dlen]
-    return manifest, {name: _read_tensor(path, name, e, data) for name, e in entries.items()}
+    tensors = {name: _read_tensor(path, name, e, data) for name, e in entries.items()}
+    _check_gaps(path, entries, data)
+    return manifest, tensors
+
+
+def _check_gaps(path, entries, data):
+    """Bytes of the data section outside every tensor must be zero: no checksum covers them."""
+    end = 0
+    for start, stop in sorted((e["offset"], e["offset"] + e["nbytes"]) for e in entries.values()):
+        if start > end and any(data[end:start]):
+            break
+        end = max(end, stop)
+    else:
+        if not any(data[end:]):
+            return
+    raise QpkError(path, "bytes outside every tensor are not zero (the file is corrupted)",
+                   where="data")
 
 
 def _short(value, n=60):

@@ -303,3 +303,16 @@ def test_retensor_keeps_checksums_right():
 @pytest.mark.parametrize("value", [2 ** 1024, 10 ** 400], ids=["2**1024", "10**400"])
 def test_integer_too_large_for_a_float_attribute(value):
     refused(net(rq={"scale": value}), "node 'q'", "attribute 'scale'", "too large for a float")
+
+
+def test_damage_outside_the_checksums_is_refused():
+    blob = bytearray(net())
+    _, _, _, _, mlen, _, _ = container.HEADER.unpack_from(blob)
+    pad = container.HEADER.size + mlen          # first padding byte after the manifest
+    assert pad % 64
+    bad = bytearray(blob)
+    bad[pad] = 1
+    refused(bytes(bad), "manifest", "padding after the manifest is not zero")
+    bad = bytearray(blob)
+    bad[-1] = 1                                 # the zero fill after the last tensor
+    refused(bytes(bad), "data", "bytes outside every tensor are not zero")
