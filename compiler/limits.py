@@ -96,3 +96,11 @@ ENTRY_BITS = (1, 16)
 ACC_BITS = 48
 ACC_MIN = -(1 << (ACC_BITS - 1))
 ACC_MAX = (1 << (ACC_BITS - 1)) - 1
+
+# --- hardware -----------------------------------------------------------------------------
+#: Bits of one signal of the generated hardware: Amaranth's netlist numbers the
+#: bits of a cell with 16 bits (65,536), and the top-level input ports share one
+#: cell, so the input beat and its few control bits must fit together; 256 bits
+#: are kept for them. Checked by the planner (a stream beat, a window, a ROM
+#: word), which refuses a layer that needs a wider one.
+MAX_SIGNAL_BITS = (1 << 16) - 256

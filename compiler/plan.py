@@ -30,6 +30,7 @@ from sim import golden
 from . import buffers
 from .cost import Resources
 from .errors import BuildError
+from .widths import check_signal_widths
 
 __all__ = ["Stage", "Plan", "make_plan", "PLACEMENTS"]
 
@@ -536,6 +537,7 @@ def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=Non
         cost_stage(fabric, s)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
     _plan_buffers(plan)
+    check_signal_widths(plan)
     return plan
 
 
