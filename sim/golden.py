@@ -144,7 +144,7 @@ def threshold(x, thresholds, *, bits, signed):
     th = _i64(thresholds)
     lo, _ = int_range(bits, signed)
     xc = np.moveaxis(x, 1, -1)                    # channels last: (..., C)
-    if th.shape[1] > 1 and np.any(np.diff(th, axis=1) < 0):
+    if th.shape[1] > 1 and np.any(th[:, 1:] < th[:, :-1]):
         # Unsorted thresholds: the definition itself, memory x.size * L.
         count = (xc[..., None] >= th).sum(axis=-1)
     else:

@@ -316,3 +316,29 @@ def test_damage_outside_the_checksums_is_refused():
     bad = bytearray(blob)
     bad[-1] = 1                                 # the zero fill after the last tensor
     refused(bytes(bad), "data", "bytes outside every tensor are not zero")
+
+
+def test_sorted_thresholds_at_the_int64_ends_accepted():
+    # np.diff of -2**63 and 2**63 - 1 wrapped around and called them decreasing.
+    th = np.array([[-2 ** 63, 2 ** 63 - 1, 2 ** 63 - 1]], np.int64)
+    nodes = [{"name": "x", "op": "input", "inputs": [],
+              "attrs": {"shape": [1], "bits": 8, "signed": True}},
+             {"name": "t", "op": "threshold", "inputs": ["x"],
+              "attrs": {"bits": 2, "signed": False}, "tensors": {"thresholds": "t.th"}}]
+    g = qpk.from_bytes(pack(nodes, ["t"], {"t.th": th}))
+    assert (g["t"].lo, g["t"].hi) == (1, 1)
+
+
+def test_thresholds_beyond_the_input_range_are_clamped_exactly():
+    from compiler import interpret
+    from compiler.passes import prepare
+    th = np.array([[-2 ** 63, -5, 2 ** 40]], np.int64)
+    nodes = [{"name": "x", "op": "input", "inputs": [],
+              "attrs": {"shape": [1], "bits": 8, "signed": True}},
+             {"name": "t", "op": "threshold", "inputs": ["x"],
+              "attrs": {"bits": 2, "signed": False}, "tensors": {"thresholds": "t.th"}}]
+    g = qpk.from_bytes(pack(nodes, ["t"], {"t.th": th}))
+    p = prepare(g)
+    assert p["t"].tensors["thresholds"].tolist() == [[-128, -5, 128]]
+    x = np.arange(-128, 128).reshape(-1, 1)
+    np.testing.assert_array_equal(interpret.run(p, x), interpret.run(g, x))
