@@ -69,7 +69,7 @@ class FuzzResult:
         self.build_refused = collections.Counter()    # UserError class of prepare/plan
         self.other = collections.Counter()            # (exception, place) -> count
         self.examples = {}                            # (exception, place) -> (kind, message)
-        self.accepted_blobs = {}                      # sha256 -> bytes
+        self.accepted_blobs = {}                      # sha256 -> (forging operator, bytes)
         self.seconds = 0.0
 
     @property
@@ -119,7 +119,7 @@ def fuzz(variants, seed=0, *, plan=None, keep=200, seeds=None, progress=None):
         res.accepted += 1
         digest = hashlib.sha256(blob).hexdigest()
         if len(res.accepted_blobs) < keep:
-            res.accepted_blobs.setdefault(digest, blob)
+            res.accepted_blobs.setdefault(digest, (kind, blob))
         if plan is None or res.planned + sum(res.build_refused.values()) < plan:
             try:
                 _plan(graph)
@@ -165,12 +165,26 @@ def run_cli(args, *, memory=8 << 30, timeout=300, cwd=None):
     return "broken", f"exit {proc.returncode}: {err[-600:]}"
 
 
+def _spread(blobs, n):
+    """Up to ``n`` of ``{digest: (kind, blob)}``, taking the forging operators in turn."""
+    by_kind = collections.defaultdict(list)
+    for digest, (kind, blob) in sorted(blobs.items()):
+        by_kind[kind].append((digest, blob))
+    picked = []
+    while len(picked) < n and any(by_kind.values()):
+        for kind in sorted(by_kind):
+            if by_kind[kind] and len(picked) < n:
+                picked.append(by_kind[kind].pop(0))
+    return picked
+
+
 def run_builds(blobs, n, *, memory=8 << 30, timeout=300, progress=None):
-    """``inspect`` and ``build --no-synth --verify 0`` on up to ``n`` accepted packages."""
+    """``inspect`` and ``build --no-synth --verify 0`` on up to ``n`` accepted packages,
+    spread over the operators that forged them."""
     outcomes = collections.Counter()
     broken = []
     with tempfile.TemporaryDirectory(prefix="fuzz_qpk_") as tmp:
-        for i, (digest, blob) in enumerate(sorted(blobs.items())[:n]):
+        for i, (digest, blob) in enumerate(_spread(blobs, n)):
             path = Path(tmp) / f"{digest[:16]}.qpk"
             path.write_bytes(blob)
             for cmd, args in (("inspect", ["inspect", str(path)]),

@@ -99,7 +99,10 @@ def _weight_scale(v):
 
 
 def _finite(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A number that is a finite float (math.isfinite of a huge int raises OverflowError)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < 2 ** 1000 if isinstance(v, int) else math.isfinite(v)
 
 
 def _kind(v):

@@ -92,8 +92,10 @@ def _type_name(value):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    """A finite number a float can hold (math.isfinite of a huge int raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < 2 ** 1000 if isinstance(value, int) else math.isfinite(value)
 
 
 def _text_problem(value):

@@ -342,3 +342,10 @@ def test_thresholds_beyond_the_input_range_are_clamped_exactly():
     assert p["t"].tensors["thresholds"].tolist() == [[-128, -5, 128]]
     x = np.arange(-128, 128).reshape(-1, 1)
     np.testing.assert_array_equal(interpret.run(p, x), interpret.run(g, x))
+
+
+def test_huge_integers_where_numbers_belong():
+    refused(net(conv={"weight_scale": 10 ** 400}), "node 'c'", "attribute 'weight_scale'")
+    refused(net(conv={"weight_scale": [0.1, 2 ** 1024]}), "node 'c'", "'weight_scale'")
+    refused(_edit(net(), lambda m: m["metadata"].update(output_scale=10 ** 400)),
+            "metadata", "'output_scale' must be a positive number")
