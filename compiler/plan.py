@@ -492,6 +492,14 @@ def _join_buffers(plan):
         # The nearest common ancestor: the latest stage in topological order.
         order = [st.name for st in plan.stages]
         fork = max(common, key=order.index)
+        # Fill the memo in topological order first, so that need() recurses one stage
+        # deep at most (a chain of a thousand stages exceeded Python's recursion limit).
+        on_path, fed = set(ancestors(a)) | set(ancestors(b)), {fork}
+        for st in plan.stages[order.index(fork) + 1:]:
+            deps = st.inputs if st.kind == "add" else st.inputs[:1]
+            if st.name in on_path and deps and all(d in fed for d in deps):
+                need(st.name, fork)
+                fed.add(st.name)
         da, db = buffers.join_depths(need(a, fork), need(b, fork))
         for i, d in enumerate((da, db)):
             if d > 0:
