@@ -28,7 +28,7 @@ from . import interpret
 from .cost import FABRICS
 from .errors import BuildError
 from .images import collect_roms, flash_image, hex_text
-from .lower import Accelerator
+from .lower import Accelerator, deep_recursion
 from .model import resolve_model
 from .passes import prepare
 from .plan import check_budget, make_plan
@@ -90,7 +90,8 @@ class _Progress:
 
 def accelerator_verilog(plan, name="accel"):
     """The Verilog of a plan's :class:`~compiler.lower.Accelerator`."""
-    return verilog.convert(Accelerator(plan), name=name, emit_src=False)
+    with deep_recursion():
+        return verilog.convert(Accelerator(plan), name=name, emit_src=False)
 
 
 def stream_beats(x):
@@ -247,8 +248,9 @@ def _board_build(board, plan, out_dir, options, progress):
     """Board top, build files and (unless ``--no-synth``) the toolchain run."""
     from boards import BoardTop, build_board
     top = BoardTop(Accelerator(plan), board)
-    res = build_board(board, top, out_dir / "board", run_toolchain=options.synth,
-                      progress=progress.note)
+    with deep_recursion():           # the board top is converted by Amaranth too
+        res = build_board(board, top, out_dir / "board", run_toolchain=options.synth,
+                          progress=progress.note)
     summary = res.summary if hasattr(res, "summary") else ""
     return {
         "tool": res.tool if hasattr(res, "tool") else None,
