@@ -104,6 +104,9 @@ def fuzz(variants, seed=0, *, plan=None, keep=200, seeds=None, progress=None):
     res = FuzzResult()
     t0 = time.monotonic()
     for i in range(variants):
+        if progress and i and i % 10000 == 0:
+            progress(f"{i:,} variants, {res.accepted:,} accepted, "
+                     f"{sum(res.other.values())} other exceptions")
         kind, blob = qpk_forge.forge(seeds[rng.choice(names)], rng)
         res.variants += 1
         try:
@@ -130,9 +133,6 @@ def fuzz(variants, seed=0, *, plan=None, keep=200, seeds=None, progress=None):
                 key = (type(err).__name__, "plan: " + _place(err))
                 res.other[key] += 1
                 res.examples.setdefault(key, (kind, str(err)[:300]))
-        if progress and (i + 1) % 10000 == 0:
-            progress(f"{i + 1:,} variants, {res.accepted:,} accepted, "
-                     f"{sum(res.other.values())} other exceptions")
     res.seconds = time.monotonic() - t0
     return res
 
