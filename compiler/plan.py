@@ -235,6 +235,9 @@ def _stages_from_graph(graph):
         stages.append(stage)
         alias[node.name] = node.name
     out = alias[graph.outputs[0]]
+    if out == stages[0].name:
+        raise BuildError(f"the output '{graph.outputs[0]}' is the input itself: the model "
+                         "computes nothing to build hardware for")
     if stages[-1].name != out:
         raise BuildError(f"the output node '{graph.outputs[0]}' must be the last stage")
     return stages

@@ -1,4 +1,4 @@
-"""The planner refuses a layer whose signals Amaranth cannot build (it asserted before)."""
+"""What the planner refuses because the HDL cannot build it (Amaranth asserted, or Verilator had no clock)."""
 
 import numpy as np
 import pytest
@@ -51,3 +51,14 @@ def test_too_wide_threshold_rom_word_refused_with_the_remedy():
         make_plan(g, FABRICS["ecp5"], placement="rom", target_cycles=36)
     plan = make_plan(g, FABRICS["ecp5"], placement="rom", overrides={"q": (1, 1)})
     assert plan["q"].pe == 1
+
+
+@pytest.mark.parametrize("nodes", [
+    [Node("x", "input", [], {"shape": [3], "bits": 8, "signed": True})],
+    [Node("x", "input", [], {"shape": [3, 1, 1], "bits": 8, "signed": True}),
+     Node("f", "flatten", ["x"])],
+])
+def test_a_model_that_computes_nothing_is_refused(nodes):
+    # Its accelerator would be wires without a clock, which the bench cannot drive.
+    with pytest.raises(BuildError, match="is the input itself: the model computes nothing"):
+        make_plan(prepare(Graph(nodes, [nodes[-1].name])), FABRICS["ecp5"])
