@@ -1,4 +1,7 @@
-"""What the planner refuses because the HDL cannot build it (Amaranth asserted, or Verilator had no clock)."""
+"""What the planner refuses because the HDL cannot build it.
+
+Amaranth asserted on too wide a signal; a model without stages had no clock.
+"""
 
 import numpy as np
 import pytest
