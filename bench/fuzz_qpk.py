@@ -42,6 +42,17 @@ __all__ = ["FuzzResult", "fuzz", "field_group", "run_cli", "main"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _known_fields():
+    from compiler.ir import OPS
+    from compiler.qpk.model import METADATA_CHECKS
+    names = {"dtype", "shape", "offset", "nbytes", "sha256", "format", "version", "producer",
+             "model", "outputs", "nodes", "tensors", "metadata", "name", "op", "inputs",
+             "attrs", "method", *METADATA_CHECKS, "weight_forms"}
+    for spec in OPS.values():
+        names |= set(spec.attrs) | set(spec.tensors)
+    return names
+
+
 def field_group(err):
     """A short class of a reader error: where it was found and which field."""
     where = err.where or "file"
@@ -50,7 +61,7 @@ def field_group(err):
     where = re.sub(r"^tensor .*$", "tensor entry", where)
     m = re.match(r"(attribute|field|tensor) '([^']{1,30})'", err.detail)
     if m:
-        return f"{where}: {m[1]} {m[2]}"
+        return f"{where}: {m[1]} {m[2] if m[2] in _known_fields() else '(unknown name)'}"
     for word in ("accumulator limit", "checksum mismatch", "truncated", "bad magic",
                  "not valid JSON", "nests", "unexpected bytes", "not a name", "input '",
                  "unsupported op", "inserted by the compiler", "output", "exactly one",
