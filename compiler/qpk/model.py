@@ -53,7 +53,13 @@ def to_bytes(graph, producer=None):
         "nodes": nodes,
         "metadata": graph.metadata,
     }
-    return container.pack(manifest, tensors)
+    blob = container.pack(manifest, tensors)
+    try:            # the reader's own checks (metadata, ranges, sizes): no file it refuses
+        from_bytes(blob, "<package being written>")
+    except QpkError as err:
+        raise GraphError(f"the package would be refused: {err.where + ': ' if err.where else ''}"
+                         f"{err.detail}") from None
+    return blob
 
 
 def save(graph, path, producer=None):

@@ -349,3 +349,15 @@ def test_huge_integers_where_numbers_belong():
     refused(net(conv={"weight_scale": [0.1, 2 ** 1024]}), "node 'c'", "'weight_scale'")
     refused(_edit(net(), lambda m: m["metadata"].update(output_scale=10 ** 400)),
             "metadata", "'output_scale' must be a positive number")
+
+
+def test_writer_refuses_metadata_and_ranges_the_reader_refuses():
+    from compiler.errors import GraphError
+    g = qpk.from_bytes(net())
+    g.metadata["output_scale"] = "0.1"
+    with pytest.raises(GraphError, match="metadata: field 'output_scale'"):
+        qpk.to_bytes(g)
+    g = qpk.from_bytes(net(bias=np.array([0, 2 ** 40], np.int64)))
+    g["c"].tensors["bias"] = np.array([0, 2 ** 50], np.int64)
+    with pytest.raises(GraphError, match="node 'c': its partial sums"):
+        qpk.to_bytes(g)
