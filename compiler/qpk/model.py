@@ -79,6 +79,8 @@ def load(path):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with open(fd, "rb") as f:
             info = os.fstat(f.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
             if not stat.S_ISREG(info.st_mode):
                 raise QpkError(path, "is not a regular file")
             blob = f.read(limits.MAX_FILE_BYTES + 1)

@@ -361,3 +361,8 @@ def test_writer_refuses_metadata_and_ranges_the_reader_refuses():
     g["c"].tensors["bias"] = np.array([0, 2 ** 50], np.int64)
     with pytest.raises(GraphError, match="node 'c': its partial sums"):
         qpk.to_bytes(g)
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    with pytest.raises(QpkError, match="is a directory, not a .qpk file"):
+        qpk.load(tmp_path)
