@@ -29,7 +29,7 @@ from .compile_cost import check_cost, graph_cost, plan_cost
 from .cost import FABRICS
 from .errors import BuildError
 from .images import collect_roms, flash_image, hex_text
-from .lower import Accelerator
+from .lower import Accelerator, deep_recursion
 from .model import resolve_model
 from .outdir import OutputDir, safe_file_name
 from .passes import prepare
@@ -106,7 +106,8 @@ class _Progress:
 
 def accelerator_verilog(plan, name="accel"):
     """The Verilog of a plan's :class:`~compiler.lower.Accelerator`."""
-    return verilog.convert(Accelerator(plan), name=name, emit_src=False)
+    with deep_recursion():
+        return verilog.convert(Accelerator(plan), name=name, emit_src=False)
 
 
 def stream_beats(x):
@@ -282,8 +283,9 @@ def _board_build(board, plan, out, options, progress):
     """Board top, build files and (unless ``--no-synth``) the toolchain run."""
     from boards import BoardTop, build_board
     top = BoardTop(Accelerator(plan), board)
-    res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
-                      progress=progress.note)
+    with deep_recursion():           # the board top is converted by Amaranth too
+        res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
+                          progress=progress.note)
     out.check_inside()
     out_dir = out.root
     summary = res.summary if hasattr(res, "summary") else ""

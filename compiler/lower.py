@@ -6,6 +6,9 @@ feed several stages, puts the planned FIFOs before joins and wires it all with
 stream ``i`` (pixels of the input image) and output stream ``o``.
 """
 
+import sys
+from contextlib import contextmanager
+
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -20,7 +23,27 @@ from hw.pad import Pad
 from hw.pool import GlobalSum, WindowMax
 from hw.window import SlidingWindow
 
-__all__ = ["Accelerator", "stage_cores"]
+__all__ = ["Accelerator", "stage_cores", "deep_recursion"]
+
+#: Python frames Amaranth may need: its netlist checks walk combinational paths
+#: recursively, a few frames per cell, and a chain of stages passes ``ready``
+#: combinationally through every one (1,024 nodes of a few cells each).
+RECURSION_LIMIT = 100_000
+
+
+@contextmanager
+def deep_recursion(limit=RECURSION_LIMIT):
+    """Raise Python's recursion limit while Amaranth converts a deep design.
+
+    Since Python 3.11 a call between Python functions takes no C stack, so the
+    limit only bounds the interpreter's frame memory (about a KB a frame).
+    """
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _mvu(stage):

@@ -30,6 +30,7 @@ from sim import golden
 from . import buffers, rate
 from .cost import Resources
 from .errors import BuildError
+from .widths import check_signal_widths
 
 __all__ = ["Stage", "Plan", "make_plan", "PLACEMENTS"]
 
@@ -236,6 +237,9 @@ def _stages_from_graph(graph):
         stages.append(stage)
         alias[node.name] = node.name
     out = alias[graph.outputs[0]]
+    if out == stages[0].name:
+        raise BuildError(f"the output '{graph.outputs[0]}' is the input itself: the model "
+                         "computes nothing to build hardware for")
     if stages[-1].name != out:
         raise BuildError(f"the output node '{graph.outputs[0]}' must be the last stage")
     return stages
@@ -532,6 +536,14 @@ def _join_buffers(plan):
         # The nearest common ancestor: the latest stage in topological order.
         order = [st.name for st in plan.stages]
         fork = max(common, key=order.index)
+        # Fill the memo in topological order first, so that need() recurses one stage
+        # deep at most (a chain of a thousand stages exceeded Python's recursion limit).
+        on_path, fed = set(ancestors(a)) | set(ancestors(b)), {fork}
+        for st in plan.stages[order.index(fork) + 1:]:
+            deps = st.inputs if st.kind == "add" else st.inputs[:1]
+            if st.name in on_path and deps and all(d in fed for d in deps):
+                need(st.name, fork)
+                fed.add(st.name)
         da, db = buffers.join_depths(need(a, fork), need(b, fork))
         for i, d in enumerate((da, db)):
             if d > 0:
@@ -577,6 +589,7 @@ def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=Non
         cost_stage(fabric, s)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
     _plan_buffers(plan)
+    check_signal_widths(plan)
     if target_cycles is not None and plan.cycles > target_cycles:
         unit = "cycle" if target_cycles == 1 else "cycles"
         plan.warnings.append(f"target {target_cycles:,} {unit} per inference not reachable; "

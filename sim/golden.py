@@ -108,10 +108,21 @@ def add(a, b):
     return _i64(a) + _i64(b)
 
 
+#: The largest code whose value ``2**(c-1)`` an int64 holds.
+POW2_MAX_CODE = 63
+
+
 def pow2_value(code):
-    """The value of a power-of-two activation code: ``0`` if ``c == 0`` else ``2**(c-1)``."""
+    """The value of a power-of-two activation code: ``0`` if ``c == 0`` else ``2**(c-1)``.
+
+    Raises ``ValueError`` for a code whose value does not fit int64 (``c > 63``)
+    or a negative code, instead of wrapping around.
+    """
     c = _i64(code)
-    return np.where(c > 0, np.left_shift(1, np.maximum(c - 1, 0)), 0).astype(np.int64)
+    if c.size and (c.max() > POW2_MAX_CODE or c.min() < 0):
+        raise ValueError(f"pow2 codes must lie in [0, {POW2_MAX_CODE}] (2**62 is the largest "
+                         f"int64 power of two), got [{int(c.min())}, {int(c.max())}]")
+    return np.where(c > 0, np.left_shift(np.int64(1), np.maximum(c - 1, 0)), 0).astype(np.int64)
 
 
 def pow2_decode(x):
@@ -154,7 +165,8 @@ def requant(x, multiplier, offset, *, bits, signed, levels="linear"):
     lo, hi = int_range(bits, signed)
     m = _per_channel(np.asarray(multiplier, np.float64), x.ndim)
     c = _per_channel(np.asarray(offset, np.float64), x.ndim)
-    v = x.astype(np.float64) * m + c
+    with np.errstate(over="ignore"):        # IEEE: a product too large is inf, then clamped
+        v = x.astype(np.float64) * m + c
     if levels == "linear":
         return np.clip(np.floor(v), lo, hi).astype(np.int64)
     t = level_targets(bits, signed, levels)
@@ -166,9 +178,16 @@ def threshold(x, thresholds, *, bits, signed):
     x = _i64(x)
     th = _i64(thresholds)
     lo, _ = int_range(bits, signed)
-    # Move channels last so that they broadcast against thresholds (C, L).
-    xc = np.moveaxis(x, 1, -1)[..., None]
-    count = (xc >= th).sum(axis=-1)
+    xc = np.moveaxis(x, 1, -1)                    # channels last: (..., C)
+    if th.shape[1] > 1 and np.any(th[:, 1:] < th[:, :-1]):
+        # Unsorted thresholds: the definition itself, memory x.size * L.
+        count = (xc[..., None] >= th).sum(axis=-1)
+    else:
+        # Sorted (as the IR requires): the count is a binary search, memory x.size
+        # (a 12-bit output has 4,095 thresholds per channel).
+        count = np.empty(xc.shape, np.int64)
+        for c in range(th.shape[0]):
+            count[..., c] = np.searchsorted(th[c], xc[..., c], side="right")
     return np.moveaxis(count, -1, 1).astype(np.int64) + lo
 
 
@@ -188,7 +207,8 @@ def thresholds_for_requant(multiplier, offset, *, bits, signed, x_lo, x_hi, leve
     above = np.full(shape, int(x_hi) + 1, dtype=np.int64)               # answer <= above
     while np.any(below < above):
         mid = (below + above) // 2                                      # always <= x_hi
-        reached = mid.astype(np.float64) * m + c >= target
+        with np.errstate(over="ignore"):
+            reached = mid.astype(np.float64) * m + c >= target
         above = np.where(reached, mid, above)
         below = np.where(reached, below, mid + 1)
     return above

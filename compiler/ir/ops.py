@@ -36,15 +36,20 @@ Activation levels (attribute ``levels`` of ``requant`` and ``threshold``):
 
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 
+from .. import limits
 from ..errors import GraphError
 
-__all__ = ["OPS", "WEIGHT_KINDS", "OpSpec", "validate_node", "infer_shape", "check_weights",
-           "pow2_max_exponent"]
+__all__ = ["OPS", "WEIGHT_KINDS", "INTERNAL_OPS", "OpSpec", "validate_node", "infer_shape",
+           "check_weights", "pow2_max_exponent"]
 
 WEIGHT_KINDS = ("ternary", "pow2", "int", "ternary2", "codebook")
 LEVELS = ("linear", "pow2")
+#: Ops the compiler inserts while it builds; a package may not contain them.
+INTERNAL_OPS = ("pow2_decode",)
 
 
 def pow2_max_exponent(bits):
@@ -77,16 +82,27 @@ class OpSpec:
     doc: str = ""
 
 
-def _positive(v):
-    return None if v >= 1 else "must be >= 1"
+def _within(lo, hi):
+    def check(v):
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}"
+    return check
 
 
-def _non_negative(v):
-    return None if v >= 0 else "must be >= 0"
+_bits = _within(1, max(limits.ACT_BITS[1], limits.POW2_CODE_BITS[1]))
 
 
-def _bits(v):
-    return None if 1 <= v <= 32 else "must be between 1 and 32"
+def _weight_scale(v):
+    ok = _finite(v) or (isinstance(v, list) and 1 <= len(v) <= limits.MAX_CHANNELS
+                        and all(_finite(x) for x in v))
+    return None if ok else ("must be a finite number or a list of at most "
+                            f"{limits.MAX_CHANNELS} of them")
+
+
+def _finite(v):
+    """A number that is a finite float (math.isfinite of a huge int raises OverflowError)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < 2 ** 1000 if isinstance(v, int) else math.isfinite(v)
 
 
 def _kind(v):
@@ -98,31 +114,51 @@ def _levels(v):
 
 
 def _shape(v):
-    if (isinstance(v, list) and len(v) in (1, 3)
+    if not (isinstance(v, list) and len(v) in (1, 3)
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v)):
+        return "must be [C, H, W] or [K] with positive integers"
+    return _shape_limits(v)
+
+
+def _shape_limits(shape):
+    """Why a feature map or vector shape is beyond :mod:`compiler.limits`, or None."""
+    if len(shape) == 1:
+        if shape[0] > limits.MAX_VECTOR_LENGTH:
+            return (f"is a vector of {shape[0]:,} elements, more than the limit of "
+                    f"{limits.MAX_VECTOR_LENGTH:,}")
         return None
-    return "must be [C, H, W] or [K] with positive integers"
+    c, h, w = shape
+    if c > limits.MAX_CHANNELS:
+        return f"has {c:,} channels, more than the limit of {limits.MAX_CHANNELS:,}"
+    if h > limits.MAX_SIDE or w > limits.MAX_SIDE:
+        return f"is {h:,}x{w:,} pixels, beyond the limit of {limits.MAX_SIDE:,} per side"
+    if c * h * w > limits.MAX_FEATURE_ELEMENTS:
+        return (f"has {c * h * w:,} elements, more than the limit of "
+                f"{limits.MAX_FEATURE_ELEMENTS:,}")
+    return None
 
 
 _WEIGHTS = {
     "weight_kind": Attr(str, check=_kind, doc="ternary, pow2, int, ternary2 or codebook"),
-    "weight_bits": Attr(int, check=_bits, doc="bits per stored weight"),
-    "weight_scale": Attr(object, required=False, doc="real value of one weight step (informative)"),
+    "weight_bits": Attr(int, check=_within(1, max(hi for _, hi in limits.WEIGHT_BITS.values())),
+                        doc="bits per stored weight"),
+    "weight_scale": Attr(object, required=False, check=_weight_scale,
+                         doc="real value of one weight step (informative)"),
 }
 
 OPS = {spec.name: spec for spec in [
     OpSpec("input", 0, {
         "shape": Attr(list, check=_shape),
-        "bits": Attr(int, check=_bits),
+        "bits": Attr(int, check=_within(*limits.INPUT_BITS)),
         "signed": Attr(bool),
         "scale": Attr(float, required=False, doc="real value of one input step"),
     }, doc="The network input: integers of `bits` bits."),
     OpSpec("conv2d", 1, {
-        "kernel": Attr(int, check=_positive),
-        "stride": Attr(int, required=False, default=1, check=_positive),
-        "padding": Attr(int, required=False, default=0, check=_non_negative),
+        "kernel": Attr(int, check=_within(1, limits.MAX_KERNEL)),
+        "stride": Attr(int, required=False, default=1, check=_within(1, limits.MAX_STRIDE)),
+        "padding": Attr(int, required=False, default=0, check=_within(0, limits.MAX_PADDING)),
         **_WEIGHTS,
-        "entry_bits": Attr(int, required=False, check=_bits,
+        "entry_bits": Attr(int, required=False, check=_within(*limits.ENTRY_BITS),
                            doc="codebook weights: bits of a codebook entry"),
     }, {
         "weight": Tensor("int", doc="(O, C, k, k)"),
@@ -136,8 +172,8 @@ OPS = {spec.name: spec for spec in [
     }, doc="Fully connected layer on a vector."),
     OpSpec("relu", 1, doc="max(x, 0)."),
     OpSpec("maxpool", 1, {
-        "kernel": Attr(int, check=_positive),
-        "stride": Attr(int, required=False, default=None, check=_positive),
+        "kernel": Attr(int, check=_within(1, limits.MAX_KERNEL)),
+        "stride": Attr(int, required=False, default=None, check=_within(1, limits.MAX_STRIDE)),
     }, doc="Max pooling without padding; stride defaults to the kernel size."),
     OpSpec("gap", 1, doc="Global average pool as an integer sum over H*W; the 1/(H*W) "
                          "belongs to the scale of whatever consumes it."),
@@ -183,7 +219,13 @@ def _check_attrs(node, spec):
             continue
         value = node.attrs[key]
         if attr.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = node.attrs[key] = float(value)
+            try:
+                value = node.attrs[key] = float(value)
+            except OverflowError:
+                _fail(node, f"attribute '{key}' is an integer of {value.bit_length()} bits, "
+                            "too large for a float")
+        if attr.type is float and isinstance(value, float) and not math.isfinite(value):
+            _fail(node, f"attribute '{key}' = {value} must be finite")
         if attr.type is not object and (not isinstance(value, attr.type)
                                         or (attr.type is int and isinstance(value, bool))):
             _fail(node, f"attribute '{key}' must be {attr.type.__name__}, "
@@ -204,6 +246,13 @@ def _check_tensors(node, spec):
                 _fail(node, f"missing tensor '{key}'")
             continue
         arr = node.tensors[key]
+        if not isinstance(arr, np.ndarray):
+            _fail(node, f"tensor '{key}' must be an array, not {type(arr).__name__}")
+        if arr.ndim > limits.MAX_RANK or arr.size > limits.MAX_TENSOR_ELEMENTS \
+                or 0 in arr.shape:
+            _fail(node, f"tensor '{key}' has shape {list(arr.shape)}: at most "
+                        f"{limits.MAX_RANK} dimensions, each at least 1, and at most "
+                        f"{limits.MAX_TENSOR_ELEMENTS:,} elements")
         ok = (np.issubdtype(arr.dtype, np.integer) if t.kind == "int"
               else np.issubdtype(arr.dtype, np.floating))
         if not ok:
@@ -214,19 +263,28 @@ def _check_tensors(node, spec):
 
 
 def check_weights(node):
-    """Check that the integers of a weight tensor fit its declared kind and bits."""
+    """Check that the integers of a weight tensor fit its declared kind and bits.
+
+    Vectorised and linear in the number of weights; no value is negated or
+    multiplied before it is known to be small, so int64 cannot wrap.
+    """
     w = node.tensors["weight"].astype(np.int64)
     kind, bits = node.attrs["weight_kind"], node.attrs["weight_bits"]
+    lo_bits, hi_bits = limits.WEIGHT_BITS[kind]
+    if not lo_bits <= bits <= hi_bits:
+        _fail(node, f"attribute 'weight_bits' = {bits}: {kind} weights take "
+                    + (f"{lo_bits}" if lo_bits == hi_bits else f"{lo_bits} to {hi_bits}")
+                    + " bits")
     if kind == "ternary":
         bad = ~np.isin(w, (-1, 0, 1))
         expect = "in {-1, 0, 1}"
     elif kind == "pow2":
-        if bits < 2:
-            _fail(node, "attribute 'weight_bits' must be >= 2 for pow2 weights (sign + code)")
-        mag = np.abs(w)
         emax = pow2_max_exponent(bits)
+        # Range first: |w| of a value outside it (say -2**63) is not taken.
+        bad = (w < -(2 ** emax)) | (w > 2 ** emax)
+        mag = np.where(bad, 0, np.abs(np.where(bad, 0, w)))
         is_pow2 = (mag & (mag - 1)) == 0
-        bad = (mag != 0) & (~is_pow2 | (mag > 2 ** emax))
+        bad |= (mag != 0) & ~is_pow2
         expect = f"0 or ±2**e with e <= {emax}"
     elif kind == "ternary2":
         hi = 2 ** (bits - 1) - 1
@@ -234,7 +292,7 @@ def check_weights(node):
         if len(pos) > 1 or len(neg) > 1:
             _fail(node, "ternary2 weights must take one positive and one negative value, found "
                         f"{len(pos)} positive and {len(neg)} negative values")
-        bad = np.abs(w) > hi
+        bad = (w < -hi) | (w > hi)
         expect = f"one positive and one negative value within [{-hi}, {hi}]"
     elif kind == "codebook":
         _check_codebook(node, w, bits)
@@ -262,7 +320,9 @@ def _check_codebook(node, w, bits):
     if node.attrs.get("entry_bits") is None:
         _fail(node, "codebook weights need attribute 'entry_bits'")
     cb, idx = t["codebook"].astype(np.int64), t["indices"].astype(np.int64)
-    if w.ndim != 4 or cb.shape[1:] != w.shape[2:] or cb.ndim != 3:
+    if w.ndim != 4:
+        _fail(node, f"tensor 'weight' has shape {list(w.shape)}, expected [O, C, k, k]")
+    if cb.ndim != 3 or cb.shape[1:] != w.shape[2:]:
         _fail(node, f"tensor 'codebook' has shape {list(cb.shape)}, expected "
                     f"[B, {w.shape[2]}, {w.shape[3]}] for {w.shape[2]}x{w.shape[3]} kernels")
     if idx.shape != w.shape[:2]:
@@ -272,9 +332,9 @@ def _check_codebook(node, w, bits):
                     "('weight_bits') can address")
     eb = node.attrs["entry_bits"]
     lo, hi = -(2 ** (eb - 1)), 2 ** (eb - 1) - 1
-    if cb.min(initial=0) < lo or cb.max(initial=0) > hi:
+    if cb.min() < lo or cb.max() > hi:
         _fail(node, f"codebook entries must be {eb}-bit signed integers within [{lo}, {hi}]")
-    if idx.min(initial=0) < 0 or idx.max(initial=0) >= len(cb):
+    if idx.min() < 0 or idx.max() >= len(cb):
         _fail(node, f"tensor 'indices' must lie in [0, {len(cb) - 1}]")
     if not np.array_equal(cb[idx], w):
         o, c = (int(i) for i in np.argwhere(np.any(cb[idx] != w, axis=(2, 3)))[0])
@@ -282,7 +342,36 @@ def _check_codebook(node, w, bits):
 
 
 def infer_shape(node, in_shapes):
-    """Output shape of ``node`` given its input shapes; checks tensor shapes on the way."""
+    """Output shape of ``node`` given its input shapes; checks tensor shapes on the way.
+
+    The output must lie within the feature map and vector limits of
+    :mod:`compiler.limits`.
+    """
+    shape = _infer_shape(node, in_shapes)
+    problem = _shape_limits(shape)
+    if problem:
+        _fail(node, f"the output {list(shape)} {problem}")
+    return shape
+
+
+def _check_levels(node, channels):
+    """Bits of a requant/threshold output for its levels, and its number of thresholds."""
+    a = node.attrs
+    if a.get("levels") == "pow2":
+        lo, hi = limits.POW2_CODE_BITS
+        what = "power-of-two activation codes"
+    else:
+        lo, hi = limits.ACT_BITS
+        what = "linear outputs"
+    if not lo <= a["bits"] <= hi:
+        _fail(node, f"attribute 'bits' = {a['bits']}: {what} take {lo} to {hi} bits")
+    count = channels * (2 ** a["bits"] - 1)
+    if count > limits.MAX_THRESHOLDS:
+        _fail(node, f"{channels:,} channels of {a['bits']} bits need {count:,} thresholds, "
+                    f"more than the limit of {limits.MAX_THRESHOLDS:,}")
+
+
+def _infer_shape(node, in_shapes):
     op, a, t = node.op, node.attrs, node.tensors
 
     def need_fmap(shape, what="input"):
@@ -304,6 +393,8 @@ def infer_shape(node, in_shapes):
         if w.ndim != 4 or w.shape[1:] != (c, k, k):
             _fail(node, f"tensor 'weight' has shape {list(w.shape)}, expected [O, {c}, {k}, {k}] "
                         f"for {c} input channels and kernel {k}")
+        if p >= k:
+            _fail(node, f"padding {p} must be smaller than the kernel {k}")
         if h + 2 * p < k or wd + 2 * p < k:
             _fail(node, f"kernel {k} is larger than the padded input {h + 2 * p}x{wd + 2 * p}")
         check_1d("bias", w.shape[0])
@@ -328,7 +419,7 @@ def infer_shape(node, in_shapes):
         need_fmap(x)
         return (x[0],)
     if op == "flatten":
-        return (int(np.prod(x)),)
+        return (math.prod(x),)
     if op == "add":
         if tuple(in_shapes[0]) != tuple(in_shapes[1]):
             _fail(node, f"inputs have different shapes {list(in_shapes[0])} and "
@@ -336,6 +427,8 @@ def infer_shape(node, in_shapes):
         return tuple(x)
     if op in ("requant", "threshold") and a.get("levels") == "pow2" and a["signed"]:
         _fail(node, "pow2 activation levels are unsigned: set 'signed' to false")
+    if op in ("requant", "threshold"):
+        _check_levels(node, x[0])
     if op == "requant":
         check_1d("multiplier", x[0])
         check_1d("offset", x[0])
@@ -350,7 +443,7 @@ def infer_shape(node, in_shapes):
         if th.shape != (x[0], levels):
             _fail(node, f"tensor 'thresholds' has shape {list(th.shape)}, "
                         f"expected [{x[0]}, {levels}]")
-        if levels > 1 and np.any(np.diff(th.astype(np.int64), axis=1) < 0):
+        if levels > 1 and np.any(th[:, 1:] < th[:, :-1]):      # no subtraction: no wrap-around
             _fail(node, "tensor 'thresholds' must be non-decreasing along each channel")
         return tuple(x)
     raise AssertionError(op)

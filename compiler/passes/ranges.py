@@ -7,25 +7,61 @@ The widths derived from these ranges can never overflow, and they are tight: an
 input exists that reaches each bound (see ``tests/compiler/test_passes.py``).
 Partial sums of a MAC lie within the same range whenever the input range
 contains 0, which is why folded hardware can accumulate in the final width.
+
+Every range, and every partial sum of a MAC, must fit the accumulator limit
+(:data:`compiler.limits.ACC_BITS`) that the golden model's int64 and
+``requant``'s float64 handle exactly; :func:`infer_ranges` refuses a graph that
+could exceed it, with the numbers.
 """
 
 import numpy as np
 
 from sim import golden
 
-__all__ = ["infer_ranges", "mac_channel_ranges"]
+from .. import limits
+from ..errors import GraphError
+
+__all__ = ["infer_ranges", "mac_channel_ranges", "mac_magnitude"]
+
+
+def _signed_sums(weight):
+    """Per output channel, the sums of the positive and of the negative weights (Python ints)."""
+    w = weight.reshape(weight.shape[0], -1)
+    if w.size and (int(w.max()) > 2 ** 31 or int(w.min()) < -2 ** 31):
+        w = w.astype(object)      # beyond the limits: exact, if slow
+    else:
+        w = w.astype(np.int64)    # |w| <= 2**31 and <= 2**24 of them per row: no overflow
+    pos = np.where(w > 0, w, 0).sum(axis=1)
+    neg = np.where(w < 0, w, 0).sum(axis=1)
+    return [int(v) for v in pos], [int(v) for v in neg]
 
 
 def mac_channel_ranges(weight, bias, x_lo, x_hi):
-    """Per-output-channel ``(lo, hi)`` of ``bias + w . x`` for ``x`` in ``[x_lo, x_hi]``."""
-    w = weight.reshape(weight.shape[0], -1).astype(object)   # Python ints: no overflow
-    a, b = w * x_lo, w * x_hi
-    hi = np.maximum(a, b).sum(axis=1)
-    lo = np.minimum(a, b).sum(axis=1)
-    if bias is not None:
-        bias = bias.astype(object)
-        hi, lo = hi + bias, lo + bias
+    """Per-output-channel ``(lo, hi)`` of ``bias + w . x`` for ``x`` in ``[x_lo, x_hi]``.
+
+    ``hi`` takes ``x_hi`` under positive weights and ``x_lo`` under negative ones,
+    ``lo`` the reverse: two sums per channel, exact in Python ints.
+    """
+    pos, neg = _signed_sums(weight)
+    b = [0] * len(pos) if bias is None else [int(v) for v in bias]
+    lo = np.array([p * x_lo + n * x_hi + c for p, n, c in zip(pos, neg, b)], dtype=object)
+    hi = np.array([p * x_hi + n * x_lo + c for p, n, c in zip(pos, neg, b)], dtype=object)
     return lo, hi
+
+
+def mac_magnitude(weight, bias, x_lo, x_hi):
+    """The largest ``|bias| + sum |w| * |x|`` of any output channel: bounds every partial sum."""
+    pos, neg = _signed_sums(weight)
+    b = [0] * len(pos) if bias is None else [abs(int(v)) for v in bias]
+    xmax = max(abs(int(x_lo)), abs(int(x_hi)))
+    return max((p - n) * xmax + c for p, n, c in zip(pos, neg, b))
+
+
+def _check_acc(node, lo, hi, what="values"):
+    if lo < limits.ACC_MIN or hi > limits.ACC_MAX:
+        raise GraphError(f"its {what} can reach [{lo:,}, {hi:,}], beyond the "
+                         f"{limits.ACC_BITS}-bit accumulator limit "
+                         f"[{limits.ACC_MIN:,}, {limits.ACC_MAX:,}]", node=node.name)
 
 
 def _node_range(node, srcs):
@@ -37,7 +73,10 @@ def _node_range(node, srcs):
         x_lo, x_hi = x.lo, x.hi
         if op == "conv2d" and node.attrs["padding"] > 0:
             x_lo, x_hi = min(x_lo, 0), max(x_hi, 0)   # padding feeds zeros
-        lo, hi = mac_channel_ranges(node.tensors["weight"], node.tensors.get("bias"), x_lo, x_hi)
+        w, b = node.tensors["weight"], node.tensors.get("bias")
+        mag = mac_magnitude(w, b, x_lo, x_hi)
+        _check_acc(node, -mag, mag, "partial sums (sum of |bias| and |w| * |x|)")
+        lo, hi = mac_channel_ranges(w, b, x_lo, x_hi)
         return min(lo), max(hi)
     if op == "relu":
         return max(x.lo, 0), max(x.hi, 0)
@@ -65,8 +104,13 @@ def _node_range(node, srcs):
 
 
 def infer_ranges(graph):
-    """Set ``lo`` and ``hi`` (Python ints) on every node of a validated graph."""
+    """Set ``lo`` and ``hi`` (Python ints) on every node of a validated graph.
+
+    Raises :class:`~compiler.errors.GraphError` if a node's values could leave
+    the accumulator limit.
+    """
     for node in graph.nodes:
         lo, hi = _node_range(node, [graph[s] for s in node.inputs])
         node.lo, node.hi = int(lo), int(hi)
+        _check_acc(node, node.lo, node.hi)
     return graph

@@ -24,6 +24,12 @@ def lower_requant(graph):
     """
     nodes = []
     for node in graph.nodes:
+        if node.op == "threshold":
+            # From a package: any int64. Clamped to [lo, hi + 1] of the input, they
+            # count the same for every possible input and need no wider comparators.
+            src = graph[node.inputs[0]]
+            th = np.clip(node.tensors["thresholds"].astype(np.int64), src.lo, src.hi + 1)
+            node.tensors = dict(node.tensors, thresholds=th)
         if node.op == "requant":
             src = graph[node.inputs[0]]
             th = golden.thresholds_for_requant(

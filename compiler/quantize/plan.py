@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import limits
 from ..errors import QuantizeError
 from .fakequant import (ACT_LEVELS, FakeQuantModel, QAdd, QFlatten, QGap, QInput, QMac, QMaxPool,
                         QRelu, QRequant)
@@ -82,6 +83,13 @@ class _Planner:
     def requant(self, val, name, origin, *, bits, signed, tie=None, group=None,
                 levels="linear"):
         """A requant step after ``val`` (an accumulator or a plain value)."""
+        lo, hi = limits.POW2_CODE_BITS if levels == "pow2" else limits.ACT_BITS
+        if not lo <= bits <= hi:
+            raise QuantizeError(
+                f"node '{name}' ({origin}): needs a {bits}-bit requantizer, and the compiler "
+                f"takes {lo} to {hi} bits (compiler.limits); use fewer activation bits"
+                + (" (power-of-two activations on an identity shortcut need 2**act_bits + 1 "
+                   "bits)" if tie is not None and bits > self.act_bits + 2 else ""))
         if val.kind == "acc":
             layer = val.layer
             affine = (layer.scale, layer.shift)

@@ -116,7 +116,10 @@ async def stream_job(dut):
                 p.offered = False
         for p in outs:
             if p.ready_now and int(p.valid.value):
-                p.words.append(p.payload.value.to_unsigned())
+                value = p.payload.value
+                # A 1-bit payload reads as a Logic, which has no to_unsigned().
+                p.words.append(value.to_unsigned() if hasattr(value, "to_unsigned")
+                               else int(value))
                 p.cycles.append(cycle)
         idle = job.get("skip_idle", False) and not any(int(p.valid.value) for p in outs)
         await RisingEdge(dut.clk)
