@@ -104,11 +104,12 @@ class Config:
     method_options: tuple     # (name, value) pairs
     act_bits: int
     act_levels: str
+    input_bits: int
     board: str
     weights: str
     target_cycles: int = None
     fold: tuple = ()          # (layer, pe, simd)
-    macs: tuple = field(default=(), compare=False)   # (name, n, k) of every MAC, for fold
+    macs: tuple = field(default=(), compare=False)   # (name, out, in, kernel) of every MAC
 
     def __str__(self):
         net = " | ".join([f"in {self.in_ch}x{self.side}x{self.side}"]
@@ -118,7 +119,8 @@ class Config:
                          + [f"fc->{self.classes}" + (" bn" if self.final_bn else "")])
         opts = "".join(f" {k}={v}" for k, v in self.method_options if k != "seed")
         bits = "" if self.weight_bits is None else f" w{self.weight_bits}"
-        quant = f"{self.method}{bits}{opts} a{self.act_bits}{'pow2' if self.act_levels == 'pow2' else ''}"
+        act = f"a{self.act_bits}{'pow2' if self.act_levels == 'pow2' else ''}"
+        quant = f"{self.method}{bits}{opts} {act} i{self.input_bits}"
         build = f"{self.board} {self.weights}"
         if self.target_cycles:
             build += f" tc={self.target_cycles}"
@@ -148,6 +150,7 @@ class Config:
     def quantize_kwargs(self):
         return dict(weights=self.method, weight_bits=self.weight_bits,
                     act_bits=self.act_bits, act_levels=self.act_levels,
+                    input_bits=self.input_bits,
                     method_options=dict(self.method_options) or None,
                     name=f"rand{self.seed}")
 
@@ -249,7 +252,7 @@ def draw(seed):
 def _draw_once(rng, seed):
     in_ch, side = rng.randint(1, 3), rng.randint(4, 16)
     layers, c, h = [], in_ch, side
-    for i in range(1, rng.randint(1, 4) + 1):
+    for i in range(1, rng.choice((0, 1, 1, 2, 2, 3, 3, 4, 4)) + 1):
         kind = _pick(rng, (("conv", 5), ("pool", 2 if h >= 2 else 0), ("res", 3)))
         if kind == "pool":
             k = rng.randint(2, min(3, h))
@@ -286,6 +289,7 @@ def _draw_once(rng, seed):
         act_levels, act_bits = "pow2", rng.randint(2, 4)
     else:
         act_levels, act_bits = "linear", rng.randint(2, 5)
+    input_bits = 8 if rng.random() < 0.7 else rng.randint(2, 7)
 
     board = _pick(rng, BOARDS)
     weights = _pick(rng, PLACEMENTS)
@@ -300,7 +304,7 @@ def _draw_once(rng, seed):
             simd = 1 if kk is None else rng.choice(_divisors(kk))
             fold.append((name, pe, simd))
     return Config(seed, in_ch, side, tuple(layers), head, hidden, classes, final_bn, method,
-                  wbits, options, act_bits, act_levels, board, weights, target,
+                  wbits, options, act_bits, act_levels, input_bits, board, weights, target,
                   tuple(sorted(fold)), macs=tuple((n, o, ci, k) for n, o, ci, k in macs))
 
 
