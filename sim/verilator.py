@@ -111,7 +111,7 @@ _RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_th
 _RUNTIME_COMMANDS = "commands.txt"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _runtime_key():
     from importlib.metadata import version
 
