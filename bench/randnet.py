@@ -421,6 +421,14 @@ class Outcome:
     stage: str = ""                  # where it stopped: quantize / build / verify
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)   # quantize_s and the build's own timings
+    tags: dict = field(default_factory=dict)      # method, board, ... for the tables
+
+    @classmethod
+    def of(cls, cfg, **kw):
+        """An outcome of ``cfg`` (failed until told otherwise)."""
+        tags = {"method": cfg.method, "board": cfg.board, "weights": cfg.weights,
+                "act_levels": cfg.act_levels}
+        return cls(cfg.seed, str(cfg), kw.pop("status", "failed"), tags=tags, **kw)
 
     def as_dict(self):
         return dict(self.__dict__)
@@ -439,7 +447,7 @@ def run(cfg, workdir, *, verify=VERIFY, log=None):
     t0 = time.monotonic()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    out = Outcome(cfg.seed, str(cfg), "failed")
+    out = Outcome.of(cfg)
     buf = io.StringIO()
     stream = log or buf
     old_cwd = os.getcwd()

@@ -74,19 +74,19 @@ def _run_child(seed, verify, timeout):
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        from bench.randnet import draw
-        return {"seed": seed, "config": str(draw(seed)), "status": "failed", "stage": "",
-                "reason": f"timeout: more than {timeout:.0f} s", "detail": "",
-                "planned": None, "measured": None, "seconds": round(time.monotonic() - t0, 1)}
-    for line in reversed(out.splitlines()):
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
-    from bench.randnet import draw
-    return {"seed": seed, "config": str(draw(seed)), "status": "failed", "stage": "",
-            "reason": f"the child process died (exit status {proc.returncode})",
-            "detail": out[-4000:], "planned": None, "measured": None,
-            "seconds": round(time.monotonic() - t0, 1)}
+        out, _ = proc.communicate()
+        stage = "timeout"
+        reason = f"timeout: more than {timeout:.0f} s"
+    else:
+        for line in reversed(out.splitlines()):
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK):])
+        stage = "crash"
+        reason = f"the child process died (exit status {proc.returncode})"
+    from bench.randnet import Outcome, draw
+    rec = Outcome.of(draw(seed), status="failed", stage=stage, reason=reason,
+                     detail=(out or "")[-4000:], seconds=round(time.monotonic() - t0, 1))
+    return rec.as_dict()
 
 
 def _print(text):
@@ -124,6 +124,11 @@ def run_seeds(seeds, *, jobs=1, verify=None, timeout=600.0, log=_print):
     return [done[s] for s in seeds]
 
 
+def _count_row(label, records):
+    by = Counter(r["status"] for r in records)
+    return f"| {label} | {len(records)} | {by['passed']} | {by['refused']} | {by['failed']} |"
+
+
 def _reason_key(reason):
     """A refusal's reason without its numbers and names, for grouping."""
     text = re.sub(r"'[^']*'", "'…'", reason)
@@ -136,9 +141,14 @@ def render(records, *, command=None, wall_s=None, verify=None):
     lines = ["# Random configurations", ""]
     if command:
         lines += [f"`{command}`" + (f" ({wall_s / 60:.1f} min)" if wall_s else ""), ""]
-    by = Counter(r["status"] for r in records)
     lines += ["| configurations | tried | passed | refused | failed |", "|---|---|---|---|---|",
-              f"| | {len(records)} | {by['passed']} | {by['refused']} | {by['failed']} |", ""]
+              _count_row("all", records)]
+    for tag in ("method", "weights", "act_levels", "board"):
+        values = sorted({r.get("tags", {}).get(tag) for r in records} - {None})
+        for v in values:
+            lines.append(_count_row(f"{tag} {v}", [r for r in records
+                                                   if r.get("tags", {}).get(tag) == v]))
+    lines.append("")
     built = [r for r in records if r.get("planned") and r.get("measured")]
     eq = [r for r in built if r["measured"] == r["planned"]]
     over = [r for r in built if r["measured"] > r["planned"]]

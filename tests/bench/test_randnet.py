@@ -199,7 +199,7 @@ def test_render_counts_and_first_failure():
          "reason": "timeout: more than 600 s", "planned": None, "measured": None},
     ]
     md = random_configs.render(recs)
-    assert "| | 6 | 2 | 2 | 2 |" in md
+    assert "| all | 6 | 2 | 2 | 2 |" in md
     assert "| equal | 2 |" in md and "| more than planned | 1 |" in md
     assert "| 4 | 10 | 25 | 2.50 | seed 4: b |" in md
     assert "| 2 | the model does not fit icebreaker: luts: needs ~9000 (seed 5) |" in md
@@ -213,7 +213,18 @@ def test_repro_command_names_a_changed_verify():
         "python -m bench.random_configs --only 12 --verify 3 -v"
 
 
+def test_render_counts_by_tag():
+    recs = [{"seed": s, "config": "", "status": st, "reason": "r", "stage": "build",
+             "planned": None, "measured": None, "tags": {"method": m, "board": "ulx3s"}}
+            for s, st, m in [(1, "passed", "kq"), (2, "refused", "kq"), (3, "passed", "int")]]
+    md = random_configs.render(recs)
+    assert "| method int | 1 | 1 | 0 | 0 |" in md and "| method kq | 2 | 1 | 1 | 0 |" in md
+    assert "| board ulx3s | 3 | 2 | 1 | 0 |" in md
+
+
 def test_child_process_timeout_is_a_failure():
     rec = random_configs._run_child(2, 8, timeout=0.5)
     assert rec["status"] == "failed" and rec["reason"] == "timeout: more than 0 s"
-    assert rec["config"] == str(randnet.draw(2)) and rec["planned"] is None
+    assert rec["stage"] == "timeout" and rec["planned"] is None
+    cfg = randnet.draw(2)
+    assert rec["config"] == str(cfg) and rec["tags"]["method"] == cfg.method
