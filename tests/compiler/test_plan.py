@@ -74,3 +74,50 @@ def test_fold_override(graph):
         make_plan(graph, FABRICS["ecp5"], overrides={"conv2": (3, 4)})
     with pytest.raises(BuildError, match="no convolution or dense layer"):
         make_plan(graph, FABRICS["ecp5"], overrides={"nope": (1, 1)})
+
+
+def _wide_requant_graph(bits):
+    """input -> 3x3 conv -> a signed ``bits``-bit requant (2**bits - 1 thresholds) -> gap -> dense."""
+    from compiler.ir import Graph, Node
+    from graphs import calibrate, random_inputs
+    rng = np.random.default_rng(5)
+    nodes = [
+        Node("input", "input", [], {"shape": [2, 6, 6], "bits": 8, "signed": True}),
+        Node("conv", "conv2d", ["input"],
+             {"kernel": 3, "stride": 1, "padding": 1, "weight_kind": "int", "weight_bits": 4},
+             {"weight": rng.integers(-8, 8, size=(3, 2, 3, 3)).astype(np.int8)}),
+        Node("wide", "requant", ["conv"], {"bits": bits, "signed": True},
+             {"multiplier": np.ones(3), "offset": np.full(3, 0.5)}),
+        Node("gap", "gap", ["wide"]),
+        Node("flat", "flatten", ["gap"]),
+        Node("fc", "dense", ["flat"], {"weight_kind": "int", "weight_bits": 4},
+             {"weight": rng.integers(-8, 8, size=(2, 3)).astype(np.int8)}),
+    ]
+    graph = Graph(nodes, ["fc"], name="wide")
+    return prepare(calibrate(graph, random_inputs(rng, graph, 8), rng))
+
+
+@pytest.mark.parametrize("family", ["xilinx", "ecp5", "ice40"])
+def test_searched_staircase_counts_its_table_in_luts(family):
+    """A wide requantizer's thresholds are read combinationally: LUTs, never block RAM.
+
+    The estimate used to price the table of a searched staircase as a memory,
+    which for thousands of thresholds meant block RAMs that were then dropped:
+    a 17-bit residual requantizer (131,071 thresholds a channel) was estimated
+    at a few thousand LUTs, passed the budget, and its elaboration never ended.
+    """
+    fabric = FABRICS[family]
+    graph = _wide_requant_graph(13)
+    levels = 2 ** 13 - 1
+    for placement in ("hardwired", "rom"):
+        plan = make_plan(graph, fabric, placement=placement)
+        s = plan["wide"]
+        assert s.thresholds.shape == (3, levels) and s.kind == "conv"
+        # at least a LUT-ROM bit per 2**inputs thresholds of every lane that searches
+        table = -(-levels // 2 ** fabric.lut_inputs) * s.acc_width
+        lanes = 3 if placement == "hardwired" else s.pe
+        assert s.resources.luts >= lanes * table
+    # ... so a board with fewer LUTs than the hard-wired table refuses it
+    budget = {"luts": 3 * table - 1, "ffs": 10 ** 6, "brams": 10 ** 4}
+    with pytest.raises(BuildError, match="does not fit"):
+        check_budget(make_plan(graph, fabric, budget=budget, placement="hardwired"), "board")

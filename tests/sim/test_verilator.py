@@ -119,3 +119,30 @@ def test_bad_verilog_is_a_clear_error(tmp_path):
     bad.write_text("module bad(input clk, input rst; endmodule\n")
     with pytest.raises(SimulationError, match="verilator could not build bad"):
         simulate(bad, "bad", {}, {O: 1}, build_dir=tmp_path / "b", progress=lambda s: None)
+
+
+def test_runtime_objects_are_compiled_once(fifo_v, tmp_path, monkeypatch):
+    """Verilator's runtime library is compiled by the first build and copied into the next."""
+    monkeypatch.setenv("SHIFTADD_VERILATOR_CACHE", str(tmp_path / "cache"))
+    data = beats(30, seed=5)
+
+    def build(name, design=fifo_v):
+        res = simulate(design, "fifo", {I: data}, {O: 30}, build_dir=tmp_path / name, stall=0.3,
+                       progress=lambda s: None)
+        assert res.outputs["o"] == data
+        return (tmp_path / name / "build.log").read_text()
+
+    assert "-o verilated.o" in build("first")
+    cache = next((tmp_path / "cache").iterdir())
+    assert {p.name for p in cache.iterdir()} >= {"verilated.o", "verilated_vpi.o",
+                                                 "commands.txt"}
+    # Another design: the runtime objects come from the cache, the design is compiled.
+    other = tmp_path / "other.v"
+    other.write_text(verilog.convert(StreamFIFO(LAYOUT, 7), name="fifo", emit_src=False))
+    log = build("second", other)
+    assert "-o verilated.o" not in log and "-o verilator.o" in log
+    # Objects cached with other flags are not used: this build compiles its own.
+    commands = (cache / "commands.txt").read_text()
+    (cache / "commands.txt").write_text(commands.replace("-Os", "-O1"))
+    assert "-o verilated.o" in build("third")
+    assert (cache / "commands.txt").read_text() == commands.replace("-Os", "-O1")
