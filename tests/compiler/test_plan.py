@@ -107,8 +107,8 @@ def test_searched_staircase_counts_its_table_in_luts(family):
     at a few thousand LUTs, passed the budget, and its elaboration never ended.
     """
     fabric = FABRICS[family]
-    graph = _wide_requant_graph(13)
-    levels = 2 ** 13 - 1
+    graph = _wide_requant_graph(10)
+    levels = 2 ** 10 - 1
     for placement in ("hardwired", "rom"):
         plan = make_plan(graph, fabric, placement=placement)
         s = plan["wide"]
