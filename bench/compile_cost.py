@@ -4,7 +4,7 @@
 
 Builds hard-wired layers and wide requantizers of growing size, converts each
 to Verilog and prints, per item (an adder term or a threshold comparison), the
-seconds and the peak memory it cost. ``compiler.compile_cost`` uses these
+seconds and the peak memory it cost. ``compiler.driver.compile_cost`` uses these
 rates to refuse a build that would exhaust the machine before it starts.
 """
 
@@ -12,7 +12,6 @@ import argparse
 import resource
 import subprocess
 import sys
-import time
 
 from compiler.table import markdown_table
 
@@ -21,9 +20,9 @@ import sys, time, resource
 import numpy as np
 from compiler.ir import Graph, Node
 from compiler.passes import prepare
-from compiler.plan import make_plan
-from compiler.cost import FABRICS
-from compiler.build import accelerator_verilog
+from compiler.backends.dataflow.plan import make_plan
+from compiler.backends.dataflow.cost import FABRICS
+from compiler.driver.build import accelerator_verilog
 kind, size = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
 if kind == "terms":

@@ -7,7 +7,7 @@ Every variant (:func:`bench.qpk_forge.forge` of a seed package) goes through
 :func:`compiler.qpk.from_bytes`; it must end in the reader's own ``QpkError``
 or a graph, never in another exception. Accepted variants are also prepared
 and planned in-process (:func:`compiler.passes.prepare`,
-:func:`compiler.plan.make_plan`), which may refuse them only with a
+:func:`compiler.backends.dataflow.plan.make_plan`), which may refuse them only with a
 ``UserError``. A sample of the accepted (``--builds``) then runs
 ``python -m compiler inspect`` and
 ``python -m compiler build FILE --no-synth --verify 0 -o DIR`` in a child
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _known_fields():
-    from compiler.ir import OPS
+    from compiler.ops import REGISTRY as OPS
     from compiler.qpk.model import METADATA_CHECKS
     names = {"dtype", "shape", "offset", "nbytes", "sha256", "format", "version", "producer",
              "model", "outputs", "nodes", "tensors", "metadata", "name", "op", "inputs",
@@ -96,9 +96,9 @@ def _place(err):
 
 
 def _plan(graph):
-    from compiler.cost import FABRICS
+    from compiler.backends.dataflow.cost import FABRICS
     from compiler.passes import prepare
-    from compiler.plan import make_plan
+    from compiler.backends.dataflow.plan import make_plan
     from boards import get_board
     board = get_board("arty_a7")
     make_plan(prepare(graph), FABRICS[board.family], budget=board.budget)

@@ -52,7 +52,7 @@ class Spec:
     """One row of the table: a registered method with its options."""
 
     key: str                     # row name
-    method: str                  # name in compiler.quantize.methods
+    method: str                  # name in compiler.frontend.methods
     weights: str                 # what the weights are, for the table
     family: str                  # baseline / loss-aware / ...
     weight_bits: int = None
@@ -143,8 +143,8 @@ def _code_hash():
     """What the float model depends on: its code and torch's version."""
     import torch
     h = hashlib.sha256(torch.__version__.encode())
-    for rel in ("compiler/zoo/models.py", "compiler/quantize/data.py",
-                "compiler/quantize/train.py", "compiler/zoo/build.py"):
+    for rel in ("compiler/zoo/models.py", "compiler/frontend/data.py",
+                "compiler/frontend/train.py", "compiler/zoo/build.py"):
         h.update((ROOT / rel).read_bytes())
     return h.hexdigest()[:12]
 
@@ -218,9 +218,9 @@ def weight_accounting(graph):
 
 def quantize_one(spec, seed, float_path, cfg, save=None):
     """Quantize the seed's float model with ``spec``; a dict of measurements."""
-    from compiler.quantize.data import digits
-    from compiler.quantize.pipeline import quantize_and_evaluate, weight_storage_bits
-    from compiler.quantize.train import deterministic
+    from compiler.frontend.data import digits
+    from compiler.frontend.pipeline import quantize_and_evaluate, weight_storage_bits
+    from compiler.frontend.train import deterministic
     model = load_float(float_path)
     train, test = digits()
     options = dict(spec.options)
@@ -266,11 +266,11 @@ def quantize_one(spec, seed, float_path, cfg, save=None):
 def plan_hardware(qpk_path, cfg):
     """The compiler's plan for the board (no Verilog): placement, cycles, estimates, fit."""
     from boards import get_board
-    from compiler.cost import FABRICS
+    from compiler.backends.dataflow.cost import FABRICS
     from compiler.errors import BuildError
-    from compiler.model import resolve_model
+    from compiler.driver.model import resolve_model
     from compiler.passes import prepare
-    from compiler.plan import check_budget, make_plan
+    from compiler.backends.dataflow.plan import check_budget, make_plan
     graph, _ = resolve_model(str(qpk_path))
     board = get_board(cfg.board)
     plan = make_plan(prepare(graph), FABRICS[board.family], budget=board.budget,
@@ -289,7 +289,7 @@ def plan_hardware(qpk_path, cfg):
 
 def compile_one(key, qpk_path, cfg):
     """Build ``qpk_path`` for the board (Verilog, Yosys); runs in a child process (timeout)."""
-    from compiler.build import BuildOptions, build
+    from compiler.driver.build import BuildOptions, build
     out = Path(cfg.build_dir) / f"{key}-{cfg.board}"
     log = io.StringIO()
     t = time.monotonic()
@@ -632,7 +632,7 @@ def main_table(results):
                      f"{size:,.0f} b ({size / 8192:.2f} KiB)", luts, cycles])
     return markdown_table(["method", "weights", "activations", "bits/weight",
                            "test acc. % (golden)", "Δ vs float (pts)", "weight size",
-                           f"LUTs (Yosys)", "cycles/inference"], rows,
+                           "LUTs (Yosys)", "cycles/inference"], rows,
                           align="lllrrrrrr")
 
 

@@ -34,7 +34,7 @@ class Board:
     -------
     name : registry name (``arty_a7_35``)
     platform_class : the amaranth-boards platform
-    family : ``xilinx``, ``ecp5`` or ``ice40`` (keys of ``compiler.cost.FABRICS``)
+    family : ``xilinx``, ``ecp5`` or ``ice40`` (keys of ``compiler.backends.dataflow.cost.FABRICS``)
     device : the FPGA part
     clock_hz : the board oscillator that clocks the ``sync`` domain
     luts, lut_kind : logic LUTs and their size (``LUT6`` or ``LUT4``)

@@ -2,9 +2,9 @@
 
 ``python -m compiler --help`` lists the commands. The path a model takes:
 ``.qpk`` (:mod:`compiler.qpk`) -> graph IR (:mod:`compiler.ir`) -> passes
-(:mod:`compiler.passes`) -> hardware plan (:mod:`compiler.plan`) -> Amaranth
-(:mod:`compiler.lower`) -> Verilog, weight images, report and board files
-(:mod:`compiler.build`).
+(:mod:`compiler.passes`) -> hardware plan (:mod:`compiler.backends.dataflow.plan`) -> Amaranth
+(:mod:`compiler.backends.dataflow.lower`) -> Verilog, weight images, report and board files
+(:mod:`compiler.driver.build`).
 """
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 A ``.qpk`` may come from anyone, and the reader (:mod:`compiler.qpk`) refuses
 anything beyond these limits before it allocates or computes anything large.
-The graph validation (:mod:`compiler.ir.ops`) checks the same limits on graphs
+The graph validation (:mod:`compiler.ops`) checks the same limits on graphs
 built in memory, so the writer never produces a file the reader refuses.
 ``docs/qpk.md`` has the table with the reason for each value
 (``tests/compiler/test_limits.py`` keeps the two in agreement).

@@ -49,7 +49,7 @@ class SlidingWindow(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        k, s, c = self.kernel, self.stride, self.channels
+        k, s = self.kernel, self.stride
         pix_bits = len(self.i.payload.as_value())
         x = Signal(range(self.width))
         y = Signal(range(self.height))

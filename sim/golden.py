@@ -48,7 +48,7 @@ def _exact_in_float(x, weight, bias):
 def _matmul(a, b, exact_float):
     """``a @ b`` of integer arrays: BLAS in float64 where that is exact, else int64."""
     if exact_float:
-        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        return np.rint(np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
     return a @ b
 
 
@@ -57,21 +57,29 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0):
 
     Exact: a matrix product of the windows (im2col) and the weights, in float64
     BLAS when no partial sum can reach 2**53 (:func:`_exact_in_float`), in int64
-    otherwise.
+    otherwise; one image at a time, so the window matrix stays small.
     """
     x, w = _i64(x), _i64(weight)
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    exact_float = _exact_in_float(x, w, bias)
+    dtype = np.float64 if exact_float else np.int64
     o, c, k, _ = w.shape
-    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
-    b, _, ho, wo = win.shape[:4]
-    # (B, C, Ho, Wo, k, k) -> (B*Ho*Wo, C*k*k), the order of w.reshape(O, -1).
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * k * k)
-    y = _matmul(cols, w.reshape(o, -1).T, _exact_in_float(x, w, bias))
-    y = y.reshape(b, ho, wo, o).transpose(0, 3, 1, 2)
+    wt = w.reshape(o, -1).T.astype(dtype)
+    out = []
+    for image in x.astype(dtype, copy=False):
+        if padding:
+            image = np.pad(image, ((0, 0), (padding, padding), (padding, padding)))
+        win = sliding_window_view(image, (k, k), axis=(1, 2))[:, ::stride, ::stride]
+        _, ho, wo = win.shape[:3]
+        # (C, Ho, Wo, k, k) -> (Ho*Wo, C*k*k), the order of w.reshape(O, -1).
+        cols = win.transpose(1, 2, 0, 3, 4).reshape(ho * wo, c * k * k)
+        y = cols @ wt
+        if exact_float:
+            y = np.rint(y)
+        out.append(y.T.reshape(o, ho, wo))
+    y = np.stack(out).astype(np.int64) if out else np.zeros((0, o, 0, 0), np.int64)
     if bias is not None:
         y = y + _i64(bias)[None, :, None, None]
-    return np.ascontiguousarray(y)
+    return y
 
 
 def dense(x, weight, bias=None):
@@ -87,10 +95,20 @@ def relu(x):
     return np.maximum(_i64(x), 0)
 
 
-def maxpool(x, *, kernel, stride=None):
-    """Max over ``kernel x kernel`` windows, no padding."""
+def maxpool(x, *, kernel, stride=None, padding=0):
+    """Max over ``kernel x kernel`` windows at ``stride`` (default: the kernel).
+
+    ``padding`` pixels of the smallest int64 surround the map: they never win,
+    because every window overlaps the map (the padding is smaller than the
+    kernel), so the result is that of any lower bound of the values.
+    """
     stride = stride or kernel
-    win = sliding_window_view(_i64(x), (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+    x = _i64(x)
+    if padding:
+        lowest = np.iinfo(np.int64).min
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+                   constant_values=lowest)
+    win = sliding_window_view(x, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
     return win.max(axis=(4, 5))
 
 

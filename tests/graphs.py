@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from compiler import interpret
+from compiler.ir import interpret
 from compiler.ir import Graph, Node, validate_graph
-from compiler.ir.ops import pow2_max_exponent
+from compiler.ops import pow2_max_exponent
 
 __all__ = ["random_weights", "small_cnn", "calibrate", "random_inputs"]
 

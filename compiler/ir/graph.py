@@ -4,7 +4,7 @@ A :class:`Graph` is a list of :class:`Node` in topological order with one input
 node and one or more output nodes. Every value flowing along an edge is a tensor
 of integers without a batch dimension: a feature map ``(C, H, W)`` or a vector
 ``(K,)``. What each op computes is defined once, in :mod:`sim.golden`; the
-attributes and tensors each op takes are listed in :mod:`compiler.ir.ops`.
+attributes and tensors each op takes are listed in :mod:`compiler.ops`.
 
 Passes fill in, for every node, its output ``shape`` and the exact range
 ``[lo, hi]`` of the integers it can produce; widths follow from the range.
@@ -92,7 +92,8 @@ class Graph:
 
     @property
     def input(self):
-        return next(n for n in self.nodes if n.op == "input")
+        from ..ops import op_of
+        return next(n for n in self.nodes if op_of(n).is_input)
 
     @property
     def output(self):

@@ -4,7 +4,7 @@ import re
 
 from .. import limits
 from ..errors import GraphError
-from .ops import validate_node
+from ..ops import op_of
 
 __all__ = ["validate_graph"]
 
@@ -47,9 +47,9 @@ def validate_graph(graph, names=None):
                 raise GraphError(f"input '{src}' " + ("comes later in the node list (the list "
                                  "must be in topological order)" if later else "does not exist"),
                                  node=node.name)
-        node.shape = validate_node(node, [seen[src].shape for src in node.inputs])
+        node.shape = op_of(node).validate(node, [seen[src].shape for src in node.inputs])
         seen[node.name] = node
-    inputs = [n.name for n in graph.nodes if n.op == "input"]
+    inputs = [n.name for n in graph.nodes if op_of(n).is_input]
     if len(inputs) != 1:
         raise GraphError(f"a graph needs exactly one input node, found {len(inputs)}"
                          + (f" ({', '.join(inputs)})" if inputs else ""))

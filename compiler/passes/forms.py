@@ -26,7 +26,8 @@ import numpy as np
 
 from hw.csd import csd_digits
 
-from ..ir import CODE_PASSING_OPS, Node, encodings
+from ..ir import Node, encodings
+from ..ops import Conv2d, Pow2Decode, is_op, op_of
 
 __all__ = ["expand_weight_forms", "insert_decodes"]
 
@@ -42,7 +43,7 @@ def _bits_for(values):
 
 def _mac(node, name, weight, kind, bits, *, inputs, conv_attrs=None, bias=None):
     attrs = {"weight_kind": kind, "weight_bits": bits}
-    if node.op == "conv2d":
+    if is_op(node, Conv2d):
         attrs.update(conv_attrs)
     tensors = {"weight": weight.astype(np.int64)}
     if bias is not None:
@@ -57,12 +58,13 @@ def _ternary2(node):
     p = int(pos[0]) if pos.size else 1
     n = int(-neg[0]) if neg.size else 1
     split = np.concatenate([(w > 0), -(w < 0).astype(np.int64)]).astype(np.int64)
-    scale = np.zeros((o, 2 * o) + ((1, 1) if node.op == "conv2d" else ()), np.int64)
+    is_conv = is_op(node, Conv2d)
+    scale = np.zeros((o, 2 * o) + ((1, 1) if is_conv else ()), np.int64)
     idx = np.arange(o)
     scale[idx, idx], scale[idx, o + idx] = p, n      # P*S+ + N*(-S-)
     a = node.attrs
     conv = dict(kernel=a["kernel"], stride=a["stride"], padding=a["padding"]) \
-        if node.op == "conv2d" else None
+        if is_conv else None
     sums = _mac(node, f"{node.name}.sums", split, "ternary", 2, inputs=node.inputs,
                 conv_attrs=conv)
     out = _mac(node, node.name, scale, "int", _bits_for([p, n]), inputs=[sums.name],
@@ -138,12 +140,12 @@ def insert_decodes(graph):
     enc = encodings(graph)
     nodes, decoded = [], {}
     for node in graph.nodes:
-        if node.op not in CODE_PASSING_OPS + ("input", "pow2_decode"):
+        if op_of(node).computes:
             for i, src in enumerate(node.inputs):
                 if enc[src] != "pow2":
                     continue
                 if src not in decoded:
-                    decoded[src] = Node(f"{src}.value", "pow2_decode", [src])
+                    decoded[src] = Node(f"{src}.value", Pow2Decode.name, [src])
                     nodes.append(decoded[src])
                 node.inputs[i] = decoded[src].name
         nodes.append(node)

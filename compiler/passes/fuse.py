@@ -1,6 +1,7 @@
 """Algebraic fusions that shrink the graph without changing a single output bit."""
 
 from ..ir import Node
+from ..ops import Relu, Requant, Threshold, is_op
 
 __all__ = ["fuse_relu"]
 
@@ -17,14 +18,14 @@ def fuse_relu(graph):
     nodes = []
     for node in graph.nodes:
         node.inputs = [rename.get(s, s) for s in node.inputs]
-        if node.op == "relu":
+        if is_op(node, Relu):
             src = next(n for n in nodes if n.name == node.inputs[0])
             only_consumer = sum(node.inputs[0] in n.inputs for n in graph.nodes) == 1
-            if only_consumer and src.op in ("requant", "threshold") and not src.attrs["signed"]:
+            if only_consumer and is_op(src, Requant, Threshold) and not src.attrs["signed"]:
                 rename[node.name] = src.name
                 continue
-            if only_consumer and src.op == "requant" and src.attrs["bits"] >= 2:
-                fused = Node(node.name, "requant", list(src.inputs),
+            if only_consumer and is_op(src, Requant) and src.attrs["bits"] >= 2:
+                fused = Node(node.name, Requant.name, list(src.inputs),
                              dict(src.attrs, bits=src.attrs["bits"] - 1, signed=False),
                              dict(src.tensors), node.shape)
                 nodes[nodes.index(src)] = fused

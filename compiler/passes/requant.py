@@ -13,6 +13,7 @@ import numpy as np
 from sim import golden
 
 from ..ir import Node
+from ..ops import Requant, Threshold, is_op
 
 __all__ = ["lower_requant"]
 
@@ -24,19 +25,19 @@ def lower_requant(graph):
     """
     nodes = []
     for node in graph.nodes:
-        if node.op == "threshold":
+        if is_op(node, Threshold):
             # From a package: any int64. Clamped to [lo, hi + 1] of the input, they
             # count the same for every possible input and need no wider comparators.
             src = graph[node.inputs[0]]
             th = np.clip(node.tensors["thresholds"].astype(np.int64), src.lo, src.hi + 1)
             node.tensors = dict(node.tensors, thresholds=th)
-        if node.op == "requant":
+        if is_op(node, Requant):
             src = graph[node.inputs[0]]
             th = golden.thresholds_for_requant(
                 node.tensors["multiplier"], node.tensors["offset"],
                 bits=node.attrs["bits"], signed=node.attrs["signed"], x_lo=src.lo, x_hi=src.hi,
                 levels=node.attrs.get("levels") or "linear")
-            node = Node(node.name, "threshold", list(node.inputs),
+            node = Node(node.name, Threshold.name, list(node.inputs),
                         {"bits": node.attrs["bits"], "signed": node.attrs["signed"],
                          "scale": node.attrs.get("scale"),
                          "levels": node.attrs.get("levels") or "linear"},

@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import limits
 from ..errors import GraphError, QpkError
-from ..ir import INTERNAL_OPS, Graph, Node, validate_graph
+from ..ir import Graph, Node, validate_graph
+from ..ops import REGISTRY, get_op
 from ..passes.ranges import infer_ranges
 from . import container
 
@@ -31,9 +32,10 @@ _NAME = re.compile(limits.NAME_PATTERN)
 def to_bytes(graph, producer=None):
     """The bytes of ``graph`` as a ``.qpk``; refuses a graph the reader would refuse."""
     validate_graph(graph, names=limits.NAME_PATTERN)
-    if any(n.op in INTERNAL_OPS for n in graph.nodes):
+    internal = sorted(name for name, op in REGISTRY.items() if op.internal)
+    if any(get_op(n.op).internal for n in graph.nodes):
         raise GraphError("ops inserted by the compiler ("
-                         f"{', '.join(INTERNAL_OPS)}) cannot be saved in a package")
+                         f"{', '.join(internal)}) cannot be saved in a package")
     nodes, tensors = [], {}
     for node in graph.nodes:
         refs = {}
@@ -216,7 +218,7 @@ def from_bytes(blob, path="<bytes>"):
         if unknown:
             fail(f"unknown field(s) {container.listing(unknown)}", where)
         op = need(raw, "op", str, where)
-        if op in INTERNAL_OPS:
+        if get_op(op) is not None and get_op(op).internal:
             fail(f"op '{op}' is inserted by the compiler; a package may not contain it", where)
         inputs = need(raw, "inputs", list, where)
         for src in inputs:

@@ -4,7 +4,7 @@ For each recipe: train the float model on its dataset, quantize it (calibration
 on training images, a short QAT fine-tune), check that the golden integer model
 and the fake-quant model agree exactly on the test images, print float and
 quantized test accuracy, and write the ``.qpk``. Every run on one machine writes
-the same bytes: training runs in :func:`compiler.quantize.train.deterministic`
+the same bytes: training runs in :func:`compiler.frontend.train.deterministic`
 and nothing time- or path-dependent goes into the files.
 """
 
@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..quantize.data import digits
-from ..quantize.pipeline import quantize_and_evaluate, summary_rows
-from ..quantize.train import deterministic, fit
+from ..frontend.data import digits
+from ..frontend.pipeline import quantize_and_evaluate, summary_rows
+from ..frontend.train import deterministic, fit
 from ..table import markdown_table
 from . import MODELS, ZOO_DIR
 from .models import DATASETS, FACTORIES

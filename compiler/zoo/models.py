@@ -2,7 +2,7 @@
 
 ``FACTORIES`` maps a model name (as accepted by ``python -m compiler quantize``)
 to a function returning an untrained ``nn.Module``; ``DATASETS`` names the
-dataset it trains on (:mod:`compiler.quantize.data`).
+dataset it trains on (:mod:`compiler.frontend.data`).
 """
 
 import torch

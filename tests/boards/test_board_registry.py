@@ -3,7 +3,7 @@
 import pytest
 
 from boards import ALIASES, BOARDS, DEFAULT_BOARD, BoardError, board_names, get_board
-from compiler.cost import FABRICS
+from compiler.backends.dataflow.cost import FABRICS
 
 
 def test_names_and_alias():

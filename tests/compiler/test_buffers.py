@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from compiler import buffers
+from compiler.backends.dataflow import buffers
 
 
 def test_window_need_without_padding():

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from compiler.compile_cost import check_cost, graph_cost, plan_cost
-from compiler.cost import FABRICS
+from compiler.driver.compile_cost import check_cost, graph_cost, plan_cost
+from compiler.backends.dataflow.cost import FABRICS
 from compiler.errors import BuildError
 from compiler.ir import Graph, Node, validate_graph
 from compiler.passes import prepare
-from compiler.plan import make_plan
+from compiler.backends.dataflow.plan import make_plan
 
 
 def wide(bits, channels=64, size=8):

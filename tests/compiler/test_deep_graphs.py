@@ -3,10 +3,10 @@
 import pytest
 
 from compiler import limits
-from compiler.cost import FABRICS
+from compiler.backends.dataflow.cost import FABRICS
 from compiler.ir import Graph, Node
 from compiler.passes import prepare
-from compiler.plan import make_plan
+from compiler.backends.dataflow.plan import make_plan
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,14 @@ def test_join_buffer_of_a_long_branch(chain_plan):
 def test_deep_design_converts_to_verilog(chain_plan):
     # ready passes combinationally through every stage, and Amaranth's cycle check
     # walks that path recursively, a few frames per cell.
-    from compiler.build import accelerator_verilog
+    from compiler.driver.build import accelerator_verilog
     text = accelerator_verilog(chain_plan)
     assert "module accel" in text and text.count("module ") >= 1000
 
 
 def test_deep_design_builds_its_board_files(chain, tmp_path):
     from compiler import qpk
-    from compiler.build import BuildOptions, build
+    from compiler.driver.build import BuildOptions, build
     path = tmp_path / "chain.qpk"
     qpk.save(chain, path)
     result = build(str(path), BuildOptions(out=tmp_path / "out", verify=0, synth=False),

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from compiler import interpret
-from compiler.build import output_array, stream_beats
-from compiler.cost import FABRICS
+from compiler.ir import interpret
+from compiler.driver.build import output_array, stream_beats
+from compiler.backends.dataflow.cost import FABRICS
 from compiler.errors import GraphError
 from compiler.ir import Graph, Node, validate_graph
-from compiler.lower import Accelerator
+from compiler.backends.dataflow.lower import Accelerator
 from compiler.passes import prepare
-from compiler.plan import make_plan
+from compiler.backends.dataflow.plan import make_plan
 from graphs import codebook_conv, random_inputs, small_cnn
 from sim import golden
 from sim.pysim import run_streams
@@ -107,7 +107,7 @@ def test_accelerator_matches_golden(kind, levels, placement, target):
     g = small_cnn(rng, kind, act_levels=levels)
     plan = make_plan(prepare(g), FABRICS["ecp5"], placement=placement, target_cycles=target)
     if levels == "pow2":
-        assert any(s.in_pow2 for s in plan.stages), "no MVU took pow2 codes directly"
+        assert any(s.in_pow2 for s in plan.mvus), "no MVU took pow2 codes directly"
     x = random_inputs(rng, g, 3)
     got, _ = run_streams(Accelerator(plan), {"i": stream_beats(x)}, {"o": len(x)},
                          stall=0.3, seed=5)

@@ -5,12 +5,12 @@ import re
 import numpy as np
 import pytest
 
-from compiler import interpret
-from compiler.build import accelerator_verilog, output_array, stream_beats
-from compiler.cost import FABRICS
-from compiler.lower import Accelerator
+from compiler.ir import interpret
+from compiler.driver.build import accelerator_verilog, output_array, stream_beats
+from compiler.backends.dataflow.cost import FABRICS
+from compiler.backends.dataflow.lower import Accelerator
 from compiler.passes import prepare
-from compiler.plan import make_plan
+from compiler.backends.dataflow.plan import make_plan
 from graphs import random_inputs, small_cnn
 from sim.pysim import run_streams
 

@@ -6,8 +6,8 @@ import os
 import pytest
 
 from compiler.errors import BuildError
-from compiler.images import Rom
-from compiler.outdir import MANIFEST, OutputDir, safe_file_name
+from compiler.backends.dataflow.images import Rom
+from compiler.driver.outdir import MANIFEST, OutputDir, safe_file_name
 
 TRAVERSAL = ["../../../x", "/etc/x", "/tmp/abs", "a/../../b", "..", "x\0y", "n" * 300,
              "../" * 40 + "deep", "C:\\evil", "weights/../../up", "~/home", ". .", "$(rm -rf)"]

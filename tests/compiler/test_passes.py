@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compiler import interpret
+from compiler.ir import interpret
 from compiler.errors import GraphError
 from compiler.ir import Graph, Node, bits_for_range, validate_graph
 from compiler.passes import fuse_relu, infer_ranges, prepare

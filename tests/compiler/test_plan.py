@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from compiler.cost import FABRICS
+from compiler.backends.dataflow.cost import FABRICS
 from compiler.errors import BuildError
 from compiler.passes import prepare
-from compiler.plan import check_budget, make_plan
+from compiler.backends.dataflow.plan import check_budget, make_plan
 from graphs import small_cnn
 
 

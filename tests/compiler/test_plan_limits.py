@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from compiler import limits
-from compiler.cost import FABRICS
+from compiler.backends.dataflow.cost import FABRICS
 from compiler.errors import BuildError
 from compiler.ir import Graph, Node
 from compiler.passes import prepare
-from compiler.plan import make_plan
-from compiler.widths import stage_signals
+from compiler.backends.dataflow.plan import make_plan
 
 
 def _vector_net(k, bits):
@@ -43,7 +42,7 @@ def test_too_wide_input_beat_refused():
 def test_widest_allowed_beat_plans():
     plan = make_plan(prepare(_vector_net(4080, 16)), FABRICS["ecp5"], placement="rom",
                      target_cycles=64)
-    assert max(b for s in plan.stages for _, _, b in stage_signals(s)) \
+    assert max(b for s in plan.stages for _, _, b in s.signals()) \
         <= limits.MAX_SIGNAL_BITS
 
 

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import struct
 import subprocess
 import sys
 

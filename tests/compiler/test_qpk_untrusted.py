@@ -330,7 +330,7 @@ def test_sorted_thresholds_at_the_int64_ends_accepted():
 
 
 def test_thresholds_beyond_the_input_range_are_clamped_exactly():
-    from compiler import interpret
+    from compiler.ir import interpret
     from compiler.passes import prepare
     th = np.array([[-2 ** 63, -5, 2 ** 40]], np.int64)
     nodes = [{"name": "x", "op": "input", "inputs": [],

@@ -7,14 +7,14 @@ from compiler.zoo.models import small_cnn
 
 @pytest.fixture(scope="session")
 def digits_data():
-    from compiler.quantize.data import digits
+    from compiler.frontend.data import digits
     return digits()
 
 
 @pytest.fixture(scope="session")
 def small_cnn_float(digits_data):
     """The small CNN trained in float (about 98% on the digits test split)."""
-    from compiler.quantize.train import deterministic, fit
+    from compiler.frontend.train import deterministic, fit
     train, _ = digits_data
     with deterministic(0):
         return fit(small_cnn(), train.x, train.y, epochs=10, lr=1e-2, log=None)
@@ -23,8 +23,8 @@ def small_cnn_float(digits_data):
 @pytest.fixture(scope="session")
 def small_cnn_qpk(tmp_path_factory, digits_data, small_cnn_float):
     """``{kind: path of the .qpk}`` for ternary and power-of-two weights."""
-    from compiler.quantize import Finetune, quantize
-    from compiler.quantize.train import deterministic
+    from compiler.frontend import Finetune, quantize
+    from compiler.frontend.train import deterministic
     train, _ = digits_data
     out = tmp_path_factory.mktemp("small_cnn")
     paths = {}

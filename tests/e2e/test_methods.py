@@ -15,8 +15,9 @@ import io
 import numpy as np
 import pytest
 
-from compiler import interpret, qpk
-from compiler.build import BuildOptions, build
+from compiler import qpk
+from compiler.ir import interpret
+from compiler.driver.build import BuildOptions, build
 from compiler.passes import prepare
 
 OPTIONS = {
@@ -33,8 +34,8 @@ CASES = [(m, "rom") for m in OPTIONS] + [(m, "hardwired") for m in FORMS]
 
 @pytest.fixture(scope="module")
 def method_qpks(tmp_path_factory, digits_data, small_cnn_float):
-    from compiler.quantize import Finetune, quantize
-    from compiler.quantize.train import deterministic
+    from compiler.frontend import Finetune, quantize
+    from compiler.frontend.train import deterministic
     train, _ = digits_data
     out = tmp_path_factory.mktemp("methods")
     cache = {}
@@ -54,7 +55,7 @@ def method_qpks(tmp_path_factory, digits_data, small_cnn_float):
 
 
 def test_every_method_is_listed():
-    from compiler.quantize.methods import method_names
+    from compiler.frontend.methods import method_names
     assert set(method_names()) == set(OPTIONS)
 
 

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from compiler.build import BuildOptions, build, rate_warning  # noqa: E402
+from compiler.driver.build import BuildOptions, build, rate_warning  # noqa: E402
 
 
 class Block(nn.Module):
@@ -34,8 +34,8 @@ class Block(nn.Module):
 
 @pytest.fixture(scope="module")
 def block_qpk(tmp_path_factory):
-    from compiler.quantize import quantize
-    from compiler.quantize.train import deterministic
+    from compiler.frontend import quantize
+    from compiler.frontend.train import deterministic
     with deterministic(0):
         model = Block()
         x = torch.randn(64, 4, 16, 16)

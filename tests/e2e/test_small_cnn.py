@@ -9,11 +9,11 @@ integer model. The tests then check the evidence the build recorded.
 import io
 import json
 
-import numpy as np
 import pytest
 
-from compiler import interpret, qpk
-from compiler.build import BuildOptions, build
+from compiler import qpk
+from compiler.ir import interpret
+from compiler.driver.build import BuildOptions, build
 
 
 def _build(path, tmp_path, name, **kw):
@@ -43,7 +43,7 @@ def test_small_cnn_is_bit_exact_in_verilator(small_cnn_qpk, tmp_path, kind, weig
 
 def test_golden_model_classifies_digits(small_cnn_qpk, digits_data):
     """The integer model is the real network: it still reads digits."""
-    from compiler.quantize.agreement import input_to_int
+    from compiler.frontend.agreement import input_to_int
     _, test = digits_data
     for kind, path in small_cnn_qpk.items():
         graph = qpk.load(path)

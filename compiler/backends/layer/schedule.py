@@ -26,6 +26,7 @@ import numpy as np
 from sim import golden
 
 from ...errors import BuildError
+from ...ops import op_of
 
 __all__ = ["Map", "Segment", "Step", "schedule", "allocate"]
 
@@ -124,7 +125,7 @@ class _Scheduler:
 
     def only_user(self, node, op=None):
         users = self.users[node.name]
-        if len(users) == 1 and (op is None or users[0].op == op):
+        if len(users) == 1 and (op is None or op_of(users[0]).engine_role == op):
             return users[0]
         return None
 
@@ -143,22 +144,19 @@ class _Scheduler:
 
     def run(self):
         g = self.graph
-        order = [n for n in g.nodes if n.op != "input"]
+        order = [n for n in g.nodes if not op_of(n).is_input]
         stem = order[0]
-        if stem.op != "conv2d" or stem.inputs != [g.input.name]:
+        if op_of(stem).engine_role != "conv" or stem.inputs != [g.input.name]:
             self.fail(stem, "the layer engine starts with a convolution of the input")
         self.stem(stem)
         for node in order:
             if node.name in self.done:
                 continue
-            if node.op == "conv2d":
-                self.conv(node)
-            elif node.op == "gap":
-                self.gap_dense(node)
-            elif node.op == "flatten":
-                self.flatten_dense(node)
-            else:
+            step = {"conv": self.conv, "gap": self.gap_dense,
+                    "flatten": self.flatten_dense}.get(op_of(node).engine_role)
+            if step is None:
                 self.fail(node, "this op has no place in the layer engine's steps")
+            step(node)
         return self.steps
 
     # -- patterns -------------------------------------------------------------------------
@@ -170,10 +168,10 @@ class _Scheduler:
             self.fail(conv, "the first convolution must be requantized (a threshold after it)")
         c, h, w = self.graph[conv.inputs[0]].shape
         nodes, tail, pool = [conv.name, th.name], th, None
-        mp = self.only_user(th, "maxpool")
+        mp = self.only_user(th, "pool")
         if mp is not None:
-            pool = {"kernel": mp.attrs["kernel"], "stride": mp.attrs["stride"] or
-                    mp.attrs["kernel"], "pad": mp.attrs.get("padding") or 0}
+            pool = {"kernel": mp.attrs["kernel"], "stride": mp.attrs["stride"],
+                    "pad": mp.attrs["padding"]}
             nodes.append(mp.name)
             tail = mp
         self.done.update(nodes)
@@ -225,8 +223,9 @@ class _Scheduler:
                                    mode="QS", sets=sets, lows=lows, skip=skip,
                                    dst=self.alias(out, skip), out_node=out.name))
             return
-        proj = self.graph[other.inputs[0]] if other.op == "threshold" else None
-        if proj is None or proj.op != "conv2d" or self.only_user(proj, "threshold") is None:
+        proj = self.graph[other.inputs[0]] if op_of(other).engine_role == "threshold" else None
+        if (proj is None or op_of(proj).engine_role != "conv"
+                or self.only_user(proj, "threshold") is None):
             self.fail(add, "a residual add needs a stored shortcut or a requantized "
                            "projection convolution")
         sets[1] = _folded_thresholds(other, proj.tensors.get("bias"))

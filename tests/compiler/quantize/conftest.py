@@ -104,9 +104,10 @@ def assert_nodes_agree(res, x):
     """
     import numpy as np
 
-    from compiler import interpret, qpk
+    from compiler import qpk
+    from compiler.ir import interpret
     from compiler.ir import encodings
-    from compiler.quantize.agreement import input_to_int
+    from compiler.frontend.agreement import input_to_int
     from sim.golden import pow2_value
     back = qpk.from_bytes(res.to_bytes())
     x_int = input_to_int(back, x)

@@ -8,12 +8,12 @@ import torch
 from conftest import make
 
 from compiler.errors import QuantizeError
-from compiler.ir.ops import check_weights
-from compiler.quantize import Finetune, quantize
-from compiler.quantize.bitalloc import ALPHA, allocate, closed_form, noise
-from compiler.quantize.methods import get_method
-from compiler.quantize.methods.adaptive import csd_cost
-from compiler.quantize.train import deterministic
+from compiler.ops.weights import check_weights
+from compiler.frontend import Finetune, quantize
+from compiler.frontend.bitalloc import ALPHA, allocate, closed_form, noise
+from compiler.frontend.methods import get_method
+from compiler.frontend.methods.adaptive import csd_cost
+from compiler.frontend.train import deterministic
 
 torch.set_num_threads(1)
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import make
 
-from compiler.quantize import Finetune, check_agreement, quantize
-from compiler.quantize.agreement import golden_accuracy, golden_logits, input_to_int
-from compiler.quantize.data import digits
-from compiler.quantize.train import accuracy, deterministic, fit
+from compiler.frontend import Finetune, check_agreement, quantize
+from compiler.frontend.agreement import golden_accuracy, golden_logits, input_to_int
+from compiler.frontend.data import digits
+from compiler.frontend.train import accuracy, deterministic, fit
 from compiler.zoo.models import digits_cnn
 
 

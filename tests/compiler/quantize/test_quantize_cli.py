@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compiler import qpk
-from compiler.cli import main
+from compiler.driver.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -170,9 +170,9 @@ def test_module_entry_point(user):
 def test_parser_does_not_import_torch():
     """Every command builds the parser (with the quantize arguments); only quantize needs torch."""
     code = ("import sys\n"
-            "from compiler.cli import _parser\n"
+            "from compiler.driver.cli import _parser\n"
             "args = _parser().parse_args(['quantize', 'digits_cnn', '-o', 'x.qpk'])\n"
-            "import compiler.quantize\n"
+            "import compiler.frontend\n"
             "assert args.method == 'ternary' and args.act_bits == 4\n"
             "assert 'torch' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -180,6 +180,6 @@ def test_parser_does_not_import_torch():
 
 
 def test_method_choices_are_the_registry():
-    from compiler.quantize import method_names
-    from compiler.quantize.cli import METHODS
+    from compiler.frontend import method_names
+    from compiler.frontend.cli import METHODS
     assert list(METHODS) == method_names()

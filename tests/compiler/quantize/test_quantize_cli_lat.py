@@ -3,7 +3,7 @@
 import pytest
 
 from compiler import qpk
-from compiler.cli import main
+from compiler.driver.cli import main
 
 
 @pytest.mark.parametrize("method, extra, kind, bits", [

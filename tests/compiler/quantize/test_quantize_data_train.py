@@ -2,8 +2,8 @@
 
 import torch
 
-from compiler.quantize.data import digits
-from compiler.quantize.train import deterministic, fit
+from compiler.frontend.data import digits
+from compiler.frontend.train import deterministic, fit
 from compiler.zoo.models import digits_cnn
 
 

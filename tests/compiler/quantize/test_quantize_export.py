@@ -6,10 +6,11 @@ import torch
 from conftest import MODELS, make
 from torch import nn
 
-from compiler import interpret, passes, qpk
+from compiler import passes, qpk
+from compiler.ir import interpret
 from compiler.errors import QuantizeError
-from compiler.quantize import quantize
-from compiler.quantize.agreement import input_to_int
+from compiler.frontend import quantize
+from compiler.frontend.agreement import input_to_int
 
 METHODS = [("ternary", {}), ("pow2", {}), ("int", {"weight_bits": 3})]
 
@@ -95,7 +96,7 @@ def test_digits_cnn_structure_and_scales(results):
 def test_requant_folds_batch_norm(results):
     """m = s_w * s_x * |g| / s_out and o = h / s_out + 0.5, weights negated where g < 0."""
     result, model, _ = results["conv_bn_relu", "pow2"]
-    g, sc = result.graph, result.scales
+    g = result.graph
     conv, bn = model.conv, model.bn
     gamma = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
     shift = ((conv.bias - bn.running_mean) * bn.weight / torch.sqrt(bn.running_var + bn.eps)

@@ -6,11 +6,11 @@ import torch
 from conftest import make
 
 from compiler.errors import QuantizeError
-from compiler.quantize import Finetune, quantize
-from compiler.quantize.methods import get_method
-from compiler.quantize.methods.kq import KQLayer, bits_per_param, codebook_tensors, \
+from compiler.frontend import Finetune, quantize
+from compiler.frontend.methods import get_method
+from compiler.frontend.methods.kq import KQLayer, bits_per_param, codebook_tensors, \
     kmeans_kernels
-from compiler.quantize.train import deterministic
+from compiler.frontend.train import deterministic
 
 torch.set_num_threads(1)
 

@@ -9,12 +9,12 @@ import torch
 from conftest import assert_nodes_agree, make
 
 from compiler.errors import QuantizeError
-from compiler.ir import ops
-from compiler.quantize import Finetune, quantize
-from compiler.quantize.methods import get_method
-from compiler.quantize.methods.curvature import (adam_curvature, clear_curvature, curvature,
+from compiler.ops import weights as ops
+from compiler.frontend import Finetune, quantize
+from compiler.frontend.methods import get_method
+from compiler.frontend.methods.curvature import (adam_curvature, clear_curvature, curvature,
                                                  set_curvature, update_from_adam)
-from compiler.quantize.methods.lat import (_TERNARY, lat2_integers, objective, solve_approx,
+from compiler.frontend.methods.lat import (_TERNARY, lat2_integers, objective, solve_approx,
                                            solve_exact)
 
 def _rand(seed, n):

@@ -6,8 +6,8 @@ import torch
 
 from compiler.errors import QuantizeError
 from compiler.ir import Node
-from compiler.ir.ops import check_weights
-from compiler.quantize.methods import get_method, method_names
+from compiler.ops.weights import check_weights
+from compiler.frontend.methods import get_method, method_names
 
 
 def _weights(seed=0, shape=(8, 4, 3, 3)):

@@ -6,13 +6,13 @@ import torch
 from conftest import assert_nodes_agree, make
 
 from compiler.errors import QuantizeError
-from compiler.quantize import Finetune, quantize
-from compiler.quantize.calibrate import activation_scale, calibrate
-from compiler.quantize.fakequant import (Frozen, QRequant, pow2_level_values,
+from compiler.frontend import Finetune, quantize
+from compiler.frontend.calibrate import activation_scale, calibrate
+from compiler.frontend.fakequant import (Frozen, QRequant, pow2_level_values,
                                          pow2_thresholds)
-from compiler.quantize.methods import get_method
-from compiler.quantize.plan import build_fakequant
-from compiler.quantize.trace import trace
+from compiler.frontend.methods import get_method
+from compiler.frontend.placement import build_fakequant
+from compiler.frontend.trace import trace
 
 def _contract(acc, m, o, bits):
     """The hardware contract in numpy: v = acc*m + o; code = #{j : v >= (val(j-1)+val(j))/2 + .5}."""
@@ -70,7 +70,7 @@ def test_calibration_quantizer_matches_the_requant():
     step = QRequant("r", ["x"], "test", channels=1, bits=3, signed=False, levels="pow2")
     step.scale.fill_(s)
     q = step.quant(torch.from_numpy(z)).numpy()
-    from compiler.quantize.calibrate import _quantize_pow2
+    from compiler.frontend.calibrate import _quantize_pow2
     assert np.allclose(q, _quantize_pow2(z, s, 3))
     # mse picks a scale at least as good as never clipping
     top = z.max() / 64
@@ -156,6 +156,7 @@ def test_export_and_agreement(model_name, method, kw):
     levels = [n.attrs.get("levels") for n in back.nodes if n.op == "requant"]
     assert "pow2" in levels
     # and the IR's own lowering (thresholds) computes the same
-    from compiler import interpret, passes
+    from compiler import passes
+    from compiler.ir import interpret
     prepared = passes.prepare(back)
     assert np.array_equal(interpret.run(prepared, x_int), interpret.run(back, x_int))

@@ -7,15 +7,14 @@ from conftest import make
 
 from compiler import qpk
 from compiler.errors import QuantizeError
-from compiler.ir import Node
-from compiler.ir.ops import check_weights
-from compiler.quantize import Finetune, quantize
-from compiler.quantize.methods import get_method, method_names
-from compiler.quantize.methods.inq import INQLayer
-from compiler.quantize.methods.slq import (SLQLayer, csd_digits, kmeans1d, pow2_init, snap_csd2,
+from compiler.ops.weights import check_weights
+from compiler.frontend import Finetune, quantize
+from compiler.frontend.methods import get_method, method_names
+from compiler.frontend.methods.inq import INQLayer
+from compiler.frontend.methods.slq import (SLQLayer, csd_digits, kmeans1d, pow2_init, snap_csd2,
                                            snap_pow2, two_term_values)
-from compiler.quantize.incremental import largest_unfrozen
-from compiler.quantize.train import deterministic
+from compiler.frontend.incremental import largest_unfrozen
+from compiler.frontend.train import deterministic
 
 torch.set_num_threads(1)
 
@@ -172,7 +171,7 @@ def test_deterministic():
                                   ["--method", "adaptive", "--size-budget-bits", "3",
                                    "--budget-kind", "adders"]])
 def test_cli_digits_one_epoch(tmp_path, argv):
-    from compiler.cli import main
+    from compiler.driver.cli import main
     out = tmp_path / "x.qpk"
     assert main(["quantize", "digits_cnn", "-o", str(out), "--epochs", "1",
                  "--finetune-epochs", "1", *argv]) == 0
@@ -181,7 +180,7 @@ def test_cli_digits_one_epoch(tmp_path, argv):
 
 
 def test_cli_option_for_the_wrong_method(tmp_path, capsys):
-    from compiler.cli import main
+    from compiler.driver.cli import main
     rc = main(["quantize", "digits_cnn", "-o", str(tmp_path / "x.qpk"), "--epochs", "0",
                "--method", "ternary", "--snap", "csd2"])
     assert rc == 1 and "takes no option 'snap'" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from conftest import MODELS, make
 from torch import nn
 
 from compiler.errors import QuantizeError, UserError
-from compiler.quantize.trace import run_float, trace
+from compiler.frontend.trace import run_float, trace
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -24,10 +24,10 @@ def test_digits_cnn_layers():
     model, x = make("digits_cnn")
     graph = trace(model, x)
     ops = [(layer.name, layer.op) for layer in graph.layers]
-    assert ops == [("x", "input"), ("conv1", "conv"), ("relu1", "relu"), ("conv2", "conv"),
-                   ("relu2", "relu"), ("block_conv1", "conv"), ("block_relu1", "relu"),
-                   ("block_conv2", "conv"), ("add", "add"), ("block_relu2", "relu"),
-                   ("pool", "maxpool"), ("gap", "gap"), ("flatten", "flatten"), ("fc", "linear")]
+    assert ops == [("x", "input"), ("conv1", "conv2d"), ("relu1", "relu"), ("conv2", "conv2d"),
+                   ("relu2", "relu"), ("block_conv1", "conv2d"), ("block_relu1", "relu"),
+                   ("block_conv2", "conv2d"), ("add", "add"), ("block_relu2", "relu"),
+                   ("pool", "maxpool"), ("gap", "gap"), ("flatten", "flatten"), ("fc", "dense")]
     assert graph["add"].inputs == ["block_conv2", "relu2"]
     assert graph["conv1"].folded == ["bn1"]
     assert graph["conv2"].attrs == {"kernel": 3, "stride": 2, "padding": 1}
@@ -119,7 +119,8 @@ def test_unsupported_convolutions(conv, words):
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2)),
      "node '_2' (nn.BatchNorm2d): batch norm must directly follow a conv or linear"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2)), "node '_1' (nn.AvgPool2d): unsupported"),
-    (nn.Sequential(nn.MaxPool2d(3, padding=1)), "node '_0' (nn.MaxPool2d): unsupported max pool"),
+    (nn.Sequential(nn.MaxPool2d(3, ceil_mode=True)),
+     "node '_0' (nn.MaxPool2d): unsupported max pool"),
     (nn.Sequential(nn.AdaptiveAvgPool2d(2)), "output_size 2"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(6, 2)), "node '_1' (nn.Linear): needs a vector"),
     (Wrap(nn.Conv2d(1, 2, 3), lambda x: x.view(2, -1)), "only flattening to (batch, -1)"),

@@ -29,7 +29,7 @@ def test_zoo_loads_without_torch():
         "import sys\n"
         "from compiler import qpk, passes\n"
         "from compiler.zoo import list_models, zoo_path\n"
-        "from compiler.model import resolve_model\n"
+        "from compiler.driver.model import resolve_model\n"
         "for name in list_models():\n"
         "    g = qpk.load(zoo_path(name))\n"
         "    passes.prepare(g)\n"
@@ -44,8 +44,8 @@ def test_zoo_loads_without_torch():
 @pytest.mark.parametrize("name, kind, bits", [("digits_cnn_ternary", "ternary", 2),
                                               ("digits_cnn_pow2", "pow2", 4)])
 def test_zoo_models(name, kind, bits):
-    from compiler.quantize.agreement import golden_accuracy
-    from compiler.quantize.data import digits
+    from compiler.frontend.agreement import golden_accuracy
+    from compiler.frontend.data import digits
     graph = qpk.load(zoo_path(name))
     meta = graph.metadata
     assert meta["zoo_name"] == name

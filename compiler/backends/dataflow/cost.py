@@ -1,0 +1,149 @@
+"""Resource and cycle estimates for the cores of a hardware plan.
+
+These estimates exist to choose folding and to refuse a model that cannot fit a
+board *before* synthesis; the report puts them next to what synthesis measured.
+They count what the cores build: one LUT per adder or comparator bit (carry
+chains), multiplexers by the fabric's LUT size, a flip-flop per register bit,
+and block RAMs by the fabric's geometry. Memories too small for a block RAM are
+counted as LUT RAM/ROM.
+"""
+
+from dataclasses import dataclass, field
+
+__all__ = ["Fabric", "Resources", "FABRICS", "fifo_cost", "window_cost", "threshold_luts"]
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """What a family's logic is made of, as far as the estimates care."""
+    name: str
+    lut_inputs: int          # 4 or 6
+    bram_configs: tuple      # (width, depth) aspect ratios of one block RAM
+    small_memory_bits: int   # memories up to this size go to LUTs/FFs
+
+    def mux_luts(self, ways, bits):
+        """LUTs for a ``ways``-to-1 multiplexer ``bits`` wide."""
+        per_lut = 4 if self.lut_inputs >= 6 else 2          # data inputs one LUT selects among
+        luts, n = 0, ways
+        while n > 1:
+            n = -(-n // per_lut)
+            luts += n
+        return luts * bits
+
+    def memory(self, width, depth):
+        """``(brams, luts)`` for a ``width`` x ``depth`` memory.
+
+        Small or shallow memories are logic (LUT RAM/ROM): a block RAM would
+        waste most of its depth.
+        """
+        per_lut = 2 ** self.lut_inputs                        # one LUT is a 2**inputs x 1 ROM
+        if depth <= 1:
+            return 0, 0                                       # one word: constants
+        if width * depth <= self.small_memory_bits or depth <= per_lut:
+            return 0, -(-depth // per_lut) * width
+        return min(-(-width // w) * -(-depth // d) for w, d in self.bram_configs), 0
+
+
+_18K = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+
+FABRICS = {
+    # RAMB18 (18 Kib); a LUT6 holds 64 x 1 of ROM.
+    "xilinx": Fabric("xilinx", 6, _18K, 2048),
+    # DP16KD (18 Kib), 36 bits wide at most in pseudo dual port mode.
+    "ecp5": Fabric("ecp5", 4, _18K, 1024),
+    # EBR (4 Kib); no distributed RAM, so small memories become logic.
+    "ice40": Fabric("ice40", 4, ((2, 2048), (4, 1024), (8, 512), (16, 256)), 512),
+}
+
+
+@dataclass
+class Resources:
+    luts: int = 0
+    ffs: int = 0
+    brams: int = 0
+    notes: list = field(default_factory=list)
+
+    def __add__(self, other):
+        return Resources(self.luts + other.luts, self.ffs + other.ffs,
+                         self.brams + other.brams, self.notes + other.notes)
+
+    def __iadd__(self, other):
+        self.luts += other.luts
+        self.ffs += other.ffs
+        self.brams += other.brams
+        return self
+
+    def as_dict(self):
+        return {"luts": self.luts, "ffs": self.ffs, "brams": self.brams}
+
+
+# --- what the cores around the MACs cost ---------------------------------------------------
+# Registers and control logic that do not grow with the data, counted from the cores'
+# own code; `python -m bench.core_costs` synthesizes each core alone and prints the
+# measured figures beside these.
+
+#: hw.fifo.StreamFIFO (SyncFIFOBuffered): level counter compare, read/write pointer
+#: increments and the ready/valid logic: about 8 LUTs beyond the storage and the
+#: 2 * log2(depth) of the pointers.
+FIFO_CONTROL_LUTS = 8
+#: Its flags: the output-valid register and the level register's top bit.
+FIFO_CONTROL_FFS = 2
+#: hw.window.SlidingWindow: the x and y counters and the output valid (two counters
+#: of up to 7 bits and a flag for maps up to 128 wide).
+WINDOW_CONTROL_FFS = 16
+#: ... and their increment, wrap and emit-position logic.
+WINDOW_CONTROL_LUTS = 16
+#: hw.pad.Pad: its own x and y counters, border compare and output valid.
+PAD_CONTROL_FFS = 12
+PAD_CONTROL_LUTS = 8
+#: hw.mvu.RomMVU: the nf/sf/address counters, busy, and the stage flags of its
+#: three-stage pipeline.
+ROM_MVU_CONTROL_FFS = 24
+#: hw.pool.GlobalSum and hw.flatten.Flatten: the pixel counter and output valid.
+REDUCE_CONTROL_FFS = 16
+
+
+def fifo_cost(fabric, lane, channels, depth):
+    """A :class:`hw.fifo.StreamFIFO` of ``depth`` beats of ``channels`` lanes."""
+    depth = max(depth, 3)          # hw.fifo.StreamFIFO's least depth
+    width = lane.width * channels
+    brams, luts = fabric.memory(width, depth)
+    pointer = 2 * depth.bit_length()
+    return Resources(luts + pointer + FIFO_CONTROL_LUTS, width + pointer + FIFO_CONTROL_FFS,
+                     brams)
+
+
+def window_cost(fabric, lane, channels, window):
+    """Pad (if any) and sliding window: the window registers and the line buffers."""
+    k, w = window.kernel, lane.width
+    pix = channels * w
+    res = Resources(ffs=k * k * pix + WINDOW_CONTROL_FFS, luts=WINDOW_CONTROL_LUTS)
+    if k > 1:
+        brams, luts = fabric.memory((k - 1) * pix, window.padded_width)
+        res += Resources(luts=luts, brams=brams)
+    if window.padding:
+        # A 2:1 multiplexer (pad value or pixel) per output bit, two bits a LUT, and
+        # the output register.
+        res += Resources(luts=pix // 2 + PAD_CONTROL_LUTS, ffs=pix + PAD_CONTROL_FFS)
+    return res
+
+
+def threshold_luts(fabric, lanes, levels, width, constants=True):
+    """LUTs of ``lanes`` requantizers over ``levels`` thresholds (hw.elementwise.threshold_code).
+
+    Few thresholds: a comparator each, two bits of comparison per LUT. Many: a
+    binary search, one comparator per bit of the count, and the thresholds read
+    combinationally, never from block RAM: constant thresholds (hard-wired) are
+    a LUT ROM and the multiplexer joining its LUTs; thresholds that arrive as
+    signals (a folded MVU's threshold ROM word) a multiplexer over all of them.
+    """
+    from hw.elementwise import SEARCH_FROM
+    if levels < SEARCH_FROM:
+        return lanes * levels * width // 2
+    steps = levels.bit_length()
+    if constants:
+        roms = -(-levels // 2 ** fabric.lut_inputs)         # one LUT: 2**inputs x 1 bit
+        table = roms * width + fabric.mux_luts(roms, width)
+    else:
+        table = fabric.mux_luts(levels, width)
+    return lanes * (table + steps * width)

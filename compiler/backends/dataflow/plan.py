@@ -1,0 +1,344 @@
+"""The dataflow plan: every layer its own chain of cores, all layers at once.
+
+:func:`make_plan` asks each node's op for its stage (``op.dataflow(node,
+builder)``, :mod:`compiler.ops`), gives every MAC stage a weight placement and
+a folding within the board's budget (:func:`choose_folding`), and sizes the
+FIFOs between stages (:mod:`.buffers` for the joins, a rate FIFO next to a
+folded layer). Each stage's cycles and resources come from the stage itself.
+"""
+
+from dataclasses import dataclass, field
+
+from ...errors import BuildError
+from ...ops import op_of
+from . import buffers
+from .cost import Resources, fifo_cost
+from .stage import lane_of
+from .widths import check_signal_widths
+
+__all__ = ["Plan", "make_plan", "choose_folding", "check_budget", "PLACEMENTS", "Builder"]
+
+PLACEMENTS = ("auto", "hardwired", "rom")
+#: The deepest rate FIFO (beats): one image of a producer's beats, up to this.
+MAX_RATE_FIFO = 1024
+#: Share of the board budget the estimates may fill (they are estimates).
+BUDGET_SHARE = 0.8
+
+
+class Builder:
+    """What an op's ``dataflow()`` needs to make its stage: the graph, streams, fusions."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.users = {n.name: [] for n in graph.nodes}
+        for n in graph.nodes:
+            for src in n.inputs:
+                self.users[src].append(n)
+        self.stage_of = {}          # node name -> name of the stage that outputs its value
+        self.fused = set()          # nodes a stage already implements
+        self.codes = set()          # pow2 decodes taken over by the MACs that read them
+
+    def op(self, node):
+        return op_of(node)
+
+    def consumers(self, node):
+        return self.users[node.name]
+
+    def alias(self, node, src):
+        """``node`` needs no hardware: its value is that of ``src``."""
+        self.stage_of[node.name] = self.stage_of[src]
+        if self.op(node).internal:
+            self.codes.add(node.name)
+        return None
+
+    def fuse_threshold(self, node):
+        """The threshold node that is ``node``'s only consumer (now fused), else ``node``."""
+        users = self.users[node.name]
+        if len(users) == 1 and self.op(users[0]).engine_role == "threshold":
+            self.fused.add(users[0].name)
+            return users[0]
+        return node
+
+    def takes_codes(self, node):
+        """``node`` reads pow2 codes, its decode fused into it."""
+        return bool(node.inputs) and node.inputs[0] in self.codes
+
+    def streams(self, node, out=None):
+        """The stream fields of a stage implementing ``node`` (and a fused ``out``)."""
+        out = out or node
+        g = self.graph
+        srcs = [g[s] for s in node.inputs]
+        lanes = [lane_of(g[g[s].inputs[0]]) if s in self.codes else lane_of(g[s])
+                 for s in node.inputs]
+        src = srcs[0]
+        return dict(inputs=[self.stage_of[s] for s in node.inputs], in_lanes=lanes,
+                    out_lane=lane_of(out), in_channels=src.channels,
+                    out_channels=out.shape[0], in_beats=src.beats, out_beats=out.beats)
+
+    def stages(self):
+        stages = []
+        for node in self.graph.nodes:
+            if node.name in self.fused:
+                continue
+            stage = self.op(node).dataflow(node, self)
+            if stage is None:
+                continue
+            for name in stage.nodes:
+                self.stage_of[name] = stage.name
+            stages.append(stage)
+        out = self.stage_of[self.graph.outputs[0]]
+        if out == stages[0].name:
+            raise BuildError(f"the output '{self.graph.outputs[0]}' is the input itself: the "
+                             "model computes nothing to build hardware for")
+        if stages[-1].name != out:
+            raise BuildError(f"the output node '{self.graph.outputs[0]}' must be the last stage")
+        return stages
+
+
+@dataclass
+class Plan:
+    graph: object
+    stages: list
+    fabric: object
+    fifo_depths: dict          # (stage, input index) -> depth of the FIFO before it
+    fifo_reasons: dict = field(default_factory=dict)   # same keys -> "join" or "rate"
+    budget: dict = None
+    placement: str = "auto"
+    target_cycles: int = None
+    warnings: list = field(default_factory=list)     # things the user should know, one line each
+
+    def __getitem__(self, name):
+        return next(s for s in self.stages if s.name == name)
+
+    def consumers(self, name):
+        return [(s, i) for s in self.stages for i, src in enumerate(s.inputs) if src == name]
+
+    @property
+    def mvus(self):
+        return [s for s in self.stages if s.is_mvu]
+
+    @property
+    def input_stage(self):
+        return self.stages[0]
+
+    @property
+    def output_stage(self):
+        return self.stages[-1]
+
+    @property
+    def cycles(self):
+        """Cycles per inference in steady state: the slowest stage."""
+        return max(s.cycles for s in self.stages)
+
+    @property
+    def bottleneck(self):
+        return max(self.stages, key=lambda s: s.cycles)
+
+    @property
+    def resources(self):
+        total = Resources()
+        for s in self.stages:
+            total += s.resources
+        for (name, i), depth in self.fifo_depths.items():
+            total += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
+        return total
+
+
+# --- folding ------------------------------------------------------------------------------
+
+def _fits(res, budget, share=1.0):
+    return (budget is None
+            or (res.luts <= share * budget["luts"] and res.ffs <= share * budget["ffs"]
+                and res.brams <= share * budget["brams"]))
+
+
+def _overrides(mvus, requested):
+    out = {}
+    for name, (pe, simd) in dict(requested or {}).items():
+        stage = next((s for s in mvus if s.name == name or name in s.nodes), None)
+        if stage is None:
+            raise BuildError(f"--fold {name}: no convolution or dense layer of that name; "
+                             f"layers: {', '.join(s.nodes[0] for s in mvus)}")
+        if stage.n % pe or stage.k % simd:
+            raise BuildError(f"--fold {name}={pe}x{simd}: PE must divide the {stage.n} "
+                             f"outputs and SIMD the {stage.k} inputs of the layer")
+        if stage.name in out:
+            raise BuildError(f"--fold {name}: layer '{stage.nodes[0]}' is folded twice; give "
+                             "one --fold per layer")
+        out[stage.name] = (pe, simd)
+    return out
+
+
+def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None,
+                   share=BUDGET_SHARE):
+    """Give every MVU stage a placement and parallelism.
+
+    ``hardwired`` puts every layer's weights in wiring. ``rom`` folds every
+    layer: with ``target_cycles`` each layer gets the least parallelism that
+    meets it; without, the fastest design whose estimate fits within ``share``
+    of the budget. ``auto`` takes ``hardwired`` if that fits, else ``rom``.
+    ``overrides`` maps a layer name to ``(pe, simd)``.
+    """
+    mvus = plan.mvus
+    fixed = _overrides(mvus, overrides)
+
+    def apply(kind, cycles=None, queues=True):
+        for s in mvus:
+            if s.name in fixed:
+                s.fold("rom", *fixed[s.name])
+            elif kind == "hardwired":
+                s.fold("hardwired")
+            else:
+                s.fold("rom", *(s.fold_for(cycles) or (s.n, s.k)))
+            s.cost(plan.fabric, goal=cycles, queues=queues)
+        _plan_buffers(plan)          # their size depends on the folding, and they cost too
+
+    if placement == "hardwired" or (placement == "auto" and target_cycles is None):
+        apply("hardwired")
+        if placement == "hardwired" or _fits(plan.resources, plan.budget, share):
+            return plan
+    if target_cycles is not None:
+        apply("rom", target_cycles)
+        return plan
+    # The fastest folded design that fits: try every cycle count some layer can hit, each
+    # with window queues that let the folding reach it and without (slower, smaller).
+    floor = max((s.cycles for s in plan.stages if not s.is_mvu), default=1)
+    candidates = sorted({c for s in mvus for c in s.rate_candidates() if c >= floor} | {floor})
+    best = None
+    for cycles in candidates:
+        if best is not None and cycles >= best[0]:
+            break
+        for queues in (True, False):
+            apply("rom", cycles, queues)
+            if _fits(plan.resources, plan.budget, share) and (
+                    best is None or (plan.cycles, plan.resources.luts) < best[:2]):
+                best = (plan.cycles, plan.resources.luts, cycles, queues)
+    if best is not None:
+        apply("rom", best[2], best[3])
+    return plan          # without a fit: the most folded design; check_budget() says why
+
+
+def why_floor(plan):
+    """Why the plan cannot go faster: its slowest stage, and what bounds that stage."""
+    s = plan.bottleneck
+    if s.is_mvu and (s.placement == "hardwired" or s.pe * s.simd == s.n * s.k):
+        return (f"layer '{s.name}' is fully parallel and {s.floor_reason()} "
+                f"({s.cycles:,} cycles)")
+    if s.is_mvu:
+        return f"layer '{s.name}' needs {s.cycles:,} cycles"
+    return (f"stage '{s.name}' ({s.kind}) moves one pixel per cycle and handles "
+            f"{s.cycles:,} per inference")
+
+
+def check_budget(plan, board_name):
+    """Refuse a plan whose estimate exceeds the board, naming the numbers and the remedy."""
+    if plan.budget is None:
+        return
+    res, b = plan.resources, plan.budget
+    over = [(what, need, b[what]) for what, need in
+            (("luts", res.luts), ("ffs", res.ffs), ("brams", res.brams)) if need > b[what]]
+    if not over:
+        return
+    worst = max((s for s in plan.stages), key=lambda s: s.resources.luts)
+    numbers = "; ".join(f"{what}: needs ~{need}, {board_name} has {have}"
+                        for what, need, have in over)
+    hint = ("fold the layers onto fewer lanes (--weights rom, a larger --target-cycles, or "
+            "--fold LAYER=PExSIMD)" if plan.placement != "rom" or plan.target_cycles is None
+            else "allow more cycles per inference (--target-cycles)")
+    raise BuildError(f"the model does not fit {board_name}: {numbers}. The largest stage is "
+                     f"'{worst.name}' (~{worst.resources.luts} LUTs). To fit, {hint}, use fewer "
+                     "channels or weight bits, or choose a larger board.")
+
+
+# --- buffers ------------------------------------------------------------------------------
+
+def _join_buffers(plan):
+    """FIFO depth before each input of every join (see :mod:`.buffers`)."""
+    by_name = {s.name: s for s in plan.stages}
+    order = {s.name: i for i, s in enumerate(plan.stages)}
+
+    def ancestors(name):
+        seen, todo = set(), [name]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(by_name[n].inputs)
+        return seen
+
+    depths = {}
+    for s in plan.stages:
+        if not s.is_join:
+            continue
+        a, b = s.inputs
+        up_a, up_b = ancestors(a), ancestors(b)
+        # The nearest common ancestor: the latest stage in topological order.
+        fork = max(up_a & up_b, key=order.get)
+        # Need functions in beats of the fork's output, filled in topological order (a
+        # chain of a thousand stages must not recurse a thousand deep).
+        needs = {fork: buffers.one_to_one_need(by_name[fork].out_beats)}
+        for st in plan.stages[order[fork] + 1:]:
+            if st.name not in up_a | up_b or not all(i in needs for i in st.inputs):
+                continue
+            if st.is_join:
+                needs[st.name] = st.join_need(*(needs[i] for i in st.inputs))
+            else:
+                needs[st.name] = buffers.compose(st.need(), needs[st.inputs[0]])
+        for i, d in enumerate(buffers.join_depths(needs[a], needs[b])):
+            if d > 0:
+                depths[(s.name, i)] = d
+    return depths
+
+
+def _rate_buffers(plan):
+    """FIFOs that let a folded layer and its neighbours run at their own pace.
+
+    A folded MVU takes many cycles per vector while the stages around it move a
+    beat per cycle, and the windows between them emit in bursts (a stride-2
+    window emits on every other pixel of every other row). Without room to
+    absorb the bursts, each stage waits for the other and the rate falls well
+    below the slowest stage's. A FIFO holding one image of the producer's beats
+    decouples them, so the pipeline runs at the rate of its slowest stage.
+    """
+    depths = {}
+    by_name = {s.name: s for s in plan.stages}
+    for s in plan.stages:
+        for i, src in enumerate(s.inputs):
+            p = by_name[src]
+            folded = any(x.is_mvu and x.placement == "rom" for x in (s, p))
+            if folded and p.out_beats > 1:
+                depths[(s.name, i)] = min(p.out_beats, MAX_RATE_FIFO)
+    return depths
+
+
+def _plan_buffers(plan):
+    """Set the FIFOs before stage inputs: join FIFOs, widened to rate FIFOs where needed."""
+    plan.fifo_depths = _join_buffers(plan)
+    plan.fifo_reasons = {key: "join" for key in plan.fifo_depths}
+    for key, depth in _rate_buffers(plan).items():
+        if depth > plan.fifo_depths.get(key, 0):
+            plan.fifo_depths[key], plan.fifo_reasons[key] = depth, "rate"
+
+
+def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=None,
+              overrides=None):
+    """Plan the hardware for a prepared graph on a fabric within a budget."""
+    if placement not in PLACEMENTS:
+        raise BuildError(f"unknown weight placement '{placement}'; choose one of "
+                         f"{', '.join(PLACEMENTS)}")
+    if target_cycles is not None and target_cycles < 1:
+        raise BuildError("--target-cycles must be a positive number of cycles")
+    stages = Builder(graph).stages()
+    plan = Plan(graph, stages, fabric, {}, budget=budget, placement=placement,
+                target_cycles=target_cycles)
+    for s in stages:
+        s.cost(fabric)
+    choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
+    _plan_buffers(plan)
+    check_signal_widths(plan)
+    if target_cycles is not None and plan.cycles > target_cycles:
+        unit = "cycle" if target_cycles == 1 else "cycles"
+        plan.warnings.append(f"target {target_cycles:,} {unit} per inference not reachable; "
+                             f"best is {plan.cycles:,} because {why_floor(plan)}")
+    return plan
+

@@ -1,0 +1,302 @@
+"""``python -m compiler build``: from a ``.qpk`` to Verilog, images, report and board files.
+
+Steps, each announced on the terminal:
+
+1. load and check the model, run the passes;
+2. plan the hardware for the board (placement, folding, buffers) and refuse a
+   model that cannot fit, before any synthesis;
+3. write the accelerator's Verilog and the weight ROM images;
+4. prove the Verilog bit-exact against the golden model in Verilator;
+5. write the board's build files and run its toolchain (bitstream on ECP5 and
+   iCE40; Vivado plan plus Yosys utilization on Artix-7 without Vivado);
+6. write the report.
+
+The same model and options give byte-identical Verilog, images and report.
+"""
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from ..backends.dataflow.cost import FABRICS
+from ..backends.dataflow.images import collect_roms, flash_image, hex_text
+from ..backends.dataflow.lower import Accelerator, deep_recursion
+from ..backends.dataflow.plan import check_budget, make_plan
+from ..errors import BuildError
+from ..ir import interpret
+from ..names import safe_file_name
+from ..passes import prepare
+from .compile_cost import check_cost, graph_cost, plan_cost
+from .model import resolve_model
+from .outdir import OutputDir
+from .report import write_report
+
+__all__ = ["BuildOptions", "BuildResult", "build", "accelerator_verilog", "stream_beats"]
+
+
+@dataclass
+class BuildOptions:
+    board: str = "arty_a7"
+    out: Path = None
+    weights: str = "auto"
+    target_cycles: int = None
+    fold: dict = field(default_factory=dict)
+    verify: int = 32
+    seed: int = 0
+    synth: bool = True
+    force: bool = False          # build into a directory holding files this tool did not write
+    sim_cache: Path = None       # where Verilator models are kept; default: inside the output
+
+    def __post_init__(self):
+        if not isinstance(self.verify, int) or self.verify < 0:
+            raise BuildError(f"--verify must be a number of inputs >= 0, not {self.verify!r}")
+        if self.target_cycles is not None and (not isinstance(self.target_cycles, int)
+                                               or self.target_cycles < 1):
+            raise BuildError("--target-cycles must be a whole number of cycles >= 1, not "
+                             f"{self.target_cycles!r}")
+
+    def as_report(self):
+        d = {"weights": self.weights, "verify": self.verify, "seed": self.seed,
+             "synth": self.synth}
+        if self.target_cycles:
+            d["target_cycles"] = self.target_cycles
+        if self.fold:
+            d["fold"] = ",".join(f"{k}={pe}x{simd}" for k, (pe, simd) in sorted(self.fold.items()))
+        return d
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    board: object
+    plan: object
+    options: dict
+    roms: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    verification: dict = None
+    synthesis: dict = None
+    timings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return self.verification is None or self.verification["bit_exact"]
+
+
+class _Progress:
+    def __init__(self, total, stream=sys.stdout):
+        self.total, self.n, self.stream = total, 0, stream
+        self.t0 = time.monotonic()
+
+    def step(self, text):
+        self.n += 1
+        print(f"[{self.n}/{self.total}] {text}", file=self.stream, flush=True)
+
+    def note(self, text):
+        print(f"      {text}", file=self.stream, flush=True)
+
+    def warn(self, text):
+        print(f"      warning: {text}", file=self.stream, flush=True)
+
+
+def accelerator_verilog(plan, name="accel"):
+    """The Verilog of a plan's :class:`~compiler.backends.dataflow.lower.Accelerator`."""
+    with deep_recursion():
+        return verilog.convert(Accelerator(plan), name=name, emit_src=False)
+
+
+def stream_beats(x):
+    """Input beats for a batch ``x`` of ``(B, C, H, W)`` images or ``(B, K)`` vectors."""
+    x = np.asarray(x)
+    if x.ndim == 4:
+        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]).tolist()
+    return x.tolist()
+
+
+def output_array(beats, graph):
+    """Output beats back to ``(B, C, H, W)`` or ``(B, K)`` arrays."""
+    shape = graph[graph.outputs[0]].shape
+    arr = np.array(beats, dtype=np.int64)
+    if len(shape) == 3:
+        c, h, w = shape
+        return arr.reshape(-1, h, w, c).transpose(0, 3, 1, 2)
+    return arr
+
+
+def random_inputs(graph, n, seed):
+    inp = graph.input
+    from sim.golden import int_range
+    lo, hi = int_range(inp.attrs["bits"], inp.attrs["signed"])
+    rng = np.random.default_rng(seed)
+    return rng.integers(lo, hi + 1, size=(n, *inp.attrs["shape"]))
+
+
+def verify(plan, verilog_path, n, seed, build_dir, progress):
+    """Simulate ``n`` random inputs in Verilator; compare with the golden model bit for bit."""
+    from sim.verilator import StreamPort, simulate
+    graph = plan.graph
+    x = random_inputs(graph, n, seed)
+    expected = interpret.run(graph, x)
+    first, last = plan.input_stage, plan.output_stage
+    i_port = StreamPort("i", first.out_lane.width, first.out_lane.signed, first.out_channels)
+    o_port = StreamPort("o", last.out_lane.width, last.out_lane.signed, last.out_channels)
+    beats_in = stream_beats(x)
+    beats_out = n * last.out_beats
+    runs = {}
+    for label, stall in (("no stalls", 0.0), ("random stalls", 0.3)):
+        progress.note(f"simulating {n} inputs with {label}...")
+        runs[label] = simulate(verilog_path, "accel", {i_port: beats_in}, {o_port: beats_out},
+                               build_dir=build_dir, stall=stall, seed=seed,
+                               progress=progress.note)
+    mismatches = 0
+    for res in runs.values():
+        got = output_array(res.outputs["o"], graph)
+        mismatches += int(np.sum(got != expected))
+    clean = runs["no stalls"]
+    per_image = last.out_beats
+    ends = [clean.out_cycles[(k + 1) * per_image - 1] for k in range(n)]
+    # Steady state: the spacing of the later half of the results (one input has none).
+    steady = ends[n // 2:] if n > 2 else ends
+    ii = (round((steady[-1] - steady[0]) / (len(steady) - 1)) if len(steady) > 1 else None)
+    return {
+        "inputs": n, "seed": seed, "bit_exact": mismatches == 0, "mismatches": mismatches,
+        "cycles_per_inference": ii,
+        "latency_cycles": clean.out_cycles[0] - clean.in_cycles[0],
+        "cycles_total": clean.cycles,
+    }
+
+
+def build(model, options: BuildOptions, stream=sys.stdout):
+    """Run every step of a build; returns a :class:`BuildResult`."""
+    from boards import BoardError, get_board
+    progress = _Progress(6, stream)
+    t0 = time.monotonic()
+    timings = {}
+
+    graph, path = resolve_model(model)
+    progress.step(f"model {graph.name} ({path}): {len(graph.nodes)} nodes")
+    before = graph_cost(graph, options.verify)
+    check_cost(before)
+    pgraph = prepare(graph)
+    try:
+        board = get_board(options.board)
+    except BoardError as err:
+        raise BuildError(str(err)) from None
+
+    fabric = FABRICS[board.family]
+    plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
+                     target_cycles=options.target_cycles, overrides=options.fold)
+    est = plan.resources
+    placements = sorted({s.placement for s in plan.stages if s.is_mvu})
+    progress.step(f"plan for {board.name}: weights {'/'.join(placements)}, "
+                  f"{plan.cycles:,} cycles per inference, estimated {est.luts:,} LUTs, "
+                  f"{est.ffs:,} FFs, {est.brams} BRAMs")
+    for warning in plan.warnings:
+        progress.warn(warning)
+    check_budget(plan, board.name)
+    total = plan_cost(plan, options.verify)
+    total += before
+    check_cost(total)
+
+    default = Path("build") / f"{safe_file_name(Path(str(model)).stem)}-{board.name}"
+    out = OutputDir(default if options.out is None else options.out, force=options.force)
+    t = time.monotonic()
+    text = accelerator_verilog(plan)
+    out.write_text("accel.v", text)
+    roms = collect_roms(plan)
+    image = flash_image(roms)
+    for rom in roms:
+        out.write_text(rom.hex_file, hex_text(rom))
+    out.write_bytes("weights.bin", image)
+    timings["emit_s"] = time.monotonic() - t
+    progress.step(f"wrote accel.v ({text.count(chr(10)):,} lines), {len(roms)} ROM images, "
+                  f"weights.bin ({len(image):,} bytes) in {out.root}")
+
+    result = BuildResult(out.root, board, plan, options.as_report(), roms, [],
+                         timings=timings, warnings=list(plan.warnings))
+    if options.verify > 0:
+        t = time.monotonic()
+        progress.step("verifying accel.v in Verilator against the golden model")
+        cache = (Path(options.sim_cache) if options.sim_cache
+                 else Path(os.environ["SHIFTADD_SIM_CACHE"])
+                 if os.environ.get("SHIFTADD_SIM_CACHE") else out.tool_dir("verilator"))
+        result.verification = verify(plan, out.path("accel.v"), options.verify, options.seed,
+                                     cache / _digest(text), progress)
+        timings["verify_s"] = time.monotonic() - t
+        v = result.verification
+        rate = (f"{v['cycles_per_inference']} cycles per inference, "
+                if v["cycles_per_inference"] is not None else "")
+        progress.note(("bit-exact" if v["bit_exact"] else f"MISMATCH: {v['mismatches']} "
+                       "output values differ") + f" on {v['inputs']} inputs; "
+                      f"{rate}latency {v['latency_cycles']} cycles")
+        slow = rate_warning(plan, v)
+        if slow:
+            result.warnings.append(slow)
+            progress.warn(slow)
+    else:
+        progress.step("verification skipped (--verify 0)")
+
+    t = time.monotonic()
+    progress.step(f"board {board.name}: " + ("build files and toolchain" if options.synth
+                                              else "build files only (--no-synth)"))
+    try:
+        result.synthesis = _board_build(board, plan, out, options, progress)
+    except BoardError as err:        # a tool failed: its log is named in the message
+        raise BuildError(str(err)) from None
+    timings["board_s"] = time.monotonic() - t
+
+    out.write_text("build.json", json.dumps({
+        "board": board.name, "model": graph.name,
+        "bitstream": result.synthesis.get("bitstream"),
+        "weights": "weights.bin"}, indent=1, sort_keys=True) + "\n")
+    result.files = sorted(out.written | set(result.synthesis.pop("files", []))
+                          | {"report.md", "report.json", "manifest.json"})
+    write_report(result, out)
+    timings["total_s"] = time.monotonic() - t0
+    out.write_text("timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")
+    out.finish()
+    progress.step(f"report: {out.root / 'report.md'} (build took {timings['total_s']:.0f} s)")
+    return result
+
+
+def rate_warning(plan, verification):
+    """A line saying that the hardware ran slower than planned, or None."""
+    measured = verification.get("cycles_per_inference")
+    if measured is None or measured <= plan.cycles:
+        return None
+    return (f"measured {measured:,} cycles per inference in simulation, slower than the "
+            f"planned {plan.cycles:,} (bottleneck {plan.bottleneck.name}); the plan's rate "
+            "model misses a stall here")
+
+
+def _digest(text):
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _board_build(board, plan, out, options, progress):
+    """Board top, build files and (unless ``--no-synth``) the toolchain run."""
+    from boards import BoardTop, build_board
+    top = BoardTop(Accelerator(plan), board)
+    with deep_recursion():           # the board top is converted by Amaranth too
+        res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
+                          progress=progress.note)
+    out.check_inside()
+    out_dir = out.root
+    summary = res.summary if hasattr(res, "summary") else ""
+    return {
+        "tool": res.tool if hasattr(res, "tool") else None,
+        "summary": summary,
+        "utilization": res.utilization,
+        "fmax_mhz": res.fmax_mhz,
+        "bitstream": (str(Path(res.bitstream).relative_to(out_dir))
+                      if res.bitstream else None),
+        "files": [str(Path(f).relative_to(out_dir)) if Path(f).is_absolute() else
+                  f"board/{f}" for f in res.files],
+    }

@@ -1,0 +1,167 @@
+"""``python -m compiler``: quantize, inspect, build and flash.
+
+User errors (a bad file, an unknown board, a model that does not fit) print one
+line, ``error: ...``, and exit with status 1; no traceback.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+__all__ = ["main"]
+
+
+def _cmd_inspect(args):
+    from .inspect import inspect_text
+    from .model import resolve_model
+    graph, path = resolve_model(args.model)
+    print(inspect_text(graph, path))
+    return 0
+
+
+def _parse_fold(text):
+    name, sep, value = text.partition("=")
+    pe, x, simd = value.lower().partition("x")
+    if not sep or not x or not pe.isdigit() or not simd.isdigit() or int(pe) < 1 or int(simd) < 1:
+        raise argparse.ArgumentTypeError(f"expected LAYER=PExSIMD (e.g. conv2=4x8), got {text!r}")
+    return name, (int(pe), int(simd))
+
+
+def _folds(pairs):
+    folds = {}
+    for name, value in pairs or []:
+        if name in folds:
+            raise UserError(f"--fold {name}: given twice; give one --fold per layer")
+        folds[name] = value
+    return folds
+
+
+def _count(least):
+    """An argparse type: an integer >= ``least``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {least}"
+    return parse
+
+
+def _out_dir(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output directory must not be empty")
+    return Path(text)
+
+
+def _cmd_build(args):
+    from .build import BuildOptions, build
+    options = BuildOptions(
+        board=args.board, out=args.out, weights=args.weights,
+        target_cycles=args.target_cycles, fold=_folds(args.fold),
+        verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force)
+    result = build(args.model, options)
+    return 0 if result.ok else 1
+
+
+def _cmd_flash(args):
+    from .flash import flash
+    return flash(args.build_dir, to_flash=args.write_flash, dry_run=args.dry_run,
+                 cable=args.cable)
+
+
+def _cmd_zoo(args):
+    from ..table import markdown_table
+    from ..zoo import MODELS, list_models, zoo_path
+    rows = [[name, MODELS[name][1], str(zoo_path(name))] for name in list_models()]
+    print(markdown_table(["model", "description", "file"], rows))
+    return 0
+
+
+def _cmd_quantize(args):
+    from ..frontend.cli import run
+    return run(args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and the usage is a --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _parser():
+    p = _Parser(
+        prog="python -m compiler",
+        description="Compile quantized neural networks into multiplier-free FPGA accelerators.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
+
+    q = sub.add_parser("quantize", help="quantize a PyTorch model into a .qpk")
+    try:
+        from ..frontend.cli import add_arguments
+    except ImportError:          # torch missing: the other commands still work
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(q)
+    q.set_defaults(func=_cmd_quantize)
+
+    i = sub.add_parser("inspect", help="print a table of a .qpk's nodes")
+    i.add_argument("model", help="a .qpk file or the name of a zoo model")
+    i.set_defaults(func=_cmd_inspect)
+
+    b = sub.add_parser("build", help="compile a .qpk into Verilog, weight images, a report "
+                                     "and board build files")
+    b.add_argument("model", help="a .qpk file or the name of a zoo model (see `zoo`)")
+    b.add_argument("--board", default="arty_a7",
+                   help="target board: arty_a7 (= arty_a7_35), arty_a7_100, ulx3s, icebreaker "
+                        "(default: %(default)s)")
+    b.add_argument("-o", "--out", type=_out_dir, default=None,
+                   help="output directory (default: build/MODEL-BOARD); a directory holding "
+                        "files this tool did not write is refused unless --force")
+    b.add_argument("--force", action="store_true",
+                   help="build into a directory that holds other files (they are left alone)")
+    b.add_argument("--weights", choices=["auto", "hardwired", "rom"], default="auto",
+                   help="weight placement: hard-wired constants, on-chip ROM with folded MAC "
+                        "units, or auto: hard-wired if it fits the board (default: auto)")
+    b.add_argument("--target-cycles", type=_count(1), default=None, metavar="N",
+                   help="fold ROM layers to take at most N cycles per inference")
+    b.add_argument("--fold", type=_parse_fold, action="append", metavar="LAYER=PExSIMD",
+                   help="fix one layer's parallelism (output channels x input lanes per cycle)")
+    b.add_argument("--verify", type=_count(0), default=32, metavar="N",
+                   help="simulate N random inputs in Verilator against the golden model "
+                        "(0: skip; default: %(default)s)")
+    b.add_argument("--seed", type=_count(0), default=0, help="seed of the verification inputs")
+    b.add_argument("--no-synth", action="store_true",
+                   help="write the board's build files but do not run the FPGA toolchain")
+    b.set_defaults(func=_cmd_build)
+
+    f = sub.add_parser("flash", help="load a built bitstream onto the board (openFPGALoader)")
+    f.add_argument("build_dir", type=Path, help="a directory written by `build`")
+    f.add_argument("--write-flash", action="store_true",
+                   help="write the SPI flash (persistent) instead of the FPGA's SRAM")
+    f.add_argument("--cable", default=None, help="openFPGALoader cable, if not the board's own")
+    f.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    f.set_defaults(func=_cmd_flash)
+
+    z = sub.add_parser("zoo", help="list the built-in models")
+    z.set_defaults(func=_cmd_zoo)
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        # One line, whatever the message carries (a torch error can span several).
+        text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {text}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
