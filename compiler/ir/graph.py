@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hw.lanes import shape_for_range
+
 
 def bits_for_range(lo, hi):
     """Width and signedness of the narrowest two's complement type holding ``[lo, hi]``."""
-    lo, hi = int(lo), int(hi)
-    if lo > hi:
+    if int(lo) > int(hi):
         raise ValueError(f"empty range [{lo}, {hi}]")
-    if lo >= 0:
-        return max(1, hi.bit_length()), False
-    # A signed n-bit type holds [-2**(n-1), 2**(n-1) - 1].
-    return max((-lo - 1).bit_length(), hi.bit_length()) + 1, True
+    shape = shape_for_range(int(lo), int(hi))
+    return shape.width, shape.signed
 
 
 @dataclass

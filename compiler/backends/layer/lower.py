@@ -12,6 +12,7 @@ from hw.engine.window import segment_config
 from hw.lanes import shape_for_range
 
 from ...errors import BuildError
+from ..dataflow.mvu import signed_width
 from .schedule import allocate, schedule
 from .stream import Stream, codes_for, digit_format
 
@@ -31,10 +32,6 @@ class EngineBuild:
     stream: Stream
     mem_words: int
     groups: list           # per step: load groups (1 for the stem)
-
-
-def _signed_width(lo, hi):
-    return max((-int(min(lo, 0)) - 1).bit_length(), int(max(hi, 0)).bit_length()) + 1
 
 
 def _union(*shapes):
@@ -85,9 +82,9 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
     for s in steps:
         for seg in s.segments:
             n = nodes[seg.node]
-            acc = max(acc, _signed_width(n.lo, n.hi))
+            acc = max(acc, signed_width(n.lo, n.hi))
         if s.mode == "RAW" and s.bias is not None:
-            acc = max(acc, _signed_width(int(s.bias.min()), int(s.bias.max())))
+            acc = max(acc, signed_width(int(s.bias.min()), int(s.bias.max())))
     act_shape = _union(*[shape_for_range(nodes[s.out_node].lo, nodes[s.out_node].hi)
                          for s in steps if s.dst is not None])
     inp = graph.input
@@ -95,7 +92,7 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
     in_shape = _union(act_shape, input_shape)
     for s in steps:                      # the values T3 sees: code + skip or two codes
         if s.mode in ("QS", "QQ"):
-            acc = max(acc, _signed_width(-(1 << in_shape.width), 1 << in_shape.width))
+            acc = max(acc, signed_width(-(1 << in_shape.width), 1 << in_shape.width))
     last = steps[-1]
     out_node = nodes[graph.outputs[0]]
     out_shape = signed(acc) if last.mode == "RAW" else shape_for_range(out_node.lo, out_node.hi)
