@@ -216,15 +216,25 @@ class StreamDecoder(wiring.Component):
         e_bits = fmt.bits
         widest = max(fields_per_cycle(b, g) * b for b in range(1, cw + 1))
         need_max = max(8, widest, e_bits, bw, tw + 2)
-        # Room for the widest item plus the byte arriving with it; and for a threshold
-        # row start (first, then step and code) on consecutive cycles.
-        cap = max(need_max + 8, 2 * tw - 6)
+        # Room for the widest item plus the byte arriving with it. A byte comes in only
+        # while 8 bits are free (before the cycle's take, to keep `i.ready` off the
+        # decode logic), so more than cap - 8 bits wait when a threshold row starts;
+        # its first threshold (tw) and, next cycle, its step and code (tw + 2) must
+        # be there without the byte that the first cycle may not take.
+        cap = max(need_max + 8, 2 * tw + 9)
 
         # ---- Input words -> one byte per cycle -------------------------------------------
         word = Signal(8 * self.word_bytes)
         nbytes = Signal(range(self.word_bytes + 1))
-        buf = Signal(cap)
+        # Bytes enter at the top of `store` and everything moves down a byte; the valid
+        # bits are its top `have`. Taking bits moves nothing: `have` shrinks, and the
+        # items read a window that starts at the oldest valid bit.
+        store = Signal(cap)
         have = Signal(range(cap + 1))
+        start = Signal(range(cap + 1))
+        m.d.comb += start.eq(cap - have)
+        buf = Signal(need_max)
+        m.d.comb += buf.eq(store >> start)
         room = Signal()
         m.d.comb += room.eq(have <= cap - 8)
         append = Signal()
@@ -391,8 +401,9 @@ class StreamDecoder(wiring.Component):
         # ends on a byte, so what is left after them is a multiple of 8.
         with m.If(fire):
             m.d.comb += take.eq(Mux(final, have - ((have - raw) & ~7), raw))
-        m.d.sync += [buf.eq((buf | (Mux(append, word[:8], 0) << have)) >> take),
-                     have.eq(have + Mux(append, 8, 0) - take)]
+        with m.If(append):
+            m.d.sync += store.eq(Cat(store[8:], word[:8]))
+        m.d.sync += have.eq(have + Mux(append, 8, 0) - take)
 
         # Commands.
         done = fire & final
@@ -451,13 +462,11 @@ class StreamDecoder(wiring.Component):
             with m.If(p.kind == Kind.TRIT5):
                 m.d.sync += [per.eq(5), per_bits.eq(8)]
 
-        reads = []
-        for j in range(g):
-            mem = Memory(shape=weight_layout(fmt), depth=self.table_depth, init=[])
-            m.submodules[f"table{j}"] = mem
-            wr = mem.write_port()
-            m.d.comb += [wr.addr.eq(t_addr), wr.data.eq(buf[:e_bits]), wr.en.eq(t_we)]
-            reads.append(mem.read_port())
+        m.submodules.table = mem = Memory(shape=weight_layout(fmt), depth=self.table_depth,
+                                          init=[])
+        wr = mem.write_port()
+        m.d.comb += [wr.addr.eq(t_addr), wr.data.eq(buf[:e_bits]), wr.en.eq(t_we)]
+        reads = [mem.read_port() for _ in range(g)]
 
         # Gearbox state.
         w_fire = fire & is_w
@@ -523,10 +532,12 @@ class StreamDecoder(wiring.Component):
         errors = []
         for j in range(g):
             live = nlanes3 > j
-            ternary = Mux(code3[j] == 1, 0b01, Mux(code3[j] == 2, 0b11, 0))
+            # A ternary code is 2 bits; the bits above are zero.
+            tern = code3[j][:2]
+            ternary = Mux(tern == 1, 0b01, Mux(tern == 2, 0b11, 0))
             m.d.comb += self.w.payload.w[j].as_value().eq(
                 Mux(live, Mux(direct3, ternary, reads[j].data.as_value()), 0))
-            errors.append(live & direct3 & (code3[j] == 3))
+            errors.append(live & direct3 & (tern == 3))
         m.d.comb += [self.w.valid.eq(v3), self.w.payload.nlanes.eq(nlanes3),
                      self.w.payload.last.eq(last3),
                      self.w.payload.error.eq(Cat(*errors).any())]

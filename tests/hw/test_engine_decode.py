@@ -124,10 +124,20 @@ def sorted_row(rng, levels, width):
 class Program:
     """Random commands for one decoder and the bytes of their data."""
 
-    def __init__(self, dec, seed, commands=24, invalid=True):
-        rng = np.random.default_rng(seed)
+    def __init__(self, dec, seed=None, commands=24, invalid=True):
         self.dec, self.model = dec, Model(dec)
         self.commands, self.data = [], b""
+        if seed is not None:
+            self._random(np.random.default_rng(seed), commands, invalid)
+
+    def add(self, cmd, raw):
+        assert self.dec.check(cmd) is None, self.dec.check(cmd)
+        self.commands.append(cmd)
+        self.data += raw
+        self.model.run(cmd, raw)
+
+    def _random(self, rng, commands, invalid):
+        dec = self.dec
         g, fmt = dec.lanes, dec.fmt
         pool = pool_of(fmt)
         entries = 0                                # table entries loaded
@@ -200,10 +210,7 @@ class Program:
                 vals = rng.integers(lo, hi, size=count, endpoint=True)
                 cmd = Command(Kind.BIAS, count, bits=bits)
                 raw = P.signed_bits(vals, bits)
-            assert dec.check(cmd) is None, dec.check(cmd)
-            self.commands.append(cmd)
-            self.data += raw
-            self.model.run(cmd, raw)
+            self.add(cmd, raw)
 
     @staticmethod
     def _count(rng, g):
@@ -253,3 +260,68 @@ def test_decoder_invents_nothing(decoders):
     cores, dut = decoders
     programs = [Program(core, 77 + n, commands=12) for n, core in enumerate(cores)]
     run_programs(dut, cores, programs, stall=0.4, seed=5, extra=True)
+
+
+def steady_program(dec, rng):
+    """Long commands of every kind, their sizes chosen so that each one runs at full rate."""
+    prog, g = Program(dec), dec.lanes
+    spans = []                                   # (port, first beat, beats, bytes)
+
+    def add(port, cmd, raw, beats):
+        first = {"w": len(prog.model.w), "t": len(prog.model.t), "b": len(prog.model.b)}[port]
+        prog.add(cmd, raw)
+        spans.append((port, cmd, first, beats, len(raw)))
+
+    entries = min(dec.table_depth, 8)
+    prog.add(Command(Kind.TABLE, entries), P.table(rng.choice(pool_of(dec.fmt), entries),
+                                                   dec.fmt))
+    for _ in range(2):
+        count = 5 * g * 4
+        add("w", Command(Kind.TRIT5, count), P.trits5(rng.integers(-1, 2, count)), count // g)
+    count = 16 * g
+    add("w", Command(Kind.TERN2, count), P.bits(rng.integers(0, 3, count), 2), 16)
+    for b in (1, 3):
+        if b <= dec.addr_bits:
+            add("w", Command(Kind.CODES, count, bits=b),
+                P.bits(rng.integers(0, min(entries, 1 << b), count), b), 16)
+    levels, width = min(15, dec.levels_max), min(16, dec.t_width)
+    rows = [[int(v) for v in np.floor(np.linspace(-1000, 1000, levels) / 7.3)] for _ in range(4)]
+    add("t", Command(Kind.THRESH, 4, bits=width, levels=levels), P.thresholds(rows, width),
+        4 * levels)
+    for b in (8, min(16, dec.b_width)):
+        vals = rng.integers(-(1 << (b - 1)), 1 << (b - 1), 16)
+        add("b", Command(Kind.BIAS, 16, bits=b), P.signed_bits(vals, b), 16)
+    return prog, spans
+
+
+def test_decoder_throughput(decoders):
+    """Without stalls every command runs as fast as its input bytes or its output beats allow.
+
+    A weight command leaves a beat per cycle or takes a byte per cycle, whichever
+    binds; a threshold command gives one threshold per cycle; a bias command one
+    bias per cycle or a byte per cycle; consecutive weight commands leave no gap.
+    """
+    cores, dut = decoders
+    rng = np.random.default_rng(3)
+    made = [steady_program(core, rng) for core in cores]
+    res = run_programs(dut, cores, [p for p, _ in made], stall=0.0, seed=0)
+    for n, (core, (prog, spans)) in enumerate(zip(cores, made)):
+        for port, cmd, first, beats, size in spans:
+            cycles = res.out_cycles[f"{port}_{n}"][first:first + beats]
+            took = cycles[-1] - cycles[0] + 1
+            bound = max(beats, size)
+            print(f"decoder {n} (lanes {core.lanes}, {core.word_bytes} B/word): {cmd.kind.name} "
+                  f"{cmd.count} bits {cmd.bits}: {beats} beats, {size} bytes, {took} cycles")
+            if cmd.kind == Kind.THRESH:
+                # The first row waits for its first bytes; from then on, one per cycle.
+                steady = cycles[cmd.levels:]
+                assert steady == list(range(steady[0], steady[0] + len(steady))), (n, cycles)
+            else:
+                assert took <= bound + 1, (n, cmd, took, bound)
+        # Weight commands of whole beats follow each other without a gap.
+        w = res.out_cycles[f"w_{n}"]
+        runs = [(first, beats, size) for port, _, first, beats, size in spans if port == "w"]
+        took = w[runs[-1][0] + runs[-1][1] - 1] - w[runs[0][0]] + 1
+        bound = sum(max(beats, size) for _, beats, size in runs)
+        print(f"decoder {n}: {len(runs)} weight commands in {took} cycles (bound {bound})")
+        assert took <= bound + 1, (n, took, bound)
