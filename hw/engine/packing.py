@@ -46,6 +46,9 @@ Kinds of data (:class:`Kind`)
     ``1 / multiplier``, costs 2 bits per threshold; any sorted row is exact.
 ``BIAS``
     ``count`` signed ``bits``-bit values, two's complement.
+``SKIP``
+    ``count`` bytes that nothing reads: padding, so that an inference's stream
+    ends on a word of the flash reader and the next one starts afresh.
 """
 
 import enum
@@ -88,6 +91,7 @@ class Kind(enum.IntEnum):
     TABLE = 3
     THRESH = 4
     BIAS = 5
+    SKIP = 6
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Command:
     """One command of the schedule: what the next data in the stream is.
 
     ``count`` is weights (TRIT5, TERN2, CODES), table entries (TABLE), rows
-    (THRESH) or values (BIAS); ``bits`` the field width (CODES, THRESH, BIAS);
+    (THRESH), values (BIAS) or bytes (SKIP); ``bits`` the field width (CODES, THRESH, BIAS);
     ``levels`` the thresholds per row (THRESH); ``positions``, ``per_pos`` and
     ``replay`` how codes index the table (CODES; TABLE takes ``positions``).
     Fields a kind does not use must keep their defaults.
@@ -121,7 +125,7 @@ class Command:
         uses = {Kind.TRIT5: (), Kind.TERN2: (), Kind.CODES: ("bits", "positions", "per_pos",
                                                              "replay"),
                 Kind.TABLE: ("positions",), Kind.THRESH: ("bits", "levels"),
-                Kind.BIAS: ("bits",)}[k]
+                Kind.BIAS: ("bits",), Kind.SKIP: ()}[k]
         defaults = {"bits": 0, "levels": 0, "positions": 1, "per_pos": 0, "replay": False}
         for name, default in defaults.items():
             if name not in uses and getattr(self, name) != default:
@@ -240,6 +244,8 @@ def data_size(cmd, values=None, fmt=None):
         return table_size(cmd.count, fmt)
     if k == Kind.BIAS:
         return bits_size(cmd.count, cmd.bits)
+    if k == Kind.SKIP:
+        return cmd.count
     if values is None:
         raise ValueError("THRESH command: the size depends on the rows (escapes)")
     rows = _check_rows(values, cmd.bits)
@@ -453,10 +459,12 @@ def decode_thresholds(data, count, levels, width):
 
 # Commands ----------------------------------------------------------------------------
 
-def encode(cmd, values, fmt=None):
+def encode(cmd, values=(), fmt=None):
     """The data of ``cmd``: its weights (TRIT5, TERN2), codes as stored (CODES), table
-    weights (TABLE, in ``fmt``), rows (THRESH) or biases (BIAS)."""
+    weights (TABLE, in ``fmt``), rows (THRESH), biases (BIAS); zero bytes for SKIP."""
     k = cmd.kind
+    if k == Kind.SKIP:
+        return bytes(cmd.count)
     if k == Kind.THRESH:
         rows = _check_rows(values, cmd.bits)
         _check_shape(cmd, rows)
@@ -478,8 +486,11 @@ def encode(cmd, values, fmt=None):
 
 
 def decode(cmd, data, fmt=None):
-    """Inverse of :func:`encode` (TERN2 code 3 raises)."""
+    """Inverse of :func:`encode` (TERN2 code 3 raises; SKIP has no values)."""
     k = cmd.kind
+    if k == Kind.SKIP:
+        _bytes_exact(data, cmd.count, "SKIP")
+        return []
     if k == Kind.TRIT5:
         return decode_trits5(data, cmd.count)
     if k == Kind.TERN2:

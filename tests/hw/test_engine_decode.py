@@ -82,7 +82,7 @@ class Model:
             rows = P.decode_thresholds(raw, cmd.count, cmd.levels, cmd.bits)
             flat = [v for row in rows for v in row]
             self.t += [{"value": v, "last": int(n == len(flat) - 1)} for n, v in enumerate(flat)]
-        else:
+        elif k == Kind.BIAS:
             vals = P.decode_signed_bits(raw, cmd.count, cmd.bits)
             self.b += [{"value": v, "last": int(n == len(vals) - 1)} for n, v in enumerate(vals)]
 
@@ -126,15 +126,21 @@ class Program:
 
     def __init__(self, dec, seed=None, commands=24, invalid=True):
         self.dec, self.model = dec, Model(dec)
-        self.commands, self.data = [], b""
+        self.commands, self.data, self.raws = [], b"", []
         if seed is not None:
             self._random(np.random.default_rng(seed), commands, invalid)
 
     def add(self, cmd, raw):
         assert self.dec.check(cmd) is None, self.dec.check(cmd)
         self.commands.append(cmd)
+        self.raws.append(raw)
         self.data += raw
         self.model.run(cmd, raw)
+
+    def align(self):
+        """End the stream on a word of the flash reader, as an inference does."""
+        self.add(Command(Kind.SKIP, -len(self.data) % self.dec.word_bytes),
+                 bytes(-len(self.data) % self.dec.word_bytes))
 
     def _random(self, rng, commands, invalid):
         dec = self.dec
@@ -143,8 +149,8 @@ class Program:
         entries = 0                                # table entries loaded
         kq_positions = 1
         for _ in range(commands):
-            choice = rng.choice(["trit5", "tern2", "codes", "table", "thresh", "bias"],
-                                p=[.2, .15, .25, .1, .15, .15])
+            choice = rng.choice(["trit5", "tern2", "codes", "table", "thresh", "bias", "skip"],
+                                p=[.2, .15, .24, .1, .14, .13, .04])
             if choice == "codes" and not entries:
                 choice = "table"
             if choice == "trit5":
@@ -198,11 +204,14 @@ class Program:
                     codes = rng.integers(0, entries, size=count)
                 raw = P.bits(codes, cmd.bits)
             elif choice == "thresh":
-                width = int(rng.integers(2, dec.t_width + 1))
+                width = int(rng.integers(1, dec.t_width + 1))
                 levels = int(rng.integers(1, dec.levels_max + 1))
                 rows = [sorted_row(rng, levels, width) for _ in range(int(rng.integers(1, 5)))]
                 cmd = Command(Kind.THRESH, len(rows), bits=width, levels=levels)
                 raw = P.thresholds(rows, width)
+            elif choice == "skip":
+                cmd = Command(Kind.SKIP, int(rng.integers(0, 10)))
+                raw = bytes(rng.integers(0, 256, size=cmd.count).tolist())
             else:
                 bits = int(rng.integers(1, dec.b_width + 1))
                 count = int(rng.integers(0, 12))
@@ -325,3 +334,19 @@ def test_decoder_throughput(decoders):
         bound = sum(max(beats, size) for _, beats, size in runs)
         print(f"decoder {n}: {len(runs)} weight commands in {took} cycles (bound {bound})")
         assert took <= bound + 1, (n, took, bound)
+
+
+def test_inferences_back_to_back(decoders):
+    """An inference's stream padded to whole words by SKIP; the next one starts on a word."""
+    cores, dut = decoders
+    programs = []
+    for n, core in enumerate(cores):
+        once = Program(core, 500 + n, commands=10)
+        once.align()
+        twice = Program(core)
+        for _ in range(2):
+            for cmd, raw in zip(once.commands, once.raws):
+                twice.add(cmd, raw)
+        assert len(twice.data) % core.word_bytes == 0
+        programs.append(twice)
+    run_programs(dut, cores, programs, stall=0.3, seed=4)

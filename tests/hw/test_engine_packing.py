@@ -240,6 +240,7 @@ def test_encode_decode_and_sizes():
         (Command(Kind.TABLE, 11, positions=1), rng.choice(fmt_pool(fmt), 11).tolist()),
         (Command(Kind.THRESH, 3, bits=12, levels=7), random_rows(rng, 3, 7, 12)),
         (Command(Kind.BIAS, 5, bits=20), rng.integers(-(1 << 19), 1 << 19, 5).tolist()),
+        (Command(Kind.SKIP, 3), []),
     ]
     for cmd, values in cases:
         data = P.encode(cmd, values, fmt)
