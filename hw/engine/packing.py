@@ -156,17 +156,26 @@ class Command:
 
 
 def _check_int(values, lo, hi, what):
-    """``values`` as a list of Python ints in ``[lo, hi]``."""
-    out = []
-    for v in (values.tolist() if isinstance(values, np.ndarray) else values):
-        try:
-            iv = int(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}: {v!r} is not an integer") from None
-        if iv != v:
-            raise ValueError(f"{what}: {v!r} is not an integer")
-        out.append(iv)
-    bad = [v for v in out if not lo <= v <= hi]
+    """``values`` in ``[lo, hi]``: an int64 array, or a list of ints beyond 62 bits."""
+    a = np.asarray(values)
+    if a.ndim != 1 and a.size:
+        raise ValueError(f"{what}: expected a flat sequence, got shape {a.shape}")
+    if a.dtype.kind in "iub" or not a.size:
+        out = a.astype(np.int64) if max(-lo, hi) < 1 << 62 else [int(v) for v in a.tolist()]
+    else:
+        out = []
+        for v in a.tolist():
+            try:
+                iv = int(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what}: {v!r} is not an integer") from None
+            if iv != v:
+                raise ValueError(f"{what}: {v!r} is not an integer")
+            out.append(iv)
+        if max(-lo, hi) < 1 << 62:
+            out = np.array(out, dtype=np.int64)
+    bad = [int(v) for v in (out[(out < lo) | (out > hi)] if isinstance(out, np.ndarray)
+                            else [v for v in out if not lo <= v <= hi])]
     if bad:
         raise ValueError(f"{what}: {len(bad)} value(s) outside [{lo}, {hi}], first {bad[0]}")
     return out
@@ -181,7 +190,8 @@ def _pack_fields(values, widths):
     owner = np.repeat(np.arange(len(widths)), widths)
     place = np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)
     if int(widths.max()) <= 63:
-        v = np.asarray([int(x) for x in values], dtype=np.uint64)
+        v = (values.astype(np.uint64) if isinstance(values, np.ndarray)
+             else np.asarray([int(x) for x in values], dtype=np.uint64))
         bit = (v[owner] >> place.astype(np.uint64)) & np.uint64(1)
     else:
         bit = np.array([(int(values[o]) >> int(p)) & 1 for o, p in zip(owner, place)])
@@ -255,13 +265,10 @@ def data_size(cmd, values=None, fmt=None):
 
 # Encoders ----------------------------------------------------------------------------
 
-_TRIT = {0: 0, 1: 1, -1: 2}
-
-
 def trits5(weights):
     """Ternary ``weights`` (-1, 0, +1), five per byte."""
     w = _check_int(weights, -1, 1, "TRIT5 weights")
-    t = np.array([_TRIT[int(v)] for v in w], dtype=np.int64)
+    t = np.where(w < 0, 2, w)
     t = np.concatenate([t, np.zeros(-len(t) % 5, dtype=np.int64)]).reshape(-1, 5)
     return (t @ np.array([1, 3, 9, 27, 81], dtype=np.int64)).astype(np.uint8).tobytes()
 
@@ -284,7 +291,10 @@ def _pack(values, b, *, signed, what):
     lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if signed else (0, (1 << b) - 1)
     v = _check_int(values, lo, hi, what)
     mask = (1 << b) - 1
-    return _pack_fields([int(x) & mask for x in v], [b] * len(v))
+    if isinstance(v, np.ndarray) and b <= 63:
+        bit = (v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)
+        return np.packbits(bit.astype(np.uint8).reshape(-1), bitorder="little").tobytes()
+    return _pack_fields([int(x) & mask for x in v], np.full(len(v), b))
 
 
 def table(entries, fmt):
@@ -475,7 +485,8 @@ def encode(cmd, values=(), fmt=None):
     if k == Kind.TRIT5:
         return trits5(values)
     if k == Kind.TERN2:
-        return bits([_TRIT[int(v)] for v in _check_int(values, -1, 1, "TERN2 weights")], 2)
+        w = _check_int(values, -1, 1, "TERN2 weights")
+        return bits(np.where(w < 0, 2, w), 2)
     if k == Kind.CODES:
         return bits(values, cmd.bits)
     if k == Kind.TABLE:
