@@ -248,6 +248,10 @@ class StreamDecoder(wiring.Component):
         left = Signal(self.count_width)           # items still to read
         per = Signal(range(9))                    # codes per full weight item
         per_bits = Signal(range(8 * 16 + 1))      # bits of a full weight item
+        # Kept ahead in registers, off the path that decides whether an item goes:
+        one_left = Signal()                       # left == 1
+        w_last = Signal()                         # left <= per: the next weight item ends it
+        tail_bits = Signal(range(8 * 16 + 1))     # bits of that last item
         kind = cmd.kind
         width = Signal(range(self.bits_max + 1))  # field width: codes, thresholds, biases
         m.d.comb += width.eq(cmd.bits)
@@ -265,10 +269,6 @@ class StreamDecoder(wiring.Component):
         tr = Signal(max(pbits, 1))
 
         # ---- The item at the head of the bits: what it is, what it needs ----------------
-        need = Signal(range(need_max + 1))        # bits that must be there to decide
-        raw = Signal(range(need_max + 1))         # bits it takes (before the pad)
-        final = Signal()                          # the command's last item
-        sink = Signal()                           # its destination can take it
         k = Signal(range(9))                      # codes in a weight item
 
         # Weight items: up to a byte's worth of codes.
@@ -283,9 +283,8 @@ class StreamDecoder(wiring.Component):
                     with m.Case(b):
                         m.d.comb += [item.codes[j].eq(buf[j * b:(j + 1) * b])
                                      for j in range(fields_per_cycle(b, g))]
-        w_final = Signal()
-        m.d.comb += w_final.eq(left <= per)
-        m.d.comb += [item.k.eq(k), item.last.eq(final), item.direct.eq(kind != Kind.CODES),
+        w_final = w_last
+        m.d.comb += [item.k.eq(k), item.last.eq(w_final), item.direct.eq(kind != Kind.CODES),
                      item.positions.eq(cmd.positions), item.per_pos.eq(cmd.per_pos),
                      item.replay.eq(cmd.replay if self.replay_beats else 0)]
 
@@ -313,59 +312,90 @@ class StreamDecoder(wiring.Component):
                                   (prev + s_cur + (tcode == 1))[:tw].as_signed()))
         t_value = Signal(signed(tw))
 
-        m.d.comb += raw.eq(need)
+        # What the item needs and takes is known from registers twice over, without and
+        # with an escape (a threshold code 3); the bits pick one late, next to `fire`.
+        need = [Signal(range(need_max + 1), name=f"need{e}") for e in (0, 1)]
+        raw = [Signal(range(need_max + 1), name=f"raw{e}") for e in (0, 1)]
+        final = [Signal(name=f"final{e}") for e in (0, 1)]
+        sink = [Signal(name=f"sink{e}") for e in (0, 1)]
+        m.d.comb += [raw[e].eq(need[e]) for e in (0, 1)]
+
+        t_free = ~self.t.valid | self.t.ready
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
-                m.d.comb += [need.eq(8), final.eq(w_final), k.eq(Mux(w_final, left, 5)),
-                             sink.eq(gear.i.ready)]
+                m.d.comb += [n.eq(8) for n in need]
+                m.d.comb += [f.eq(w_final) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += k.eq(Mux(w_final, left, 5))
             with m.Case(Kind.TERN2, Kind.CODES):
-                m.d.comb += [k.eq(Mux(w_final, left, per)), final.eq(w_final),
-                             need.eq(Mux(w_final, left[:4] * width, per_bits)),
-                             sink.eq(gear.i.ready)]
+                m.d.comb += [n.eq(Mux(w_final, tail_bits, per_bits)) for n in need]
+                m.d.comb += [f.eq(w_final) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += k.eq(Mux(w_final, left, per))
             with m.Case(Kind.TABLE):
                 # Beats still to be read from the old table hold the new one back.
-                m.d.comb += [need.eq(fmt.bits), final.eq(left == 1), sink.eq(~gear.busy)]
+                m.d.comb += [n.eq(fmt.bits) for n in need]
+                m.d.comb += [f.eq(one_left) for f in final] + [x.eq(~gear.busy) for x in sink]
             with m.Case(Kind.BIAS):
-                m.d.comb += [need.eq(width), final.eq(left == 1),
-                             sink.eq(~self.b.valid | self.b.ready)]
+                m.d.comb += [n.eq(width) for n in need]
+                m.d.comb += [f.eq(one_left) for f in final]
+                m.d.comb += [x.eq(~self.b.valid | self.b.ready) for x in sink]
             with m.Case(Kind.SKIP):
-                m.d.comb += [need.eq(8), final.eq(left == 1), sink.eq(1)]
+                m.d.comb += [n.eq(8) for n in need]
+                m.d.comb += [f.eq(one_left) for f in final] + [x.eq(1) for x in sink]
             with m.Case(Kind.THRESH):
                 last_level = Signal()
                 m.d.comb += last_level.eq(lvl == cmd.levels - 1)
                 with m.Switch(tstate):
                     with m.Case(FIRST):
-                        m.d.comb += [need.eq(width), produce_t.eq(1), t_value.eq(field),
-                                     row_done.eq(cmd.levels == 1)]
+                        m.d.comb += [n.eq(width) for n in need]
+                        m.d.comb += [f.eq(one_left & (cmd.levels == 1)) for f in final]
+                        m.d.comb += [x.eq(t_free) for x in sink]
                     with m.Case(STEP):
                         # An escape right after the step: the step alone, this cycle.
-                        m.d.comb += [escaped.eq(code_at_w == 3), need.eq(width + 2),
-                                     raw.eq(Mux(escaped, width, width + 2)),
-                                     produce_t.eq(~escaped), t_value.eq(t_next),
-                                     row_done.eq(~escaped & last_level)]
+                        m.d.comb += [n.eq(width + 2) for n in need]
+                        m.d.comb += [raw[1].eq(width), final[0].eq(one_left & last_level),
+                                     sink[0].eq(t_free), sink[1].eq(1)]
                     with m.Default():
-                        m.d.comb += [escaped.eq(buf[:2] == 3),
-                                     need.eq(Mux(escaped, width + 2, 2)), produce_t.eq(1),
-                                     t_value.eq(Mux(escaped, field[:tw], t_next)),
-                                     row_done.eq(last_level)]
-                m.d.comb += [final.eq((left == 1) & row_done),
-                             sink.eq(~produce_t | ~self.t.valid | self.t.ready)]
+                        m.d.comb += [need[0].eq(2), need[1].eq(width + 2)]
+                        m.d.comb += [f.eq(one_left & last_level) for f in final]
+                        m.d.comb += [x.eq(t_free) for x in sink]
+        with m.If(kind == Kind.THRESH):
+            m.d.comb += escaped.eq(Mux(tstate == STEP, code_at_w == 3,
+                                       (tstate == CODE) & (buf[:2] == 3)))
+        with m.Switch(tstate):
+            with m.Case(FIRST):
+                m.d.comb += [produce_t.eq(1), t_value.eq(field), row_done.eq(cmd.levels == 1)]
+            with m.Case(STEP):
+                m.d.comb += [produce_t.eq(~escaped), t_value.eq(t_next),
+                             row_done.eq(~escaped & last_level)]
+            with m.Default():
+                m.d.comb += [produce_t.eq(1), t_value.eq(Mux(escaped, field[:tw], t_next)),
+                             row_done.eq(last_level)]
 
+        ready = [Signal(name=f"ready{e}") for e in (0, 1)]
+        taken = [Signal(range(cap + 1), name=f"taken{e}") for e in (0, 1)]
+        for e in (0, 1):
+            m.d.comb += ready[e].eq((have >= need[e]) & sink[e])
+            # The last item also takes the pad bits up to the next byte: the bits always
+            # end on a byte, so what is left after them is a multiple of 8.
+            m.d.comb += taken[e].eq(Mux(final[e], have - ((have - raw[e]) & ~7), raw[e]))
         fire = Signal()
-        m.d.comb += fire.eq(active & (have >= need) & sink)
-        # The last item also takes the pad bits up to the next byte: the bits always
-        # end on a byte, so what is left after them is a multiple of 8.
+        is_final = Signal()
+        m.d.comb += [fire.eq(active & Mux(escaped, ready[1], ready[0])),
+                     is_final.eq(Mux(escaped, final[1], final[0]))]
         with m.If(fire):
-            m.d.comb += bits.take.eq(Mux(final, have - ((have - raw) & ~7), raw))
-        m.d.comb += gear.i.valid.eq(active & is_w & (have >= need))
+            m.d.comb += bits.take.eq(Mux(escaped, taken[1], taken[0]))
+        m.d.comb += gear.i.valid.eq(active & is_w & (have >= need[0]))
 
         # ---- State ----------------------------------------------------------------------
-        done = fire & final
+        done = fire & is_final
         m.d.comb += self.c.ready.eq(~active | done)
+        # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
-            m.d.sync += left.eq(left - k)
-        with m.If(fire & ((kind == Kind.TABLE) | (kind == Kind.BIAS) | (kind == Kind.SKIP))):
-            m.d.sync += left.eq(left - 1)
+            m.d.sync += [left.eq(Mux(w_final, 0, left - per)), w_last.eq(left <= 2 * per),
+                         tail_bits.eq((left - per)[:4] * width)]
+        single = (kind == Kind.TABLE) | (kind == Kind.BIAS) | (kind == Kind.SKIP)
+        with m.If(fire & (single | ((kind == Kind.THRESH) & row_done))):
+            m.d.sync += [left.eq(left - 1), one_left.eq(left == 2)]
         with m.If(done):
             m.d.sync += active.eq(0)
 
@@ -378,16 +408,16 @@ class StreamDecoder(wiring.Component):
             with m.Elif(escaped):
                 m.d.sync += tstate.eq(CODE)
             with m.If(row_done):
-                m.d.sync += [tstate.eq(FIRST), lvl.eq(0), left.eq(left - 1)]
+                m.d.sync += [tstate.eq(FIRST), lvl.eq(0)]
         with m.If(fire & produce_t & (kind == Kind.THRESH)):
             m.d.sync += [self.t.valid.eq(1), self.t.payload.value.eq(t_value),
-                         self.t.payload.last.eq(final)]
+                         self.t.payload.last.eq(is_final)]
         with m.Elif(self.t.ready):
             m.d.sync += self.t.valid.eq(0)
 
         with m.If(fire & (kind == Kind.BIAS)):
             m.d.sync += [self.b.valid.eq(1), self.b.payload.value.eq(field[:bw].as_signed()),
-                         self.b.payload.last.eq(final)]
+                         self.b.payload.last.eq(is_final)]
         with m.Elif(self.b.ready):
             m.d.sync += self.b.valid.eq(0)
 
@@ -403,17 +433,21 @@ class StreamDecoder(wiring.Component):
         # A new command, last: it overrides the updates above.
         with m.If(self.c.valid & self.c.ready):
             p = self.c.payload
-            m.d.sync += [cmd.eq(p), active.eq(p.count != 0), left.eq(p.count),
-                         tstate.eq(FIRST), lvl.eq(0), tq.eq(0), tr.eq(0)]
-            with m.If(p.kind == Kind.TERN2):
-                m.d.sync += cmd.bits.eq(2)
-            with m.Switch(Mux(p.kind == Kind.TERN2, 2, p.bits)):
+            p_bits = Signal.like(p.bits)
+            p_per = Signal.like(per)
+            m.d.comb += p_bits.eq(Mux(p.kind == Kind.TERN2, 2, p.bits))
+            with m.Switch(p_bits):
                 for b in range(1, cw + 1):
                     with m.Case(b):
-                        f = fields_per_cycle(b, g)
-                        m.d.sync += [per.eq(f), per_bits.eq(f * b)]
+                        m.d.comb += p_per.eq(fields_per_cycle(b, g))
             with m.If(p.kind == Kind.TRIT5):
-                m.d.sync += [per.eq(5), per_bits.eq(8)]
+                m.d.comb += p_per.eq(5)
+            m.d.sync += [cmd.eq(p), cmd.bits.eq(p_bits), active.eq(p.count != 0),
+                         left.eq(p.count), one_left.eq(p.count == 1),
+                         per.eq(p_per), w_last.eq(p.count <= p_per),
+                         per_bits.eq(Mux(p.kind == Kind.TRIT5, 8, p_per * p_bits)),
+                         tail_bits.eq(p.count[:4] * p_bits),
+                         tstate.eq(FIRST), lvl.eq(0), tq.eq(0), tr.eq(0)]
         return m
 
 
@@ -451,8 +485,8 @@ class _BitStore(wiring.Component):
         nbytes = Signal(range(self.word_bytes + 1))
         store = Signal(cap)
         have = Signal(range(cap + 1))
-        start = Signal(range(cap + 1))
-        m.d.comb += [start.eq(cap - have), self.bits.eq(store >> start), self.have.eq(have)]
+        start = Signal(range(cap + 1), init=cap)  # cap - have, kept to shorten the window path
+        m.d.comb += [self.bits.eq(store >> start), self.have.eq(have)]
         append = Signal()
         m.d.comb += append.eq((nbytes != 0) & (have <= cap - 8))
         m.d.comb += self.i.ready.eq((nbytes == 0) | ((nbytes == 1) & append))
@@ -462,7 +496,8 @@ class _BitStore(wiring.Component):
             m.d.sync += [word.eq(word >> 8), nbytes.eq(nbytes - 1)]
         with m.If(append):
             m.d.sync += store.eq(Cat(store[8:], word[:8]))
-        m.d.sync += have.eq(have + Mux(append, 8, 0) - self.take)
+        m.d.sync += [have.eq(have + Mux(append, 8, 0) - self.take),
+                     start.eq(start - Mux(append, 8, 0) + self.take)]
         return m
 
 
@@ -539,11 +574,16 @@ class _Gearbox(wiring.Component):
         emit = self.o.valid & self.o.ready
         take = Signal()                           # the beat is made of held codes
         m.d.comb += take.eq(emit & ~from_replay)
-        base = Signal(range(span + 1))            # where the next item's codes go
-        m.d.comb += base.eq(n - Mux(take, beat.nlanes, 0))
+        # Where the next item's codes go, and whether they fit, with and without a
+        # beat leaving: known from registers, picked by `take` (late: it waits on `o`).
+        n_left = Signal(range(span + 1))
+        m.d.comb += n_left.eq(Mux(n >= g, n - g, 0))
+        base = Signal(range(span + 1))
+        m.d.comb += base.eq(Mux(take, n_left, n))
         fresh = Signal()                          # the next item starts a command
         m.d.comb += fresh.eq(~busy | (emit & beat.last))
-        m.d.comb += self.i.ready.eq(Mux(busy & ~closed, base + fmax <= span, fresh))
+        fits = Mux(take, n_left <= span - fmax, n <= span - fmax)
+        m.d.comb += self.i.ready.eq(Mux(busy & ~closed, fits, fresh))
         put = self.i.valid & self.i.ready
 
         for s in range(span):
