@@ -255,6 +255,7 @@ class StreamDecoder(wiring.Component):
         kind = cmd.kind
         width = Signal(range(self.bits_max + 1))  # field width: codes, thresholds, biases
         m.d.comb += width.eq(cmd.bits)
+        width2 = Signal(range(self.bits_max + 3))  # width + 2: a field and a code
         is_w = Signal()
         m.d.comb += is_w.eq((kind == Kind.TRIT5) | (kind == Kind.TERN2) | (kind == Kind.CODES))
 
@@ -262,7 +263,6 @@ class StreamDecoder(wiring.Component):
         FIRST, STEP, CODE = 0, 1, 2
         tstate = Signal(2)
         lvl = Signal(range(self.levels_max + 1))  # thresholds of the row already out
-        prev = Signal(signed(tw))
         step = Signal(tw)
         # Table entries go to code tq, position tr.
         tq = Signal(abits)
@@ -307,10 +307,13 @@ class StreamDecoder(wiring.Component):
         m.d.comb += tcode.eq(Mux(tstate == STEP, code_at_w, buf[:2]))
         s_cur = Signal(tw)
         m.d.comb += s_cur.eq(Mux(tstate == STEP, s_new, step))
-        t_next = Signal(signed(tw))
-        m.d.comb += t_next.eq(Mux(tcode == 2, prev,
-                                  (prev + s_cur + (tcode == 1))[:tw].as_signed()))
-        t_value = Signal(signed(tw))
+        # A threshold goes first to `pend` (what to do: load a value, or add the step
+        # and the code to the one before), then the sum is made into `t`.
+        pend = Signal(data.StructLayout({"load": 1, "value": signed(tw), "step": tw, "code": 2,
+                                         "last": 1}))
+        pend_valid = Signal()
+        t_go = Signal()
+        m.d.comb += t_go.eq(~self.t.valid | self.t.ready)
 
         # What the item needs and takes is known from registers twice over, without and
         # with an escape (a threshold code 3); the bits pick one late, next to `fire`.
@@ -319,43 +322,50 @@ class StreamDecoder(wiring.Component):
         final = [Signal(name=f"final{e}") for e in (0, 1)]
         sink = [Signal(name=f"sink{e}") for e in (0, 1)]
         m.d.comb += [raw[e].eq(need[e]) for e in (0, 1)]
+        # `have >= need` with a comparator per case, so that the case only picks a bit.
+        enough = [Signal(name=f"enough{e}") for e in (0, 1)]
 
-        t_free = ~self.t.valid | self.t.ready
+        def needs(e, amount):
+            return [need[e].eq(amount), enough[e].eq(have >= amount)]
+
+        t_free = ~pend_valid | t_go
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
-                m.d.comb += [n.eq(8) for n in need]
+                m.d.comb += needs(0, 8) + needs(1, 8)
                 m.d.comb += [f.eq(w_final) for f in final] + [x.eq(gear.i.ready) for x in sink]
                 m.d.comb += k.eq(Mux(w_final, left, 5))
             with m.Case(Kind.TERN2, Kind.CODES):
                 m.d.comb += [n.eq(Mux(w_final, tail_bits, per_bits)) for n in need]
+                m.d.comb += [x.eq(Mux(w_final, have >= tail_bits, have >= per_bits))
+                             for x in enough]
                 m.d.comb += [f.eq(w_final) for f in final] + [x.eq(gear.i.ready) for x in sink]
                 m.d.comb += k.eq(Mux(w_final, left, per))
             with m.Case(Kind.TABLE):
                 # Beats still to be read from the old table hold the new one back.
-                m.d.comb += [n.eq(fmt.bits) for n in need]
+                m.d.comb += needs(0, fmt.bits) + needs(1, fmt.bits)
                 m.d.comb += [f.eq(one_left) for f in final] + [x.eq(~gear.busy) for x in sink]
             with m.Case(Kind.BIAS):
-                m.d.comb += [n.eq(width) for n in need]
+                m.d.comb += needs(0, width) + needs(1, width)
                 m.d.comb += [f.eq(one_left) for f in final]
                 m.d.comb += [x.eq(~self.b.valid | self.b.ready) for x in sink]
             with m.Case(Kind.SKIP):
-                m.d.comb += [n.eq(8) for n in need]
+                m.d.comb += needs(0, 8) + needs(1, 8)
                 m.d.comb += [f.eq(one_left) for f in final] + [x.eq(1) for x in sink]
             with m.Case(Kind.THRESH):
                 last_level = Signal()
                 m.d.comb += last_level.eq(lvl == cmd.levels - 1)
                 with m.Switch(tstate):
                     with m.Case(FIRST):
-                        m.d.comb += [n.eq(width) for n in need]
+                        m.d.comb += needs(0, width) + needs(1, width)
                         m.d.comb += [f.eq(one_left & (cmd.levels == 1)) for f in final]
                         m.d.comb += [x.eq(t_free) for x in sink]
                     with m.Case(STEP):
                         # An escape right after the step: the step alone, this cycle.
-                        m.d.comb += [n.eq(width + 2) for n in need]
+                        m.d.comb += needs(0, width2) + needs(1, width2)
                         m.d.comb += [raw[1].eq(width), final[0].eq(one_left & last_level),
                                      sink[0].eq(t_free), sink[1].eq(1)]
                     with m.Default():
-                        m.d.comb += [need[0].eq(2), need[1].eq(width + 2)]
+                        m.d.comb += needs(0, 2) + needs(1, width2)
                         m.d.comb += [f.eq(one_left & last_level) for f in final]
                         m.d.comb += [x.eq(t_free) for x in sink]
         with m.If(kind == Kind.THRESH):
@@ -363,18 +373,16 @@ class StreamDecoder(wiring.Component):
                                        (tstate == CODE) & (buf[:2] == 3)))
         with m.Switch(tstate):
             with m.Case(FIRST):
-                m.d.comb += [produce_t.eq(1), t_value.eq(field), row_done.eq(cmd.levels == 1)]
+                m.d.comb += [produce_t.eq(1), row_done.eq(cmd.levels == 1)]
             with m.Case(STEP):
-                m.d.comb += [produce_t.eq(~escaped), t_value.eq(t_next),
-                             row_done.eq(~escaped & last_level)]
+                m.d.comb += [produce_t.eq(~escaped), row_done.eq(~escaped & last_level)]
             with m.Default():
-                m.d.comb += [produce_t.eq(1), t_value.eq(Mux(escaped, field[:tw], t_next)),
-                             row_done.eq(last_level)]
+                m.d.comb += [produce_t.eq(1), row_done.eq(last_level)]
 
         ready = [Signal(name=f"ready{e}") for e in (0, 1)]
         taken = [Signal(range(cap + 1), name=f"taken{e}") for e in (0, 1)]
         for e in (0, 1):
-            m.d.comb += ready[e].eq((have >= need[e]) & sink[e])
+            m.d.comb += ready[e].eq(enough[e] & sink[e])
             # The last item also takes the pad bits up to the next byte: the bits always
             # end on a byte, so what is left after them is a multiple of 8.
             m.d.comb += taken[e].eq(Mux(final[e], have - ((have - raw[e]) & ~7), raw[e]))
@@ -384,11 +392,10 @@ class StreamDecoder(wiring.Component):
                      is_final.eq(Mux(escaped, final[1], final[0]))]
         with m.If(fire):
             m.d.comb += bits.take.eq(Mux(escaped, taken[1], taken[0]))
-        m.d.comb += gear.i.valid.eq(active & is_w & (have >= need[0]))
+        m.d.comb += gear.i.valid.eq(active & is_w & enough[0])
 
         # ---- State ----------------------------------------------------------------------
         done = fire & is_final
-        m.d.comb += self.c.ready.eq(~active | done)
         # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
             m.d.sync += [left.eq(Mux(w_final, 0, left - per)), w_last.eq(left <= 2 * per),
@@ -403,17 +410,23 @@ class StreamDecoder(wiring.Component):
             with m.If(tstate == STEP):
                 m.d.sync += step.eq(s_new)
             with m.If(produce_t):
-                m.d.sync += [prev.eq(t_value), lvl.eq(lvl + 1),
-                             tstate.eq(Mux(tstate == FIRST, STEP, CODE))]
+                m.d.sync += [lvl.eq(lvl + 1), tstate.eq(Mux(tstate == FIRST, STEP, CODE))]
             with m.Elif(escaped):
                 m.d.sync += tstate.eq(CODE)
             with m.If(row_done):
                 m.d.sync += [tstate.eq(FIRST), lvl.eq(0)]
-        with m.If(fire & produce_t & (kind == Kind.THRESH)):
-            m.d.sync += [self.t.valid.eq(1), self.t.payload.value.eq(t_value),
-                         self.t.payload.last.eq(is_final)]
+        t = self.t.payload
+        with m.If(pend_valid & t_go):
+            m.d.sync += [pend_valid.eq(0), self.t.valid.eq(1), t.last.eq(pend.last),
+                         t.value.eq(Mux(pend.load, pend.value, Mux(
+                             pend.code == 2, t.value,
+                             (t.value + pend.step + (pend.code == 1))[:tw].as_signed())))]
         with m.Elif(self.t.ready):
             m.d.sync += self.t.valid.eq(0)
+        with m.If(fire & produce_t & (kind == Kind.THRESH)):
+            m.d.sync += [pend_valid.eq(1), pend.load.eq((tstate == FIRST) | escaped),
+                         pend.value.eq(field[:tw]), pend.step.eq(s_cur), pend.code.eq(tcode),
+                         pend.last.eq(is_final)]
 
         with m.If(fire & (kind == Kind.BIAS)):
             m.d.sync += [self.b.valid.eq(1), self.b.payload.value.eq(field[:bw].as_signed()),
@@ -430,23 +443,37 @@ class StreamDecoder(wiring.Component):
             last_pos = tr + 1 >= cmd.positions
             m.d.sync += [tr.eq(Mux(last_pos, 0, tr + 1)), tq.eq(tq + last_pos)]
 
-        # A new command, last: it overrides the updates above.
+        # The next command waits in `queued` with its counting state worked out, so
+        # that `c.ready` is a register and taking the command over is a plain load.
+        queued = Signal(data.StructLayout({
+            "cmd": self.cmd_layout, "per": per.shape(), "per_bits": per_bits.shape(),
+            "w_last": 1, "tail_bits": tail_bits.shape(), "one_left": 1, "some": 1,
+            "width2": width2.shape()}))
+        q_valid = Signal()
+        p = self.c.payload
+        p_bits = Signal.like(p.bits)
+        p_per = Signal.like(per)
+        m.d.comb += p_bits.eq(Mux(p.kind == Kind.TERN2, 2, p.bits))
+        with m.Switch(p_bits):
+            for b in range(1, cw + 1):
+                with m.Case(b):
+                    m.d.comb += p_per.eq(fields_per_cycle(b, g))
+        with m.If(p.kind == Kind.TRIT5):
+            m.d.comb += p_per.eq(5)
+        m.d.comb += self.c.ready.eq(~q_valid)
         with m.If(self.c.valid & self.c.ready):
-            p = self.c.payload
-            p_bits = Signal.like(p.bits)
-            p_per = Signal.like(per)
-            m.d.comb += p_bits.eq(Mux(p.kind == Kind.TERN2, 2, p.bits))
-            with m.Switch(p_bits):
-                for b in range(1, cw + 1):
-                    with m.Case(b):
-                        m.d.comb += p_per.eq(fields_per_cycle(b, g))
-            with m.If(p.kind == Kind.TRIT5):
-                m.d.comb += p_per.eq(5)
-            m.d.sync += [cmd.eq(p), cmd.bits.eq(p_bits), active.eq(p.count != 0),
-                         left.eq(p.count), one_left.eq(p.count == 1),
-                         per.eq(p_per), w_last.eq(p.count <= p_per),
-                         per_bits.eq(Mux(p.kind == Kind.TRIT5, 8, p_per * p_bits)),
-                         tail_bits.eq(p.count[:4] * p_bits),
+            m.d.sync += [q_valid.eq(1), queued.cmd.eq(p), queued.cmd.bits.eq(p_bits),
+                         queued.per.eq(p_per), queued.w_last.eq(p.count <= p_per),
+                         queued.per_bits.eq(Mux(p.kind == Kind.TRIT5, 8, p_per * p_bits)),
+                         queued.tail_bits.eq(p.count[:4] * p_bits),
+                         queued.one_left.eq(p.count == 1), queued.some.eq(p.count != 0),
+                         queued.width2.eq(p_bits + 2)]
+        # Taken over last: it overrides the updates above.
+        with m.If(q_valid & (~active | done)):
+            q = queued
+            m.d.sync += [q_valid.eq(0), cmd.eq(q.cmd), active.eq(q.some), left.eq(q.cmd.count),
+                         one_left.eq(q.one_left), per.eq(q.per), w_last.eq(q.w_last),
+                         per_bits.eq(q.per_bits), tail_bits.eq(q.tail_bits), width2.eq(q.width2),
                          tstate.eq(FIRST), lvl.eq(0), tq.eq(0), tr.eq(0)]
         return m
 
@@ -562,8 +589,8 @@ class _Gearbox(wiring.Component):
         m.d.comb += some.eq((n >= g) | (closed & ~ended & (n != 0)))
         gear_last = Signal()
         m.d.comb += gear_last.eq(closed & ~ended & (n <= g))
-        pos_end = Signal()
-        m.d.comb += pos_end.eq(pcnt + g >= per_pos)
+        pos_end = Signal()                        # this beat ends its position
+
         m.d.comb += [
             self.o.valid.eq(from_replay | some),
             beat.nlanes.eq(Mux(from_replay | (n >= g), g, n)),
@@ -596,10 +623,11 @@ class _Gearbox(wiring.Component):
 
         with m.If(emit):
             with m.If(pos_end):
-                m.d.sync += [pcnt.eq(0), bidx.eq(0),
+                m.d.sync += [pcnt.eq(0), bidx.eq(0), pos_end.eq(per_pos <= g),
                              pos.eq(Mux(pos + 1 >= positions, 0, pos + 1))]
             with m.Else():
-                m.d.sync += [pcnt.eq(pcnt + g), bidx.eq(bidx + 1)]
+                m.d.sync += [pcnt.eq(pcnt + g), bidx.eq(bidx + 1),
+                             pos_end.eq(pcnt + 2 * g >= per_pos)]
             with m.If(take & gear_last & replay):
                 m.d.sync += ended.eq(1)
             with m.If(beat.last):
@@ -607,6 +635,7 @@ class _Gearbox(wiring.Component):
         with m.If(put):
             with m.If(fresh):
                 m.d.sync += [busy.eq(1), ended.eq(0), pcnt.eq(0), pos.eq(0), bidx.eq(0),
+                             pos_end.eq(item.per_pos <= g),
                              direct.eq(item.direct), kq.eq(item.positions > 1),
                              replay.eq(item.replay), positions.eq(item.positions),
                              per_pos.eq(item.per_pos)]
