@@ -79,14 +79,16 @@ class StreamDecoder(wiring.Component):
     item at its head (up to a byte's worth of codes, a threshold, a bias, a
     table entry) is decoded and taken if its destination has room; codes go
     through a gearbox into beats (:class:`_Gearbox`) and a beat through the
-    table (:class:`_Translate`).
+    table (:class:`_Translate`). The next command waits in a register, so
+    ``c.ready`` is a register too.
 
     Throughput, with ready outputs: one byte of ``i`` per cycle, that is
     ``min(5, lanes)`` TRIT5 weights, ``min(lanes, 8, ceil(8 / b))`` ``b``-bit
     codes (:func:`fields_per_cycle`), one threshold (a row whose first code
     escapes takes a cycle more), one bias or one table entry per cycle, as far
     as the input keeps up. Weight commands of a multiple of ``lanes`` weights
-    follow each other without a bubble. :meth:`check` tells whether a
+    follow each other without a bubble; a command of a single item costs a
+    second cycle (its successor is fetched meanwhile). :meth:`check` tells whether a
     :class:`~hw.engine.packing.Command` suits this decoder; :meth:`command`
     gives its fields.
 
@@ -283,8 +285,7 @@ class StreamDecoder(wiring.Component):
                     with m.Case(b):
                         m.d.comb += [item.codes[j].eq(buf[j * b:(j + 1) * b])
                                      for j in range(fields_per_cycle(b, g))]
-        w_final = w_last
-        m.d.comb += [item.k.eq(k), item.last.eq(w_final), item.direct.eq(kind != Kind.CODES),
+        m.d.comb += [item.k.eq(k), item.last.eq(w_last), item.direct.eq(kind != Kind.CODES),
                      item.positions.eq(cmd.positions), item.per_pos.eq(cmd.per_pos),
                      item.replay.eq(cmd.replay if self.replay_beats else 0)]
 
@@ -332,14 +333,14 @@ class StreamDecoder(wiring.Component):
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
                 m.d.comb += needs(0, 8) + needs(1, 8)
-                m.d.comb += [f.eq(w_final) for f in final] + [x.eq(gear.i.ready) for x in sink]
-                m.d.comb += k.eq(Mux(w_final, left, 5))
+                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += k.eq(Mux(w_last, left, 5))
             with m.Case(Kind.TERN2, Kind.CODES):
-                m.d.comb += [n.eq(Mux(w_final, tail_bits, per_bits)) for n in need]
-                m.d.comb += [x.eq(Mux(w_final, have >= tail_bits, have >= per_bits))
+                m.d.comb += [n.eq(Mux(w_last, tail_bits, per_bits)) for n in need]
+                m.d.comb += [x.eq(Mux(w_last, have >= tail_bits, have >= per_bits))
                              for x in enough]
-                m.d.comb += [f.eq(w_final) for f in final] + [x.eq(gear.i.ready) for x in sink]
-                m.d.comb += k.eq(Mux(w_final, left, per))
+                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += k.eq(Mux(w_last, left, per))
             with m.Case(Kind.TABLE):
                 # Beats still to be read from the old table hold the new one back.
                 m.d.comb += needs(0, fmt.bits) + needs(1, fmt.bits)
@@ -398,7 +399,7 @@ class StreamDecoder(wiring.Component):
         done = fire & is_final
         # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
-            m.d.sync += [left.eq(Mux(w_final, 0, left - per)), w_last.eq(left <= 2 * per),
+            m.d.sync += [left.eq(Mux(w_last, 0, left - per)), w_last.eq(left <= 2 * per),
                          tail_bits.eq((left - per)[:4] * width)]
         single = (kind == Kind.TABLE) | (kind == Kind.BIAS) | (kind == Kind.SKIP)
         with m.If(fire & (single | ((kind == Kind.THRESH) & row_done))):

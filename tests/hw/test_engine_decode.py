@@ -350,3 +350,35 @@ def test_inferences_back_to_back(decoders):
         assert len(twice.data) % core.word_bytes == 0
         programs.append(twice)
     run_programs(dut, cores, programs, stall=0.3, seed=4)
+
+
+def test_decoder_refuses_what_it_cannot_run():
+    dec = StreamDecoder(fmt=DigitFormat(1, 7), lanes=8, table_depth=64, positions_max=8,
+                        replay_beats=2, t_width=16, b_width=12, count_width=10, levels_max=15)
+    dec._MustUse__silence = True                  # only its checks are used
+    cases = [
+        (Command(Kind.CODES, 8, bits=7), "7-bit codes do not fit a table of 64 entries"),
+        (Command(Kind.CODES, 8, bits=2, positions=9, per_pos=8), "9 positions, more than"),
+        (Command(Kind.CODES, 8, bits=4, positions=3, per_pos=8),
+         "do not fit a table of 64 entries at 8 positions"),
+        (Command(Kind.CODES, 12, bits=3, positions=3, per_pos=4), "multiple of lanes"),
+        (Command(Kind.CODES, 72, bits=3, positions=3, per_pos=24, replay=True),
+         "needs 3 beats, more than replay_beats = 2"),
+        (Command(Kind.TABLE, 33, positions=3), "needs 88 places, more than table_depth"),
+        (Command(Kind.THRESH, 1, bits=17, levels=3), "wider than t_width = 16"),
+        (Command(Kind.THRESH, 1, bits=8, levels=16), "16 levels, more than levels_max"),
+        (Command(Kind.BIAS, 1, bits=13), "wider than b_width = 12"),
+        (Command(Kind.TRIT5, 1024), "count 1024 needs more than count_width = 10"),
+    ]
+    for cmd, message in cases:
+        assert message in dec.check(cmd), (cmd, dec.check(cmd))
+        with pytest.raises(ValueError, match=f"{cmd.kind.name} command: "):
+            dec.command(cmd)
+    # Replay counts the codes in the data, not the weights.
+    cmd = Command(Kind.CODES, 48, bits=3, positions=3, per_pos=16, replay=True)
+    assert dec.check(cmd) is None and dec.command(cmd)["count"] == 16
+    for kw, message in [({"table_depth": 48}, "table_depth must be a power of two"),
+                        ({"positions_max": 3}, "positions_max must be a power of two"),
+                        ({"lanes": 0}, "lanes must be 1 or more")]:
+        with pytest.raises(ValueError, match=f"StreamDecoder: {message}"):
+            StreamDecoder(**kw)
