@@ -48,7 +48,7 @@ class StreamDecoder(wiring.Component):
     (its kind and size, :func:`command_layout`); the decoder reads exactly that
     data, skips the pad bits that complete its last byte, and goes on with the
     next command. Commands are decoded in order and each one's data starts on a
-    byte of ``i``.
+    byte of ``i``. A command of count 0 has no data and does nothing.
 
     * ``TRIT5``, ``TERN2``, ``CODES``: ``count`` weights leave on ``w`` in beats of
       ``lanes`` weights (weight ``n`` of the command in lane ``n % lanes``). A
@@ -56,28 +56,39 @@ class StreamDecoder(wiring.Component):
       ``nlanes`` weights (``lanes`` unless ``count`` is not a multiple of
       ``lanes``), the other lanes being zero. ``error`` marks a beat with an
       invalid weight (a TRIT5 byte above 242 or TERN2 code 3), which reads as
-      zero. ``CODES`` codes index the translation
-      table (entry ``code * positions + pos``, ``pos`` advancing every
-      ``per_pos`` weights, which must then be a multiple of ``lanes``). With
-      ``replay`` the data holds the codes of the first position of each block
-      of ``positions * per_pos`` weights only, and ``count`` counts those codes.
-    * ``TABLE``: ``count`` entries are written into the translation table (KQ
-      tables with ``positions`` > 1 are stored ``positions_max`` entries per
-      code, so that a code and a position address them without a multiplier). A
-      ``TABLE`` command waits until every beat read from the old table has left.
+      zero. ``CODES`` codes index the translation table: entry ``code *
+      positions + pos``, ``pos`` advancing every ``per_pos`` weights, which must
+      then be a multiple of ``lanes``. With ``replay`` the data holds the codes
+      of the first position of each block of ``positions * per_pos`` weights
+      only, and ``count`` counts those codes (:meth:`command` sees to it).
+    * ``TABLE``: ``count`` entries are written into the translation table. A KQ
+      table (``positions`` > 1) is kept ``positions_max`` places per code, so
+      that a code and a position address it without a multiplier. A ``TABLE``
+      command waits until no code of an earlier weight command is left to read
+      the old table.
     * ``THRESH``: ``count`` rows of ``levels`` thresholds of ``bits`` bits leave
-      on ``t``, one per beat, sign-extended to ``t_width``; ``last`` marks the
-      command's last threshold.
+      on ``t``, one per beat, sign-extended to ``t_width``.
     * ``BIAS``: ``count`` signed ``bits``-bit values leave on ``b``, one per beat.
+    * ``SKIP``: ``count`` bytes are dropped. The decoder reads ahead, so a stream
+      that the flash reader sends again (the next inference) must end on one of
+      its words: the compiler pads it with a ``SKIP``.
 
-    A command of count 0 has no data and does nothing.
+    ``last`` on ``t`` and ``b`` marks a command's last value.
+
+    Inside, bytes pass through a bit store (:class:`_BitStore`); each cycle the
+    item at its head (up to a byte's worth of codes, a threshold, a bias, a
+    table entry) is decoded and taken if its destination has room; codes go
+    through a gearbox into beats (:class:`_Gearbox`) and a beat through the
+    table (:class:`_Translate`). The next command waits in a register, so
+    ``c.ready`` is a register too.
 
     Throughput, with ready outputs: one byte of ``i`` per cycle, that is
     ``min(5, lanes)`` TRIT5 weights, ``min(lanes, 8, ceil(8 / b))`` ``b``-bit
-    codes (:func:`fields_per_cycle`), one threshold (two cycles for a row that
-    starts with an escape), one bias or one table entry per cycle, as far as the
-    input keeps up. Weight commands of a multiple of ``lanes`` weights follow
-    each other without a bubble. :meth:`check` tells whether a
+    codes (:func:`fields_per_cycle`), one threshold (a row whose first code
+    escapes takes a cycle more), one bias or one table entry per cycle, as far
+    as the input keeps up. Weight commands of a multiple of ``lanes`` weights
+    follow each other without a bubble; a command of a single item costs a
+    second cycle (its successor is fetched meanwhile). :meth:`check` tells whether a
     :class:`~hw.engine.packing.Command` suits this decoder; :meth:`command`
     gives its fields.
 
@@ -209,31 +220,29 @@ class StreamDecoder(wiring.Component):
         m = Module()
         g, fmt = self.lanes, self.fmt
         cw, abits, pbits = self.code_bits, self.addr_bits, self.pos_bits
-        fmax = max(5, min(g, 8))                 # codes one cycle may bring
-        span = max(fmax + g - 1, g)               # codes the gearbox holds
         tw, bw = self.t_width, self.b_width
         ew = max(tw, bw)
-        e_bits = fmt.bits
+        fmax = max(5, min(g, 8))                  # codes one weight item may bring
         widest = max(fields_per_cycle(b, g) * b for b in range(1, cw + 1))
-        need_max = max(8, widest, e_bits, bw, tw + 2)
-        # Room for the widest item plus the byte arriving with it; and for a threshold
-        # row start (first, then step and code) on consecutive cycles.
-        cap = max(need_max + 8, 2 * tw - 6)
+        need_max = max(8, widest, fmt.bits, bw, tw + 2)
+        # Room for the widest item plus the byte arriving with it. A byte comes in only
+        # while 8 bits are free (before the cycle's take, to keep `i.ready` off the
+        # decode logic), so more than cap - 8 bits wait when a threshold row starts;
+        # its first threshold (tw) and, next cycle, its step and code (tw + 2) must
+        # be there without the byte that the first cycle may not take.
+        cap = max(need_max + 8, 2 * tw + 9)
 
-        # ---- Input words -> one byte per cycle -------------------------------------------
-        word = Signal(8 * self.word_bytes)
-        nbytes = Signal(range(self.word_bytes + 1))
-        buf = Signal(cap)
-        have = Signal(range(cap + 1))
-        room = Signal()
-        m.d.comb += room.eq(have <= cap - 8)
-        append = Signal()
-        m.d.comb += append.eq((nbytes != 0) & room)
-        m.d.comb += self.i.ready.eq((nbytes == 0) | ((nbytes == 1) & room))
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [word.eq(self.i.payload), nbytes.eq(self.word_bytes)]
-        with m.Elif(append):
-            m.d.sync += [word.eq(word >> 8), nbytes.eq(nbytes - 1)]
+        m.submodules.bits = bits = _BitStore(self.word_bytes, cap, need_max)
+        wiring.connect(m, wiring.flipped(self.i), bits.i)
+        m.submodules.gearbox = gear = _Gearbox(
+            lanes=g, fmax=fmax, code_bits=cw, pos_bits=pbits, replay_beats=self.replay_beats,
+            positions_shape=self.cmd_layout["positions"].shape,
+            per_pos_shape=self.cmd_layout["per_pos"].shape)
+        m.submodules.translate = trans = _Translate(fmt=fmt, lanes=g, code_bits=cw,
+                                                    addr_bits=abits, pos_bits=pbits)
+        wiring.connect(m, gear.o, trans.i)
+        wiring.connect(m, trans.o, wiring.flipped(self.w))
+        buf, have = bits.bits, bits.have
 
         # ---- The command being read -----------------------------------------------------
         cmd = Signal(self.cmd_layout)
@@ -241,9 +250,14 @@ class StreamDecoder(wiring.Component):
         left = Signal(self.count_width)           # items still to read
         per = Signal(range(9))                    # codes per full weight item
         per_bits = Signal(range(8 * 16 + 1))      # bits of a full weight item
+        # Kept ahead in registers, off the path that decides whether an item goes:
+        one_left = Signal()                       # left == 1
+        w_last = Signal()                         # left <= per: the next weight item ends it
+        tail_bits = Signal(range(8 * 16 + 1))     # bits of that last item
         kind = cmd.kind
         width = Signal(range(self.bits_max + 1))  # field width: codes, thresholds, biases
         m.d.comb += width.eq(cmd.bits)
+        width2 = Signal(range(self.bits_max + 3))  # width + 2: a field and a code
         is_w = Signal()
         m.d.comb += is_w.eq((kind == Kind.TRIT5) | (kind == Kind.TERN2) | (kind == Kind.CODES))
 
@@ -251,38 +265,34 @@ class StreamDecoder(wiring.Component):
         FIRST, STEP, CODE = 0, 1, 2
         tstate = Signal(2)
         lvl = Signal(range(self.levels_max + 1))  # thresholds of the row already out
-        prev = Signal(signed(tw))
         step = Signal(tw)
-        # Table entries: code q, position r.
+        # Table entries go to code tq, position tr.
         tq = Signal(abits)
         tr = Signal(max(pbits, 1))
 
-        # ---- What the item at the head of the buffer is ---------------------------------
-        need = Signal(range(need_max + 1))        # bits that must be there to decide
-        raw = Signal(range(need_max + 1))         # bits it takes (before the pad)
-        final = Signal()                          # the command's last item
-        sink = Signal()                           # its destination can take it
-        produce_t = Signal()
-        row_done = Signal()
+        # ---- The item at the head of the bits: what it is, what it needs ----------------
         k = Signal(range(9))                      # codes in a weight item
 
-        # Weight items.
-        codes = [Signal(cw, name=f"code{j}") for j in range(fmax)]
+        # Weight items: up to a byte's worth of codes.
+        item = gear.i.payload
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
                 trits = Signal(10)
                 m.d.comb += trits.eq(Array(Const(v, 10) for v in _TRIT5)[buf[:8]])
-                m.d.comb += [codes[j].eq(trits[2 * j:2 * j + 2]) for j in range(5)]
+                m.d.comb += [item.codes[j].eq(trits[2 * j:2 * j + 2]) for j in range(5)]
             with m.Default(), m.Switch(width):
                 for b in range(1, cw + 1):
                     with m.Case(b):
-                        m.d.comb += [codes[j].eq(buf[j * b:(j + 1) * b])
+                        m.d.comb += [item.codes[j].eq(buf[j * b:(j + 1) * b])
                                      for j in range(fields_per_cycle(b, g))]
-        w_final = Signal()
-        m.d.comb += w_final.eq(left <= per)
+        m.d.comb += [item.k.eq(k), item.last.eq(w_last), item.direct.eq(kind != Kind.CODES),
+                     item.positions.eq(cmd.positions), item.per_pos.eq(cmd.per_pos),
+                     item.replay.eq(cmd.replay if self.replay_beats else 0)]
 
         # Thresholds and biases: a signed field at bit 0 (first, bias) or bit 2 (escape).
         escaped = Signal()
+        produce_t = Signal()
+        row_done = Signal()
         src = Signal(ew)
         m.d.comb += src.eq(Mux((kind == Kind.THRESH) & (tstate == CODE), buf[2:2 + ew],
                                buf[:ew]))
@@ -298,236 +308,419 @@ class StreamDecoder(wiring.Component):
         m.d.comb += tcode.eq(Mux(tstate == STEP, code_at_w, buf[:2]))
         s_cur = Signal(tw)
         m.d.comb += s_cur.eq(Mux(tstate == STEP, s_new, step))
-        t_next = Signal(signed(tw))
-        m.d.comb += t_next.eq(Mux(tcode == 2, prev,
-                                  (prev + s_cur + (tcode == 1))[:tw].as_signed()))
-        t_value = Signal(signed(tw))
+        # A threshold goes first to `pend` (what to do: load a value, or add the step
+        # and the code to the one before), then the sum is made into `t`.
+        pend = Signal(data.StructLayout({"load": 1, "value": signed(tw), "step": tw, "code": 2,
+                                         "last": 1}))
+        pend_valid = Signal()
+        t_go = Signal()
+        m.d.comb += t_go.eq(~self.t.valid | self.t.ready)
 
+        # What the item needs and takes is known from registers twice over, without and
+        # with an escape (a threshold code 3); the bits pick one late, next to `fire`.
+        need = [Signal(range(need_max + 1), name=f"need{e}") for e in (0, 1)]
+        raw = [Signal(range(need_max + 1), name=f"raw{e}") for e in (0, 1)]
+        final = [Signal(name=f"final{e}") for e in (0, 1)]
+        sink = [Signal(name=f"sink{e}") for e in (0, 1)]
+        m.d.comb += [raw[e].eq(need[e]) for e in (0, 1)]
+        # `have >= need` with a comparator per case, so that the case only picks a bit.
+        enough = [Signal(name=f"enough{e}") for e in (0, 1)]
+
+        def needs(e, amount):
+            return [need[e].eq(amount), enough[e].eq(have >= amount)]
+
+        t_free = ~pend_valid | t_go
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
-                m.d.comb += [need.eq(8), final.eq(w_final), k.eq(Mux(w_final, left, 5))]
+                m.d.comb += needs(0, 8) + needs(1, 8)
+                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += k.eq(Mux(w_last, left, 5))
             with m.Case(Kind.TERN2, Kind.CODES):
-                m.d.comb += [k.eq(Mux(w_final, left, per)), final.eq(w_final),
-                             need.eq(Mux(w_final, left[:4] * width, per_bits))]
+                m.d.comb += [n.eq(Mux(w_last, tail_bits, per_bits)) for n in need]
+                m.d.comb += [x.eq(Mux(w_last, have >= tail_bits, have >= per_bits))
+                             for x in enough]
+                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += k.eq(Mux(w_last, left, per))
             with m.Case(Kind.TABLE):
-                m.d.comb += [need.eq(e_bits), final.eq(left == 1)]
+                # Beats still to be read from the old table hold the new one back.
+                m.d.comb += needs(0, fmt.bits) + needs(1, fmt.bits)
+                m.d.comb += [f.eq(one_left) for f in final] + [x.eq(~gear.busy) for x in sink]
             with m.Case(Kind.BIAS):
-                m.d.comb += [need.eq(width), final.eq(left == 1)]
+                m.d.comb += needs(0, width) + needs(1, width)
+                m.d.comb += [f.eq(one_left) for f in final]
+                m.d.comb += [x.eq(~self.b.valid | self.b.ready) for x in sink]
+            with m.Case(Kind.SKIP):
+                m.d.comb += needs(0, 8) + needs(1, 8)
+                m.d.comb += [f.eq(one_left) for f in final] + [x.eq(1) for x in sink]
             with m.Case(Kind.THRESH):
                 last_level = Signal()
                 m.d.comb += last_level.eq(lvl == cmd.levels - 1)
                 with m.Switch(tstate):
                     with m.Case(FIRST):
-                        m.d.comb += [need.eq(width), produce_t.eq(1), t_value.eq(field),
-                                     row_done.eq(cmd.levels == 1)]
+                        m.d.comb += needs(0, width) + needs(1, width)
+                        m.d.comb += [f.eq(one_left & (cmd.levels == 1)) for f in final]
+                        m.d.comb += [x.eq(t_free) for x in sink]
                     with m.Case(STEP):
                         # An escape right after the step: the step alone, this cycle.
-                        m.d.comb += [escaped.eq(code_at_w == 3), need.eq(width + 2),
-                                     raw.eq(Mux(escaped, width, width + 2)),
-                                     produce_t.eq(~escaped), t_value.eq(t_next),
-                                     row_done.eq(~escaped & last_level)]
+                        m.d.comb += needs(0, width2) + needs(1, width2)
+                        m.d.comb += [raw[1].eq(width), final[0].eq(one_left & last_level),
+                                     sink[0].eq(t_free), sink[1].eq(1)]
                     with m.Default():
-                        m.d.comb += [escaped.eq(buf[:2] == 3),
-                                     need.eq(Mux(escaped, width + 2, 2)), produce_t.eq(1),
-                                     t_value.eq(Mux(escaped, field[:tw], t_next)),
-                                     row_done.eq(last_level)]
-                m.d.comb += final.eq((left == 1) & row_done)
+                        m.d.comb += needs(0, 2) + needs(1, width2)
+                        m.d.comb += [f.eq(one_left & last_level) for f in final]
+                        m.d.comb += [x.eq(t_free) for x in sink]
+        with m.If(kind == Kind.THRESH):
+            m.d.comb += escaped.eq(Mux(tstate == STEP, code_at_w == 3,
+                                       (tstate == CODE) & (buf[:2] == 3)))
+        with m.Switch(tstate):
+            with m.Case(FIRST):
+                m.d.comb += [produce_t.eq(1), row_done.eq(cmd.levels == 1)]
+            with m.Case(STEP):
+                m.d.comb += [produce_t.eq(~escaped), row_done.eq(~escaped & last_level)]
+            with m.Default():
+                m.d.comb += [produce_t.eq(1), row_done.eq(last_level)]
 
-        # ---- Gearbox: weight items -> beats of `lanes` codes ----------------------------
-        slot = [Signal(cw, name=f"slot{s}") for s in range(span)]
-        n = Signal(range(span + 1))               # codes held
-        gopen = Signal()                          # the gearbox serves a command
-        closed = Signal()                         # its last item is in
-        ended = Signal()                          # replay: every stored code has left
-        g_direct, g_kq, g_replay = Signal(), Signal(), Signal()
-        g_positions = Signal.like(cmd.positions)
-        g_per_pos = Signal.like(cmd.per_pos)
-        pcnt = Signal.like(cmd.per_pos)           # weights out at this position
-        pos = Signal(max(pbits, 1))
-        bidx = Signal(range(max(self.replay_beats, 1)))
-
-        from_replay = Signal()
-        if self.replay_beats:
-            m.d.comb += from_replay.eq(g_replay & (pos != 0))
-        gear_has = Signal()
-        m.d.comb += gear_has.eq((n >= g) | (closed & ~ended & (n != 0)))
-        gear_last = Signal()
-        m.d.comb += gear_last.eq(closed & ~ended & (n <= g))
-        pos_end = Signal()
-        m.d.comb += pos_end.eq(pcnt + g >= g_per_pos)
-        beat_last = Signal()
-        m.d.comb += beat_last.eq(Mux(g_replay, from_replay & ended & pos_end &
-                                     (pos == g_positions - 1), gear_last))
-        s3_ready = Signal()
-        emit = Signal()
-        m.d.comb += emit.eq(Mux(from_replay, 1, gear_has) & s3_ready)
-        take_gear = Signal()
-        m.d.comb += take_gear.eq(emit & ~from_replay)
-        nlanes = Signal(range(g + 1))
-        m.d.comb += nlanes.eq(Mux(from_replay | (n >= g), g, n))
-        base = Signal(range(span + 1))
-        m.d.comb += base.eq(n - Mux(take_gear, nlanes, 0))
-        fresh = Signal()                          # the next item starts a command
-        m.d.comb += fresh.eq(~gopen | (emit & beat_last))
-        in_ready = Signal()
-        m.d.comb += in_ready.eq(Mux(gopen & ~closed, base + fmax <= span, fresh))
-
-        # ---- Fire ---------------------------------------------------------------------
-        with m.Switch(kind):
-            with m.Case(Kind.TRIT5, Kind.TERN2, Kind.CODES):
-                m.d.comb += sink.eq(in_ready)
-            with m.Case(Kind.TABLE):
-                m.d.comb += sink.eq(~gopen)
-            with m.Case(Kind.BIAS):
-                m.d.comb += sink.eq(~self.b.valid | self.b.ready)
-            with m.Case(Kind.THRESH):
-                m.d.comb += sink.eq(~produce_t | ~self.t.valid | self.t.ready)
-        with m.If(~((kind == Kind.THRESH) & (tstate == STEP))):
-            m.d.comb += raw.eq(need)
+        ready = [Signal(name=f"ready{e}") for e in (0, 1)]
+        taken = [Signal(range(cap + 1), name=f"taken{e}") for e in (0, 1)]
+        for e in (0, 1):
+            m.d.comb += ready[e].eq(enough[e] & sink[e])
+            # The last item also takes the pad bits up to the next byte: the bits always
+            # end on a byte, so what is left after them is a multiple of 8.
+            m.d.comb += taken[e].eq(Mux(final[e], have - ((have - raw[e]) & ~7), raw[e]))
         fire = Signal()
-        m.d.comb += fire.eq(active & (have >= need) & sink)
-        take = Signal(range(cap + 1))
-        # The last item also takes the pad bits up to the next byte: the buffer always
-        # ends on a byte, so what is left after them is a multiple of 8.
+        is_final = Signal()
+        m.d.comb += [fire.eq(active & Mux(escaped, ready[1], ready[0])),
+                     is_final.eq(Mux(escaped, final[1], final[0]))]
         with m.If(fire):
-            m.d.comb += take.eq(Mux(final, have - ((have - raw) & ~7), raw))
-        m.d.sync += [buf.eq((buf | (Mux(append, word[:8], 0) << have)) >> take),
-                     have.eq(have + Mux(append, 8, 0) - take)]
+            m.d.comb += bits.take.eq(Mux(escaped, taken[1], taken[0]))
+        m.d.comb += gear.i.valid.eq(active & is_w & enough[0])
 
-        # Commands.
-        done = fire & final
-        m.d.comb += self.c.ready.eq(~active | done)
+        # ---- State ----------------------------------------------------------------------
+        done = fire & is_final
+        # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
-            m.d.sync += left.eq(left - k)
-        with m.If(fire & ((kind == Kind.TABLE) | (kind == Kind.BIAS))):
-            m.d.sync += left.eq(left - 1)
+            m.d.sync += [left.eq(Mux(w_last, 0, left - per)), w_last.eq(left <= 2 * per),
+                         tail_bits.eq((left - per)[:4] * width)]
+        single = (kind == Kind.TABLE) | (kind == Kind.BIAS) | (kind == Kind.SKIP)
+        with m.If(fire & (single | ((kind == Kind.THRESH) & row_done))):
+            m.d.sync += [left.eq(left - 1), one_left.eq(left == 2)]
         with m.If(done):
             m.d.sync += active.eq(0)
-        # Thresholds.
+
         with m.If(fire & (kind == Kind.THRESH)):
             with m.If(tstate == STEP):
                 m.d.sync += step.eq(s_new)
             with m.If(produce_t):
-                m.d.sync += [prev.eq(t_value), lvl.eq(lvl + 1),
-                             tstate.eq(Mux(tstate == FIRST, STEP, CODE))]
+                m.d.sync += [lvl.eq(lvl + 1), tstate.eq(Mux(tstate == FIRST, STEP, CODE))]
             with m.Elif(escaped):
                 m.d.sync += tstate.eq(CODE)
             with m.If(row_done):
-                m.d.sync += [tstate.eq(FIRST), lvl.eq(0), left.eq(left - 1)]
-        with m.If(fire & produce_t & (kind == Kind.THRESH)):
-            m.d.sync += [self.t.valid.eq(1), self.t.payload.value.eq(t_value),
-                         self.t.payload.last.eq(final)]
+                m.d.sync += [tstate.eq(FIRST), lvl.eq(0)]
+        t = self.t.payload
+        with m.If(pend_valid & t_go):
+            m.d.sync += [pend_valid.eq(0), self.t.valid.eq(1), t.last.eq(pend.last),
+                         t.value.eq(Mux(pend.load, pend.value, Mux(
+                             pend.code == 2, t.value,
+                             (t.value + pend.step + (pend.code == 1))[:tw].as_signed())))]
         with m.Elif(self.t.ready):
             m.d.sync += self.t.valid.eq(0)
+        with m.If(fire & produce_t & (kind == Kind.THRESH)):
+            m.d.sync += [pend_valid.eq(1), pend.load.eq((tstate == FIRST) | escaped),
+                         pend.value.eq(field[:tw]), pend.step.eq(s_cur), pend.code.eq(tcode),
+                         pend.last.eq(is_final)]
 
-        # Biases.
         with m.If(fire & (kind == Kind.BIAS)):
             m.d.sync += [self.b.valid.eq(1), self.b.payload.value.eq(field[:bw].as_signed()),
-                         self.b.payload.last.eq(final)]
+                         self.b.payload.last.eq(is_final)]
         with m.Elif(self.b.ready):
             m.d.sync += self.b.valid.eq(0)
 
-        # The translation table: one copy per lane, so that a beat reads every lane at once.
-        kq_table = cmd.positions > 1
-        t_addr = Signal(abits)
-        m.d.comb += t_addr.eq(Mux(kq_table, Cat(tr[:pbits], tq) if pbits else tq, tq))
-        t_we = fire & (kind == Kind.TABLE)
-        with m.If(t_we):
+        # Table entries: a KQ table (positions > 1) keeps positions_max places per code.
+        write = trans.write
+        m.d.comb += [write.en.eq(fire & (kind == Kind.TABLE)), write.data.eq(buf[:fmt.bits]),
+                     write.addr.eq(Mux(cmd.positions > 1, Cat(tr[:pbits], tq), tq)
+                                   if pbits else tq)]
+        with m.If(write.en):
             last_pos = tr + 1 >= cmd.positions
             m.d.sync += [tr.eq(Mux(last_pos, 0, tr + 1)), tq.eq(tq + last_pos)]
 
-        # A new command, last: it overrides the updates above.
+        # The next command waits in `queued` with its counting state worked out, so
+        # that `c.ready` is a register and taking the command over is a plain load.
+        queued = Signal(data.StructLayout({
+            "cmd": self.cmd_layout, "per": per.shape(), "per_bits": per_bits.shape(),
+            "w_last": 1, "tail_bits": tail_bits.shape(), "one_left": 1, "some": 1,
+            "width2": width2.shape()}))
+        q_valid = Signal()
+        p = self.c.payload
+        p_bits = Signal.like(p.bits)
+        p_per = Signal.like(per)
+        m.d.comb += p_bits.eq(Mux(p.kind == Kind.TERN2, 2, p.bits))
+        with m.Switch(p_bits):
+            for b in range(1, cw + 1):
+                with m.Case(b):
+                    m.d.comb += p_per.eq(fields_per_cycle(b, g))
+        with m.If(p.kind == Kind.TRIT5):
+            m.d.comb += p_per.eq(5)
+        m.d.comb += self.c.ready.eq(~q_valid)
         with m.If(self.c.valid & self.c.ready):
-            p = self.c.payload
-            m.d.sync += [cmd.eq(p), active.eq(p.count != 0), left.eq(p.count),
+            m.d.sync += [q_valid.eq(1), queued.cmd.eq(p), queued.cmd.bits.eq(p_bits),
+                         queued.per.eq(p_per), queued.w_last.eq(p.count <= p_per),
+                         queued.per_bits.eq(Mux(p.kind == Kind.TRIT5, 8, p_per * p_bits)),
+                         queued.tail_bits.eq(p.count[:4] * p_bits),
+                         queued.one_left.eq(p.count == 1), queued.some.eq(p.count != 0),
+                         queued.width2.eq(p_bits + 2)]
+        # Taken over last: it overrides the updates above.
+        with m.If(q_valid & (~active | done)):
+            q = queued
+            m.d.sync += [q_valid.eq(0), cmd.eq(q.cmd), active.eq(q.some), left.eq(q.cmd.count),
+                         one_left.eq(q.one_left), per.eq(q.per), w_last.eq(q.w_last),
+                         per_bits.eq(q.per_bits), tail_bits.eq(q.tail_bits), width2.eq(q.width2),
                          tstate.eq(FIRST), lvl.eq(0), tq.eq(0), tr.eq(0)]
-            with m.If(p.kind == Kind.TERN2):
-                m.d.sync += cmd.bits.eq(2)
-            with m.Switch(Mux(p.kind == Kind.TERN2, 2, p.bits)):
-                for b in range(1, cw + 1):
-                    with m.Case(b):
-                        f = fields_per_cycle(b, g)
-                        m.d.sync += [per.eq(f), per_bits.eq(f * b)]
-            with m.If(p.kind == Kind.TRIT5):
-                m.d.sync += [per.eq(5), per_bits.eq(8)]
+        return m
 
-        reads = []
-        for j in range(g):
-            mem = Memory(shape=weight_layout(fmt), depth=self.table_depth, init=[])
-            m.submodules[f"table{j}"] = mem
-            wr = mem.write_port()
-            m.d.comb += [wr.addr.eq(t_addr), wr.data.eq(buf[:e_bits]), wr.en.eq(t_we)]
-            reads.append(mem.read_port())
 
-        # Gearbox state.
-        w_fire = fire & is_w
+class _BitStore(wiring.Component):
+    """Flash words in; the oldest unread bits out, ``take`` of them gone each cycle.
+
+    Words are split into bytes, one a cycle, while 8 bits are free. A byte enters
+    at the top of the store and everything moves down a byte; the valid bits are
+    the top ``have``. Taking bits moves nothing: ``have`` shrinks, and ``bits``
+    is a window that starts at the oldest valid bit (bits above ``have`` are 0).
+    The store ends on a byte of the stream, so ``have`` counts up to the end of
+    the last byte in.
+
+    Members
+    -------
+    i : In(stream.Signature(ArrayLayout(unsigned(8), word_bytes)))
+    bits : Out(window)
+    have : Out(range(cap + 1))
+    take : In(range(cap + 1))  (at most ``have``)
+    """
+
+    def __init__(self, word_bytes, cap, window):
+        self.word_bytes, self.cap = word_bytes, cap
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(8), word_bytes))),
+            "bits": Out(window),
+            "have": Out(range(cap + 1)),
+            "take": In(range(cap + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cap = self.cap
+        word = Signal(8 * self.word_bytes)
+        nbytes = Signal(range(self.word_bytes + 1))
+        store = Signal(cap)
+        have = Signal(range(cap + 1))
+        start = Signal(range(cap + 1), init=cap)  # cap - have, kept to shorten the window path
+        m.d.comb += [self.bits.eq(store >> start), self.have.eq(have)]
+        append = Signal()
+        m.d.comb += append.eq((nbytes != 0) & (have <= cap - 8))
+        m.d.comb += self.i.ready.eq((nbytes == 0) | ((nbytes == 1) & append))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [word.eq(self.i.payload), nbytes.eq(self.word_bytes)]
+        with m.Elif(append):
+            m.d.sync += [word.eq(word >> 8), nbytes.eq(nbytes - 1)]
+        with m.If(append):
+            m.d.sync += store.eq(Cat(store[8:], word[:8]))
+        m.d.sync += [have.eq(have + Mux(append, 8, 0) - self.take),
+                     start.eq(start - Mux(append, 8, 0) + self.take)]
+        return m
+
+
+class _Gearbox(wiring.Component):
+    """Weight items of up to ``fmax`` codes in; beats of ``lanes`` codes out.
+
+    An item's ``k`` codes follow the codes before it; a beat leaves once
+    ``lanes`` codes are in, or with the last codes of a command (``last``),
+    which never share a beat with the next command's. The first item of a
+    command brings how its beats count positions: ``pos`` advances after every
+    ``per_pos`` weights and wraps at ``positions``; with ``replay``, the beats
+    of position 0 are kept and leave again, without new items, at the other
+    positions. ``busy`` while any code of a command is still to leave.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout(codes, k, last, direct, positions, per_pos, replay)))
+    o : Out(stream.Signature(StructLayout(codes, nlanes, last, direct, kq, pos)))
+    busy : Out(1)
+    """
+
+    def __init__(self, *, lanes, fmax, code_bits, pos_bits, replay_beats, positions_shape,
+                 per_pos_shape):
+        self.lanes, self.fmax, self.code_bits = lanes, fmax, code_bits
+        self.replay_beats = replay_beats
+        self.span = fmax + lanes - 1              # codes held
+        self.item_layout = data.StructLayout({
+            "codes": data.ArrayLayout(code_bits, fmax), "k": range(fmax + 1), "last": 1,
+            "direct": 1, "positions": positions_shape, "per_pos": per_pos_shape, "replay": 1,
+        })
+        self.beat_layout = data.StructLayout({
+            "codes": data.ArrayLayout(code_bits, lanes), "nlanes": range(lanes + 1),
+            "last": 1, "direct": 1, "kq": 1, "pos": max(pos_bits, 1),
+        })
+        super().__init__({
+            "i": In(stream.Signature(self.item_layout)),
+            "o": Out(stream.Signature(self.beat_layout)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g, fmax, span, cw = self.lanes, self.fmax, self.span, self.code_bits
+        item, beat = self.i.payload, self.o.payload
+        slot = [Signal(cw, name=f"slot{s}") for s in range(span)]
+        n = Signal(range(span + 1))               # codes held
+        busy = Signal()                           # a command is in
+        closed = Signal()                         # its last item is in
+        ended = Signal()                          # replay: its last item's codes are out
+        direct, kq, replay = Signal(), Signal(), Signal()
+        positions = Signal(item.positions.shape())
+        per_pos = Signal(item.per_pos.shape())
+        pcnt = Signal(item.per_pos.shape())       # weights out at this position
+        pos = Signal(beat.pos.shape())
+        bidx = Signal(range(max(self.replay_beats, 1)))
+        m.d.comb += self.busy.eq(busy)
+
+        from_replay = Signal()
+        if self.replay_beats:
+            m.d.comb += from_replay.eq(replay & (pos != 0))
+        some = Signal()                           # a beat's worth of codes, or the last ones
+        m.d.comb += some.eq((n >= g) | (closed & ~ended & (n != 0)))
+        gear_last = Signal()
+        m.d.comb += gear_last.eq(closed & ~ended & (n <= g))
+        pos_end = Signal()                        # this beat ends its position
+
+        m.d.comb += [
+            self.o.valid.eq(from_replay | some),
+            beat.nlanes.eq(Mux(from_replay | (n >= g), g, n)),
+            beat.last.eq(Mux(replay, from_replay & ended & pos_end & (pos == positions - 1),
+                             gear_last)),
+            beat.direct.eq(direct), beat.kq.eq(kq), beat.pos.eq(pos),
+        ]
+        emit = self.o.valid & self.o.ready
+        take = Signal()                           # the beat is made of held codes
+        m.d.comb += take.eq(emit & ~from_replay)
+        # Where the next item's codes go, and whether they fit, with and without a
+        # beat leaving: known from registers, picked by `take` (late: it waits on `o`).
+        n_left = Signal(range(span + 1))
+        m.d.comb += n_left.eq(Mux(n >= g, n - g, 0))
+        base = Signal(range(span + 1))
+        m.d.comb += base.eq(Mux(take, n_left, n))
+        fresh = Signal()                          # the next item starts a command
+        m.d.comb += fresh.eq(~busy | (emit & beat.last))
+        fits = Mux(take, n_left <= span - fmax, n <= span - fmax)
+        m.d.comb += self.i.ready.eq(Mux(busy & ~closed, fits, fresh))
+        put = self.i.valid & self.i.ready
+
         for s in range(span):
-            nxt = slot[s + g] if s + g < span else Const(0, cw)
-            value = Mux(take_gear, nxt, slot[s])
+            value = Mux(take, slot[s + g] if s + g < span else 0, slot[s])
             for j in range(fmax):
                 if 0 <= s - j <= span - fmax:
-                    value = Mux(w_fire & (base == s - j), codes[j], value)
+                    value = Mux(put & (base == s - j), item.codes[j], value)
             m.d.sync += slot[s].eq(value)
-        m.d.sync += n.eq(base + Mux(w_fire, k, 0))
+        m.d.sync += n.eq(base + Mux(put, item.k, 0))
+
         with m.If(emit):
             with m.If(pos_end):
-                m.d.sync += [pcnt.eq(0), bidx.eq(0),
-                             pos.eq(Mux(pos + 1 >= g_positions, 0, pos + 1))]
+                m.d.sync += [pcnt.eq(0), bidx.eq(0), pos_end.eq(per_pos <= g),
+                             pos.eq(Mux(pos + 1 >= positions, 0, pos + 1))]
             with m.Else():
-                m.d.sync += [pcnt.eq(pcnt + g), bidx.eq(bidx + 1)]
-            with m.If(take_gear & gear_last & g_replay):
+                m.d.sync += [pcnt.eq(pcnt + g), bidx.eq(bidx + 1),
+                             pos_end.eq(pcnt + 2 * g >= per_pos)]
+            with m.If(take & gear_last & replay):
                 m.d.sync += ended.eq(1)
-            with m.If(beat_last):
-                m.d.sync += [gopen.eq(0), closed.eq(0), ended.eq(0)]
-        with m.If(w_fire):
+            with m.If(beat.last):
+                m.d.sync += [busy.eq(0), closed.eq(0), ended.eq(0)]
+        with m.If(put):
             with m.If(fresh):
-                m.d.sync += [gopen.eq(1), ended.eq(0), pcnt.eq(0), pos.eq(0), bidx.eq(0),
-                             g_direct.eq(kind != Kind.CODES), g_kq.eq(cmd.positions > 1),
-                             g_replay.eq(cmd.replay if self.replay_beats else 0),
-                             g_positions.eq(cmd.positions), g_per_pos.eq(cmd.per_pos)]
-            m.d.sync += closed.eq(final)
+                m.d.sync += [busy.eq(1), ended.eq(0), pcnt.eq(0), pos.eq(0), bidx.eq(0),
+                             pos_end.eq(item.per_pos <= g),
+                             direct.eq(item.direct), kq.eq(item.positions > 1),
+                             replay.eq(item.replay), positions.eq(item.positions),
+                             per_pos.eq(item.per_pos)]
+            m.d.sync += closed.eq(item.last)
 
-        # Replay memory: the codes of the first position, read again at the others.
-        beat_codes = [Signal(cw, name=f"beat{j}") for j in range(g)]
+        # Replay: the codes of position 0, read again at the others.
         if self.replay_beats:
-            rmem = Memory(shape=data.ArrayLayout(cw, g), depth=self.replay_beats, init=[])
-            m.submodules.replay = rmem
-            rw = rmem.write_port()
-            rr = rmem.read_port(domain="comb")
-            m.d.comb += [rw.addr.eq(bidx), rr.addr.eq(bidx),
-                         rw.data.eq(Cat(*slot[:g])),
-                         rw.en.eq(take_gear & g_replay & (pos == 0))]
-            m.d.comb += [beat_codes[j].eq(Mux(from_replay, rr.data[j], slot[j]))
+            m.submodules.replay = mem = Memory(shape=data.ArrayLayout(cw, g),
+                                               depth=self.replay_beats, init=[])
+            wr, rd = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(bidx), rd.addr.eq(bidx), wr.data.eq(Cat(*slot[:g])),
+                         wr.en.eq(take & replay & (pos == 0))]
+            m.d.comb += [beat.codes[j].eq(Mux(from_replay, rd.data[j], slot[j]))
                          for j in range(g)]
         else:
-            m.d.comb += [beat_codes[j].eq(slot[j]) for j in range(g)]
+            m.d.comb += [beat.codes[j].eq(slot[j]) for j in range(g)]
+        return m
 
-        # ---- Stage 3: translate a beat --------------------------------------------------
-        v3 = Signal()
-        code3 = [Signal(cw, name=f"code3_{j}") for j in range(g)]
-        nlanes3 = Signal(range(g + 1))
-        last3, direct3 = Signal(), Signal()
-        m.d.comb += s3_ready.eq(~v3 | self.w.ready)
-        hi_bits = abits - pbits                   # code bits of a KQ address
+
+class _Translate(wiring.Component):
+    """Beats of codes in; beats of run-time weights out.
+
+    A direct beat holds ternary codes (0: 0, 1: +1, 2: -1, 3: invalid, read as 0
+    and flagged in ``error``); any other beat reads each code's weight from the
+    translation table, at ``Cat(pos, code)`` for a KQ beat. The table has one
+    read port per lane, so that a beat reads every lane at once; ``write``
+    fills it. Lanes from ``nlanes`` on are zero.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout(codes, nlanes, last, direct, kq, pos)))
+    o : Out(stream.Signature(StructLayout(w, nlanes, last, error)))
+    write : In(StructLayout(en, addr, data))
+    """
+
+    def __init__(self, *, fmt, lanes, code_bits, addr_bits, pos_bits):
+        self.fmt, self.lanes = fmt, lanes
+        self.addr_bits, self.pos_bits = addr_bits, pos_bits
+        self.beat_layout = data.StructLayout({
+            "codes": data.ArrayLayout(code_bits, lanes), "nlanes": range(lanes + 1),
+            "last": 1, "direct": 1, "kq": 1, "pos": max(pos_bits, 1),
+        })
+        super().__init__({
+            "i": In(stream.Signature(self.beat_layout)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "w": data.ArrayLayout(weight_layout(fmt), lanes),
+                "nlanes": unsigned(lanes.bit_length()), "last": 1, "error": 1}))),
+            "write": In(data.StructLayout({"en": 1, "addr": addr_bits,
+                                           "data": weight_layout(fmt)})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g, abits, pbits = self.lanes, self.addr_bits, self.pos_bits
+        m.submodules.table = mem = Memory(shape=weight_layout(self.fmt),
+                                          depth=1 << abits, init=[])
+        wr = mem.write_port()
+        m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
+                     wr.en.eq(self.write.en)]
+        reads = [mem.read_port() for _ in range(g)]
+
+        beat = self.i.payload
+        take = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         for j in range(g):
-            addr = beat_codes[j][:abits]
+            addr = beat.codes[j][:abits]
             if pbits:
-                addr = Mux(g_kq, Cat(pos[:pbits], beat_codes[j][:hi_bits]), addr)
-            m.d.comb += [reads[j].addr.eq(addr), reads[j].en.eq(emit)]
-        with m.If(emit):
-            m.d.sync += [v3.eq(1), nlanes3.eq(nlanes), last3.eq(beat_last),
-                         direct3.eq(g_direct)]
-            m.d.sync += [code3[j].eq(beat_codes[j]) for j in range(g)]
-        with m.Elif(self.w.ready):
-            m.d.sync += v3.eq(0)
+                addr = Mux(beat.kq, Cat(beat.pos[:pbits], beat.codes[j][:abits - pbits]), addr)
+            m.d.comb += [reads[j].addr.eq(addr), reads[j].en.eq(take)]
+
+        # The table answers a cycle later: hold the rest of the beat as long.
+        held = Signal(self.beat_layout)
+        with m.If(take):
+            m.d.sync += [self.o.valid.eq(1), held.eq(beat)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
         errors = []
         for j in range(g):
-            live = nlanes3 > j
-            ternary = Mux(code3[j] == 1, 0b01, Mux(code3[j] == 2, 0b11, 0))
-            m.d.comb += self.w.payload.w[j].as_value().eq(
-                Mux(live, Mux(direct3, ternary, reads[j].data.as_value()), 0))
-            errors.append(live & direct3 & (code3[j] == 3))
-        m.d.comb += [self.w.valid.eq(v3), self.w.payload.nlanes.eq(nlanes3),
-                     self.w.payload.last.eq(last3),
-                     self.w.payload.error.eq(Cat(*errors).any())]
+            live = held.nlanes > j
+            tern = held.codes[j][:2]              # a ternary code; the bits above are 0
+            ternary = Mux(tern == 1, 0b01, Mux(tern == 2, 0b11, 0))
+            m.d.comb += self.o.payload.w[j].as_value().eq(
+                Mux(live, Mux(held.direct, ternary, reads[j].data.as_value()), 0))
+            errors.append(live & held.direct & (tern == 3))
+        m.d.comb += [self.o.payload.nlanes.eq(held.nlanes), self.o.payload.last.eq(held.last),
+                     self.o.payload.error.eq(Cat(*errors).any())]
         return m

@@ -46,6 +46,9 @@ Kinds of data (:class:`Kind`)
     ``1 / multiplier``, costs 2 bits per threshold; any sorted row is exact.
 ``BIAS``
     ``count`` signed ``bits``-bit values, two's complement.
+``SKIP``
+    ``count`` bytes that nothing reads: padding, so that an inference's stream
+    ends on a word of the flash reader and the next one starts afresh.
 """
 
 import enum
@@ -88,6 +91,7 @@ class Kind(enum.IntEnum):
     TABLE = 3
     THRESH = 4
     BIAS = 5
+    SKIP = 6
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Command:
     """One command of the schedule: what the next data in the stream is.
 
     ``count`` is weights (TRIT5, TERN2, CODES), table entries (TABLE), rows
-    (THRESH) or values (BIAS); ``bits`` the field width (CODES, THRESH, BIAS);
+    (THRESH), values (BIAS) or bytes (SKIP); ``bits`` the field width (CODES, THRESH, BIAS);
     ``levels`` the thresholds per row (THRESH); ``positions``, ``per_pos`` and
     ``replay`` how codes index the table (CODES; TABLE takes ``positions``).
     Fields a kind does not use must keep their defaults.
@@ -121,7 +125,7 @@ class Command:
         uses = {Kind.TRIT5: (), Kind.TERN2: (), Kind.CODES: ("bits", "positions", "per_pos",
                                                              "replay"),
                 Kind.TABLE: ("positions",), Kind.THRESH: ("bits", "levels"),
-                Kind.BIAS: ("bits",)}[k]
+                Kind.BIAS: ("bits",), Kind.SKIP: ()}[k]
         defaults = {"bits": 0, "levels": 0, "positions": 1, "per_pos": 0, "replay": False}
         for name, default in defaults.items():
             if name not in uses and getattr(self, name) != default:
@@ -152,17 +156,26 @@ class Command:
 
 
 def _check_int(values, lo, hi, what):
-    """``values`` as a list of Python ints in ``[lo, hi]``."""
-    out = []
-    for v in (values.tolist() if isinstance(values, np.ndarray) else values):
-        try:
-            iv = int(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}: {v!r} is not an integer") from None
-        if iv != v:
-            raise ValueError(f"{what}: {v!r} is not an integer")
-        out.append(iv)
-    bad = [v for v in out if not lo <= v <= hi]
+    """``values`` in ``[lo, hi]``: an int64 array, or a list of ints beyond 62 bits."""
+    a = np.asarray(values)
+    if a.ndim != 1 and a.size:
+        raise ValueError(f"{what}: expected a flat sequence, got shape {a.shape}")
+    if a.dtype.kind in "iub" or not a.size:
+        out = a.astype(np.int64) if max(-lo, hi) < 1 << 62 else [int(v) for v in a.tolist()]
+    else:
+        out = []
+        for v in a.tolist():
+            try:
+                iv = int(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what}: {v!r} is not an integer") from None
+            if iv != v:
+                raise ValueError(f"{what}: {v!r} is not an integer")
+            out.append(iv)
+        if max(-lo, hi) < 1 << 62:
+            out = np.array(out, dtype=np.int64)
+    bad = [int(v) for v in (out[(out < lo) | (out > hi)] if isinstance(out, np.ndarray)
+                            else [v for v in out if not lo <= v <= hi])]
     if bad:
         raise ValueError(f"{what}: {len(bad)} value(s) outside [{lo}, {hi}], first {bad[0]}")
     return out
@@ -177,7 +190,8 @@ def _pack_fields(values, widths):
     owner = np.repeat(np.arange(len(widths)), widths)
     place = np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)
     if int(widths.max()) <= 63:
-        v = np.asarray([int(x) for x in values], dtype=np.uint64)
+        v = (values.astype(np.uint64) if isinstance(values, np.ndarray)
+             else np.asarray([int(x) for x in values], dtype=np.uint64))
         bit = (v[owner] >> place.astype(np.uint64)) & np.uint64(1)
     else:
         bit = np.array([(int(values[o]) >> int(p)) & 1 for o, p in zip(owner, place)])
@@ -240,6 +254,8 @@ def data_size(cmd, values=None, fmt=None):
         return table_size(cmd.count, fmt)
     if k == Kind.BIAS:
         return bits_size(cmd.count, cmd.bits)
+    if k == Kind.SKIP:
+        return cmd.count
     if values is None:
         raise ValueError("THRESH command: the size depends on the rows (escapes)")
     rows = _check_rows(values, cmd.bits)
@@ -249,13 +265,10 @@ def data_size(cmd, values=None, fmt=None):
 
 # Encoders ----------------------------------------------------------------------------
 
-_TRIT = {0: 0, 1: 1, -1: 2}
-
-
 def trits5(weights):
     """Ternary ``weights`` (-1, 0, +1), five per byte."""
     w = _check_int(weights, -1, 1, "TRIT5 weights")
-    t = np.array([_TRIT[int(v)] for v in w], dtype=np.int64)
+    t = np.where(w < 0, 2, w)
     t = np.concatenate([t, np.zeros(-len(t) % 5, dtype=np.int64)]).reshape(-1, 5)
     return (t @ np.array([1, 3, 9, 27, 81], dtype=np.int64)).astype(np.uint8).tobytes()
 
@@ -278,7 +291,10 @@ def _pack(values, b, *, signed, what):
     lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if signed else (0, (1 << b) - 1)
     v = _check_int(values, lo, hi, what)
     mask = (1 << b) - 1
-    return _pack_fields([int(x) & mask for x in v], [b] * len(v))
+    if isinstance(v, np.ndarray) and b <= 63:
+        bit = (v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)
+        return np.packbits(bit.astype(np.uint8).reshape(-1), bitorder="little").tobytes()
+    return _pack_fields([int(x) & mask for x in v], np.full(len(v), b))
 
 
 def table(entries, fmt):
@@ -453,10 +469,12 @@ def decode_thresholds(data, count, levels, width):
 
 # Commands ----------------------------------------------------------------------------
 
-def encode(cmd, values, fmt=None):
+def encode(cmd, values=(), fmt=None):
     """The data of ``cmd``: its weights (TRIT5, TERN2), codes as stored (CODES), table
-    weights (TABLE, in ``fmt``), rows (THRESH) or biases (BIAS)."""
+    weights (TABLE, in ``fmt``), rows (THRESH), biases (BIAS); zero bytes for SKIP."""
     k = cmd.kind
+    if k == Kind.SKIP:
+        return bytes(cmd.count)
     if k == Kind.THRESH:
         rows = _check_rows(values, cmd.bits)
         _check_shape(cmd, rows)
@@ -467,7 +485,8 @@ def encode(cmd, values, fmt=None):
     if k == Kind.TRIT5:
         return trits5(values)
     if k == Kind.TERN2:
-        return bits([_TRIT[int(v)] for v in _check_int(values, -1, 1, "TERN2 weights")], 2)
+        w = _check_int(values, -1, 1, "TERN2 weights")
+        return bits(np.where(w < 0, 2, w), 2)
     if k == Kind.CODES:
         return bits(values, cmd.bits)
     if k == Kind.TABLE:
@@ -478,8 +497,11 @@ def encode(cmd, values, fmt=None):
 
 
 def decode(cmd, data, fmt=None):
-    """Inverse of :func:`encode` (TERN2 code 3 raises)."""
+    """Inverse of :func:`encode` (TERN2 code 3 raises; SKIP has no values)."""
     k = cmd.kind
+    if k == Kind.SKIP:
+        _bytes_exact(data, cmd.count, "SKIP")
+        return []
     if k == Kind.TRIT5:
         return decode_trits5(data, cmd.count)
     if k == Kind.TERN2:

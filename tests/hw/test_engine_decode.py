@@ -82,7 +82,7 @@ class Model:
             rows = P.decode_thresholds(raw, cmd.count, cmd.levels, cmd.bits)
             flat = [v for row in rows for v in row]
             self.t += [{"value": v, "last": int(n == len(flat) - 1)} for n, v in enumerate(flat)]
-        else:
+        elif k == Kind.BIAS:
             vals = P.decode_signed_bits(raw, cmd.count, cmd.bits)
             self.b += [{"value": v, "last": int(n == len(vals) - 1)} for n, v in enumerate(vals)]
 
@@ -124,17 +124,33 @@ def sorted_row(rng, levels, width):
 class Program:
     """Random commands for one decoder and the bytes of their data."""
 
-    def __init__(self, dec, seed, commands=24, invalid=True):
-        rng = np.random.default_rng(seed)
+    def __init__(self, dec, seed=None, commands=24, invalid=True):
         self.dec, self.model = dec, Model(dec)
-        self.commands, self.data = [], b""
+        self.commands, self.data, self.raws = [], b"", []
+        if seed is not None:
+            self._random(np.random.default_rng(seed), commands, invalid)
+
+    def add(self, cmd, raw):
+        assert self.dec.check(cmd) is None, self.dec.check(cmd)
+        self.commands.append(cmd)
+        self.raws.append(raw)
+        self.data += raw
+        self.model.run(cmd, raw)
+
+    def align(self):
+        """End the stream on a word of the flash reader, as an inference does."""
+        self.add(Command(Kind.SKIP, -len(self.data) % self.dec.word_bytes),
+                 bytes(-len(self.data) % self.dec.word_bytes))
+
+    def _random(self, rng, commands, invalid):
+        dec = self.dec
         g, fmt = dec.lanes, dec.fmt
         pool = pool_of(fmt)
         entries = 0                                # table entries loaded
         kq_positions = 1
         for _ in range(commands):
-            choice = rng.choice(["trit5", "tern2", "codes", "table", "thresh", "bias"],
-                                p=[.2, .15, .25, .1, .15, .15])
+            choice = rng.choice(["trit5", "tern2", "codes", "table", "thresh", "bias", "skip"],
+                                p=[.2, .15, .24, .1, .14, .13, .04])
             if choice == "codes" and not entries:
                 choice = "table"
             if choice == "trit5":
@@ -188,11 +204,14 @@ class Program:
                     codes = rng.integers(0, entries, size=count)
                 raw = P.bits(codes, cmd.bits)
             elif choice == "thresh":
-                width = int(rng.integers(2, dec.t_width + 1))
+                width = int(rng.integers(1, dec.t_width + 1))
                 levels = int(rng.integers(1, dec.levels_max + 1))
                 rows = [sorted_row(rng, levels, width) for _ in range(int(rng.integers(1, 5)))]
                 cmd = Command(Kind.THRESH, len(rows), bits=width, levels=levels)
                 raw = P.thresholds(rows, width)
+            elif choice == "skip":
+                cmd = Command(Kind.SKIP, int(rng.integers(0, 10)))
+                raw = bytes(rng.integers(0, 256, size=cmd.count).tolist())
             else:
                 bits = int(rng.integers(1, dec.b_width + 1))
                 count = int(rng.integers(0, 12))
@@ -200,10 +219,7 @@ class Program:
                 vals = rng.integers(lo, hi, size=count, endpoint=True)
                 cmd = Command(Kind.BIAS, count, bits=bits)
                 raw = P.signed_bits(vals, bits)
-            assert dec.check(cmd) is None, dec.check(cmd)
-            self.commands.append(cmd)
-            self.data += raw
-            self.model.run(cmd, raw)
+            self.add(cmd, raw)
 
     @staticmethod
     def _count(rng, g):
@@ -253,3 +269,116 @@ def test_decoder_invents_nothing(decoders):
     cores, dut = decoders
     programs = [Program(core, 77 + n, commands=12) for n, core in enumerate(cores)]
     run_programs(dut, cores, programs, stall=0.4, seed=5, extra=True)
+
+
+def steady_program(dec, rng):
+    """Long commands of every kind, their sizes chosen so that each one runs at full rate."""
+    prog, g = Program(dec), dec.lanes
+    spans = []                                   # (port, first beat, beats, bytes)
+
+    def add(port, cmd, raw, beats):
+        first = {"w": len(prog.model.w), "t": len(prog.model.t), "b": len(prog.model.b)}[port]
+        prog.add(cmd, raw)
+        spans.append((port, cmd, first, beats, len(raw)))
+
+    entries = min(dec.table_depth, 8)
+    prog.add(Command(Kind.TABLE, entries), P.table(rng.choice(pool_of(dec.fmt), entries),
+                                                   dec.fmt))
+    for _ in range(2):
+        count = 5 * g * 4
+        add("w", Command(Kind.TRIT5, count), P.trits5(rng.integers(-1, 2, count)), count // g)
+    count = 16 * g
+    add("w", Command(Kind.TERN2, count), P.bits(rng.integers(0, 3, count), 2), 16)
+    for b in (1, 3):
+        if b <= dec.addr_bits:
+            add("w", Command(Kind.CODES, count, bits=b),
+                P.bits(rng.integers(0, min(entries, 1 << b), count), b), 16)
+    levels, width = min(15, dec.levels_max), min(16, dec.t_width)
+    rows = [[int(v) for v in np.floor(np.linspace(-1000, 1000, levels) / 7.3)] for _ in range(4)]
+    add("t", Command(Kind.THRESH, 4, bits=width, levels=levels), P.thresholds(rows, width),
+        4 * levels)
+    for b in (8, min(16, dec.b_width)):
+        vals = rng.integers(-(1 << (b - 1)), 1 << (b - 1), 16)
+        add("b", Command(Kind.BIAS, 16, bits=b), P.signed_bits(vals, b), 16)
+    return prog, spans
+
+
+def test_decoder_throughput(decoders):
+    """Without stalls every command runs as fast as its input bytes or its output beats allow.
+
+    A weight command leaves a beat per cycle or takes a byte per cycle, whichever
+    binds; a threshold command gives one threshold per cycle; a bias command one
+    bias per cycle or a byte per cycle; consecutive weight commands leave no gap.
+    """
+    cores, dut = decoders
+    rng = np.random.default_rng(3)
+    made = [steady_program(core, rng) for core in cores]
+    res = run_programs(dut, cores, [p for p, _ in made], stall=0.0, seed=0)
+    for n, (core, (prog, spans)) in enumerate(zip(cores, made)):
+        for port, cmd, first, beats, size in spans:
+            cycles = res.out_cycles[f"{port}_{n}"][first:first + beats]
+            took = cycles[-1] - cycles[0] + 1
+            bound = max(beats, size)
+            print(f"decoder {n} (lanes {core.lanes}, {core.word_bytes} B/word): {cmd.kind.name} "
+                  f"{cmd.count} bits {cmd.bits}: {beats} beats, {size} bytes, {took} cycles")
+            if cmd.kind == Kind.THRESH:
+                # The first row waits for its first bytes; from then on, one per cycle.
+                steady = cycles[cmd.levels:]
+                assert steady == list(range(steady[0], steady[0] + len(steady))), (n, cycles)
+            else:
+                assert took <= bound + 1, (n, cmd, took, bound)
+        # Weight commands of whole beats follow each other without a gap.
+        w = res.out_cycles[f"w_{n}"]
+        runs = [(first, beats, size) for port, _, first, beats, size in spans if port == "w"]
+        took = w[runs[-1][0] + runs[-1][1] - 1] - w[runs[0][0]] + 1
+        bound = sum(max(beats, size) for _, beats, size in runs)
+        print(f"decoder {n}: {len(runs)} weight commands in {took} cycles (bound {bound})")
+        assert took <= bound + 1, (n, took, bound)
+
+
+def test_inferences_back_to_back(decoders):
+    """An inference's stream padded to whole words by SKIP; the next one starts on a word."""
+    cores, dut = decoders
+    programs = []
+    for n, core in enumerate(cores):
+        once = Program(core, 500 + n, commands=10)
+        once.align()
+        twice = Program(core)
+        for _ in range(2):
+            for cmd, raw in zip(once.commands, once.raws):
+                twice.add(cmd, raw)
+        assert len(twice.data) % core.word_bytes == 0
+        programs.append(twice)
+    run_programs(dut, cores, programs, stall=0.3, seed=4)
+
+
+def test_decoder_refuses_what_it_cannot_run():
+    dec = StreamDecoder(fmt=DigitFormat(1, 7), lanes=8, table_depth=64, positions_max=8,
+                        replay_beats=2, t_width=16, b_width=12, count_width=10, levels_max=15)
+    dec._MustUse__silence = True                  # only its checks are used
+    cases = [
+        (Command(Kind.CODES, 8, bits=7), "7-bit codes do not fit a table of 64 entries"),
+        (Command(Kind.CODES, 8, bits=2, positions=9, per_pos=8), "9 positions, more than"),
+        (Command(Kind.CODES, 8, bits=4, positions=3, per_pos=8),
+         "do not fit a table of 64 entries at 8 positions"),
+        (Command(Kind.CODES, 12, bits=3, positions=3, per_pos=4), "multiple of lanes"),
+        (Command(Kind.CODES, 72, bits=3, positions=3, per_pos=24, replay=True),
+         "needs 3 beats, more than replay_beats = 2"),
+        (Command(Kind.TABLE, 33, positions=3), "needs 88 places, more than table_depth"),
+        (Command(Kind.THRESH, 1, bits=17, levels=3), "wider than t_width = 16"),
+        (Command(Kind.THRESH, 1, bits=8, levels=16), "16 levels, more than levels_max"),
+        (Command(Kind.BIAS, 1, bits=13), "wider than b_width = 12"),
+        (Command(Kind.TRIT5, 1024), "count 1024 needs more than count_width = 10"),
+    ]
+    for cmd, message in cases:
+        assert message in dec.check(cmd), (cmd, dec.check(cmd))
+        with pytest.raises(ValueError, match=f"{cmd.kind.name} command: "):
+            dec.command(cmd)
+    # Replay counts the codes in the data, not the weights.
+    cmd = Command(Kind.CODES, 48, bits=3, positions=3, per_pos=16, replay=True)
+    assert dec.check(cmd) is None and dec.command(cmd)["count"] == 16
+    for kw, message in [({"table_depth": 48}, "table_depth must be a power of two"),
+                        ({"positions_max": 3}, "positions_max must be a power of two"),
+                        ({"lanes": 0}, "lanes must be 1 or more")]:
+        with pytest.raises(ValueError, match=f"StreamDecoder: {message}"):
+            StreamDecoder(**kw)
