@@ -73,7 +73,8 @@ class Board:
     @property
     def budget(self):
         """The resources the planner may use, as a JSON-able dict."""
-        return {"luts": self.luts, "ffs": self.ffs, "brams": self.brams, "dsps": self.dsps}
+        return {"luts": self.luts, "ffs": self.ffs, "brams": self.brams, "dsps": self.dsps,
+                "bram_bits": self.bram_bits}
 
     def platform(self):
         """A fresh amaranth-boards platform instance (platforms hold per-build state)."""

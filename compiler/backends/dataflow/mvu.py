@@ -84,6 +84,11 @@ class MvuStage(Stage):
         """Bits of one weight in a ROM word (``hw.mvu.DigitEncoding``)."""
         return self._max_digits * (2 + max(self._max_shift, 0).bit_length())
 
+    @property
+    def weight_storage_bits(self):
+        """Bits the weights take in ROM, folded (``hw.mvu.DigitEncoding`` per weight)."""
+        return self.n * self.k * self.weight_field_bits
+
     def fold(self, placement, pe=None, simd=None):
         self.placement = placement
         self.pe, self.simd = (self.n, self.k) if placement == "hardwired" else (pe, simd)

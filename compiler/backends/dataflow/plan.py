@@ -204,6 +204,11 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
     # with window queues that let the folding reach it and without (slower, smaller).
     floor = max((s.cycles for s in plan.stages if not s.is_mvu), default=1)
     candidates = sorted({c for s in mvus for c in s.rate_candidates() if c >= floor} | {floor})
+    # Folding more never costs more, so if the most folded design does not fit, nothing
+    # will: stop there (check_budget() says why) instead of trying every rate.
+    apply("rom", candidates[-1], False)
+    if not _fits(plan.resources, plan.budget, share):
+        return plan
     best = None
     for cycles in candidates:
         if best is not None and cycles >= best[0]:
@@ -239,9 +244,19 @@ def check_budget(plan, board_name):
             (("luts", res.luts), ("ffs", res.ffs), ("brams", res.brams)) if need > b[what]]
     if not over:
         return
-    worst = max((s for s in plan.stages), key=lambda s: s.resources.luts)
     numbers = "; ".join(f"{what}: needs ~{need}, {board_name} has {have}"
                         for what, need, have in over)
+    weight_bits = sum(s.weight_storage_bits for s in plan.mvus)
+    bram_bits = b.get("bram_bits")
+    if bram_bits and weight_bits > b["brams"] * bram_bits:
+        # Every weight is on chip in this back end: no folding can make room for them.
+        raise BuildError(
+            f"the model does not fit {board_name}: its weights alone need "
+            f"{weight_bits / 1e6:,.1f} Mbit of on-chip ROM, and {board_name} has "
+            f"{b['brams'] * bram_bits / 1e6:,.1f} Mbit of block RAM ({numbers}). The dataflow "
+            "back end keeps every weight on chip, so no folding changes that; the layer "
+            "engine streams the weights from flash (--engine layer).")
+    worst = max((s for s in plan.stages), key=lambda s: s.resources.luts)
     hint = ("fold the layers onto fewer lanes (--weights rom, a larger --target-cycles, or "
             "--fold LAYER=PExSIMD)" if plan.placement != "rom" or plan.target_cycles is None
             else "allow more cycles per inference (--target-cycles)")

@@ -44,6 +44,12 @@ def window_mvu_cycles(height, width, kernel, stride, cycles_per_window, queue=0)
     feeding an MVU that takes ``cycles_per_window`` cycles per window through ``queue``
     queued windows (0: none)."""
     emits = np.flatnonzero(_emitting(height, width, kernel, stride))
+    if queue == 0:
+        # Without a queue the window waits for the MVU to take each window, so window
+        # j + 1 starts max(d_j, T) after window j, d_j the pixels between them (the last
+        # one's to the next image's first): the replay below, in closed form.
+        gaps = np.diff(np.append(emits, emits[0] + height * width))
+        return int(np.maximum(gaps, cycles_per_window).sum())
     pixels = height * width
     t = 0                      # the cycle the window stage can take its next pixel
     prev = -1                  # the last pixel taken
