@@ -33,7 +33,7 @@ def test_board_matches_its_platform(name):
     assert platform.device.lower() in board.device.lower()
     assert board.family in FABRICS                      # the compiler's cost models
     assert board.open_toolchain == (board.family != "xilinx")
-    assert set(board.budget) == {"luts", "ffs", "brams", "dsps"}
+    assert set(board.budget) == {"luts", "ffs", "brams", "dsps", "bram_bits"}
     assert all(isinstance(v, int) and v > 0 for v in board.budget.values())
     assert board.lut_kind == ("LUT6" if board.family == "xilinx" else "LUT4")
     for index in range(board.leds):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Const
 
+from hw.adder_tree import AdderTree
 from hw.mvu import ConstantMVU, RomMVU
 from hw.lanes import shape_for_range
 
@@ -52,6 +53,7 @@ class MvuStage(Stage):
         self._digits = int(digits.sum())
         self._max_digits = max(int(digits.max(initial=0)), 1)
         self._max_shift = int(max(top.max(initial=0), 0))
+        self._max_row_terms = int(digits.sum(axis=1).max(initial=0)) + 1   # + bias
 
     @property
     def n(self):
@@ -88,6 +90,16 @@ class MvuStage(Stage):
     def weight_storage_bits(self):
         """Bits the weights take in ROM, folded (``hw.mvu.DigitEncoding`` per weight)."""
         return self.n * self.k * self.weight_field_bits
+
+    @property
+    def latency_bound(self):
+        """The stage's registers plus the adder tree's pipeline (``hw.adder_tree``: a
+        register every three levels over the longest row's terms) and, folded, the
+        ROM read and the accumulation of ``k / simd`` partial sums."""
+        terms = self._max_row_terms if self.placement == "hardwired" else self.simd * self._max_digits
+        tree = -(-AdderTree.levels(terms + 1) // 3) + 1
+        folded = 0 if self.placement == "hardwired" else self.cycles_per_vector + 4
+        return super().latency_bound + tree + folded
 
     def fold(self, placement, pe=None, simd=None):
         self.placement = placement

@@ -299,7 +299,14 @@ def _join_buffers(plan):
                 needs[st.name] = st.join_need(*(needs[i] for i in st.inputs))
             else:
                 needs[st.name] = buffers.compose(st.need(), needs[st.inputs[0]])
+        # The beat counts are timing-free; while a beat crosses the other branch's
+        # registers the fork goes on (at most a beat a cycle), so each buffer also
+        # holds the other branch's latency: else the fork waits and the rate drops.
+        late_a = sum(by_name[n].latency_bound for n in up_a - up_b)
+        late_b = sum(by_name[n].latency_bound for n in up_b - up_a)
+        slack = (late_b, late_a)
         for i, d in enumerate(buffers.join_depths(needs[a], needs[b])):
+            d = d + slack[i] if d > 0 or slack[i] else 0
             if d > 0:
                 depths[(s.name, i)] = d
     return depths

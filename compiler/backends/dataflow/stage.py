@@ -22,7 +22,11 @@ from hw.lanes import shape_for_range
 from . import buffers
 from .cost import Resources, fifo_cost, window_cost
 
-__all__ = ["Window", "Stage", "lane_of"]
+__all__ = ["Window", "Stage", "lane_of", "STAGE_REGISTERS"]
+
+#: Registers a beat passes in any stage (pad, window, output and threshold registers);
+#: an upper bound, so that a join buffer sized with it never stalls the fork.
+STAGE_REGISTERS = 4
 
 
 def lane_of(node):
@@ -126,6 +130,13 @@ class Stage(ABC):
     def need(self):
         """Input beats needed before each output beat (``buffers``)."""
         return buffers.one_to_one_need(self.out_beats)
+
+    @property
+    def latency_bound(self):
+        """At least the cycles a beat spends in the stage's cores: the registers of pad,
+        window, requantizer and handshakes (``STAGE_REGISTERS``); a join's buffers
+        hold beats for this long on top of what the beat counts ask (``plan.py``)."""
+        return STAGE_REGISTERS
 
     def report(self):
         """Fields the report adds for this kind of stage."""
