@@ -26,66 +26,66 @@ def _i64(x):
     return np.asarray(x, dtype=np.int64)
 
 
-#: Integers of magnitude below this are exact in IEEE float64, and so are their sums.
+#: Integers of magnitude up to these are exact in IEEE float32 and float64 (24 and 53
+#: significand bits), and so is every sum of them that stays within.
+FLOAT32_EXACT = 2 ** 24
 FLOAT_EXACT = 2 ** 53
 
 
-def _exact_in_float(x, weight, bias):
-    """Can ``bias + sum w * x`` be computed in float64 without a single rounding?
+def _sum_dtype(x, weight, bias):
+    """The cheapest type in which ``bias + sum w * x`` is exact: float32, float64 or int64.
 
-    Every partial sum of a dot product is bounded by ``max|x| * sum|w|``
-    (plus the bias); below 2**53 every one of them is an integer float64
-    holds exactly, whatever order the BLAS adds them in.
+    Every partial sum of a dot product is bounded by ``max|x| * sum|w|`` (plus
+    the bias); while that bound is within 2**24 (2**53), every product and
+    partial sum is an integer float32 (float64) holds exactly, whatever order
+    the BLAS adds them in, fused multiply-adds included.
     """
     if x.size == 0 or weight.size == 0:
-        return True
-    xmax = int(np.abs(x).max())
+        return np.float32
+    xmax = max(-int(x.min()), int(x.max()))
     wsum = int(np.abs(weight.reshape(weight.shape[0], -1)).sum(axis=1).max())
     bmax = int(np.abs(bias).max()) if bias is not None and np.size(bias) else 0
-    return xmax * wsum + bmax < FLOAT_EXACT
-
-
-def _matmul(a, b, exact_float):
-    """``a @ b`` of integer arrays: BLAS in float64 where that is exact, else int64."""
-    if exact_float:
-        return np.rint(np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
-    return a @ b
+    bound = xmax * wsum + bmax
+    if bound <= FLOAT32_EXACT:
+        return np.float32
+    return np.float64 if bound <= FLOAT_EXACT else np.int64
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0):
     """``y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] * xp[b,c,i*s+u,j*s+v]``, xp zero-padded.
 
-    Exact: a matrix product of the windows (im2col) and the weights, in float64
-    BLAS when no partial sum can reach 2**53 (:func:`_exact_in_float`), in int64
-    otherwise; one image at a time, so the window matrix stays small.
+    Exact: a matrix product of the weights and the windows (im2col), in float32
+    or float64 BLAS where no partial sum can leave the integers that type holds
+    (:func:`_sum_dtype`), in int64 otherwise; one image at a time, so the window
+    matrix stays small.
     """
     x, w = _i64(x), _i64(weight)
-    exact_float = _exact_in_float(x, w, bias)
-    dtype = np.float64 if exact_float else np.int64
+    dtype = _sum_dtype(x, w, bias)
     o, c, k, _ = w.shape
-    wt = w.reshape(o, -1).T.astype(dtype)
-    out = []
-    for image in x.astype(dtype, copy=False):
+    n, _, h, wd = x.shape
+    ho = (h + 2 * padding - k) // stride + 1
+    wo = (wd + 2 * padding - k) // stride + 1
+    w2 = w.reshape(o, c * k * k).astype(dtype)
+    y = np.empty((n, o, ho, wo), np.int64)
+    for i in range(n):
+        image = x[i].astype(dtype)
         if padding:
             image = np.pad(image, ((0, 0), (padding, padding), (padding, padding)))
         win = sliding_window_view(image, (k, k), axis=(1, 2))[:, ::stride, ::stride]
-        _, ho, wo = win.shape[:3]
         # (C, Ho, Wo, k, k) -> (Ho*Wo, C*k*k), the order of w.reshape(O, -1).
         cols = win.transpose(1, 2, 0, 3, 4).reshape(ho * wo, c * k * k)
-        y = cols @ wt
-        if exact_float:
-            y = np.rint(y)
-        out.append(y.T.reshape(o, ho, wo))
-    y = np.stack(out).astype(np.int64) if out else np.zeros((0, o, 0, 0), np.int64)
+        # The products are integers the type holds exactly: the cast to int64 is exact.
+        y[i] = (w2 @ cols.T).reshape(o, ho, wo)
     if bias is not None:
-        y = y + _i64(bias)[None, :, None, None]
+        y += _i64(bias)[None, :, None, None]
     return y
 
 
 def dense(x, weight, bias=None):
-    """``y[b,o] = bias[o] + sum_k w[o,k] * x[b,k]``."""
+    """``y[b,o] = bias[o] + sum_k w[o,k] * x[b,k]`` (exact, as :func:`conv2d`)."""
     x, w = _i64(x), _i64(weight)
-    y = _matmul(x, w.T, _exact_in_float(x, w, bias))
+    dtype = _sum_dtype(x, w, bias)
+    y = (x.astype(dtype) @ w.T.astype(dtype)).astype(np.int64)
     if bias is not None:
         y = y + _i64(bias)[None, :]
     return y
@@ -183,10 +183,16 @@ def requant(x, multiplier, offset, *, bits, signed, levels="linear"):
     lo, hi = int_range(bits, signed)
     m = _per_channel(np.asarray(multiplier, np.float64), x.ndim)
     c = _per_channel(np.asarray(offset, np.float64), x.ndim)
+    # In place: a ResNet activation batch is hundreds of MB per temporary.
+    v = x.astype(np.float64)
     with np.errstate(over="ignore"):        # IEEE: a product too large is inf, then clamped
-        v = x.astype(np.float64) * m + c
+        np.multiply(v, m, out=v)
+        np.add(v, c, out=v)
     if levels == "linear":
-        return np.clip(np.floor(v), lo, hi).astype(np.int64)
+        np.floor(v, out=v)
+        np.maximum(v, lo, out=v)
+        np.minimum(v, hi, out=v)
+        return v.astype(np.int64)
     t = level_targets(bits, signed, levels)
     return (v[..., None] >= t).sum(axis=-1).astype(np.int64) + lo
 

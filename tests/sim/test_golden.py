@@ -161,26 +161,43 @@ def test_thresholds_equal_requant_on_every_accumulator_value(bits, signed, level
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_float_blas_path_equals_int64(seed, monkeypatch):
-    """conv2d and dense take float64 BLAS where the bound allows; the result is the int64 one."""
+@pytest.mark.parametrize("scale, dtype", [(1, np.float32), (2 ** 12, np.float64)])
+def test_float_blas_path_equals_int64(seed, scale, dtype, monkeypatch):
+    """conv2d and dense take float32 or float64 BLAS where the bound allows; the result is
+    the int64 one."""
     rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(2, 5, 9, 7))
+    x = rng.integers(-128, 128, size=(2, 5, 9, 7)) * scale
     w = rng.integers(-100, 100, size=(6, 5, 3, 3))
     b = rng.integers(-1000, 1000, size=6)
-    xv = rng.integers(-2 ** 20, 2 ** 20, size=(3, 40))
-    wv = rng.integers(-2 ** 20, 2 ** 20, size=(4, 40))
+    xv = rng.integers(-2 ** 8, 2 ** 8, size=(3, 40)) * scale
+    wv = rng.integers(-2 ** 8, 2 ** 8, size=(4, 40))
+    assert golden._sum_dtype(x, w, b) is dtype and golden._sum_dtype(xv, wv, b[:4]) is dtype
     fast = golden.conv2d(x, w, b, stride=2, padding=1), golden.dense(xv, wv, b[:4])
-    assert golden._exact_in_float(x, w, b)
-    monkeypatch.setattr(golden, "_exact_in_float", lambda *a: False)
+    monkeypatch.setattr(golden, "_sum_dtype", lambda *a: np.int64)
     slow = golden.conv2d(x, w, b, stride=2, padding=1), golden.dense(xv, wv, b[:4])
     for f, s in zip(fast, slow):
         np.testing.assert_array_equal(f, s)
+
+
+def test_sums_at_the_float_limits():
+    """Float32 holds every integer up to 2**24, float64 up to 2**53: a bound at the limit
+    takes that type, a sum of limit + 1 (rounded there) the next one; both stay exact."""
+    nxt = {np.float32: np.float64, np.float64: np.int64}
+    for limit, dtype in ((golden.FLOAT32_EXACT, np.float32), (golden.FLOAT_EXACT, np.float64)):
+        for x, w, total, kind in ((np.array([[limit // 2, limit // 2]]), np.array([[1, 1]]),
+                                   limit, dtype),
+                                  (np.array([[limit // 2, 1]]), np.array([[2, 1]]),
+                                   limit + 1, nxt[dtype])):
+            assert golden._sum_dtype(x, w, None) is kind
+            assert int(golden.dense(x, w)[0, 0]) == total
+            assert int(golden.conv2d(x.reshape(1, 2, 1, 1), w.reshape(1, 2, 1, 1))[0, 0, 0, 0]) \
+                == total
 
 
 def test_sums_beyond_float_exactness_use_int64():
     """Near 2**62 float64 would round: the bound sends such products to int64."""
     x = np.array([[2 ** 40, -(2 ** 40) + 1]])
     w = np.array([[2 ** 21, 2 ** 21 - 1]])
-    assert not golden._exact_in_float(x, w, None)
+    assert golden._sum_dtype(x, w, None) is np.int64
     expected = 2 ** 40 * 2 ** 21 + (-(2 ** 40) + 1) * (2 ** 21 - 1)
     assert int(golden.dense(x, w)[0, 0]) == expected
