@@ -202,7 +202,14 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
         return plan
     # The fastest folded design that fits: try every cycle count some layer can hit, each
     # with window queues that let the folding reach it and without (slower, smaller).
-    floor = max((s.cycles for s in plan.stages if not s.is_mvu), default=1)
+    # No design is faster than its stages that are not folded here (the --fold
+    # overrides among them): folding a layer to run faster than those buys nothing.
+    for s in mvus:
+        if s.name in fixed:
+            s.fold("rom", *fixed[s.name])
+            s.cost(plan.fabric)
+    floor = max((s.cycles for s in plan.stages if not s.is_mvu or s.name in fixed),
+                default=1)
     candidates = sorted({c for s in mvus for c in s.rate_candidates() if c >= floor} | {floor})
     # Folding more never costs more, so if the most folded design does not fit, nothing
     # will: stop there (check_budget() says why) instead of trying every rate.
