@@ -74,7 +74,8 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
         for seg in s.segments:
             node = nodes[seg.node]
             codes[seg.node] = codes_for(node, seg.weights, seg.kernel,
-                                        seg.src.channels if seg.src else None)
+                                        seg.src.channels if seg.src else None,
+                                        replay=s.kind != "stem")
     fmt = digit_format(codes.values())
 
     # Widths: accumulators from the exact ranges, lanes from the stored maps and the input.
@@ -127,6 +128,15 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
                          f"{DECODER_LANES} weights per decoder beat")
 
     stream = Stream(decoder, pe=pe, simd=simd, lanes=DECODER_LANES, fmt=fmt)
+    loaded = []
+
+    def table(c):
+        # The decoder translates codes through the table it loaded last: a step whose
+        # segments have tables of their own (a block's conv and projection) reloads
+        # each before its weights, in every group.
+        if c.kind == "codes" and (not loaded or loaded[-1] is not c):
+            stream.table(c)
+            loaded.append(c)
     rom, groups_per_step = [], []
     stem = None
     for s in steps:
@@ -139,11 +149,8 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
             levels = sets[0].shape[1]
             for gg in range(g):
                 stream.thresholds(_rows(sets[0], gg * pe, pe), gg * levels)
-            table_done = False
             for gg in range(g):
-                if codes[seg.node].kind == "codes" and not table_done:
-                    stream.table(codes[seg.node])
-                    table_done = True
+                table(codes[seg.node])
                 stream.weights(codes[seg.node], _weights(seg.weights, gg * pe, pe, chunks * simd))
             stream.end_group()
             groups_per_step.append(1)
@@ -172,8 +179,7 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
                 stream.bias(_rows(s.bias[:, None], gi * pe, pe)[:, 0])
             for seg in s.segments:
                 c = codes[seg.node]
-                if gi == 0 and c.kind == "codes":
-                    stream.table(c)
+                table(c)
                 width = seg.chunks * simd
                 indices = (_weights(c.indices, gi * pe, pe, c.indices.shape[1])
                            if c.positions > 1 else None)

@@ -41,12 +41,18 @@ class LayerCodes:
         return max(digits, 1), shift
 
 
-def codes_for(node, matrix, kernel, channels):
-    """The :class:`LayerCodes` of a conv or dense node whose weights are ``matrix``."""
+def codes_for(node, matrix, kernel, channels, *, replay=True):
+    """The :class:`LayerCodes` of a conv or dense node whose weights are ``matrix``.
+
+    KQ codebook weights travel as kernel indices replayed at every kernel
+    position; without ``replay`` (the stem, whose buffer holds whole windows in
+    its own order), or for a 1x1 kernel (nothing to replay), they travel as codes
+    of their values, like any other.
+    """
     kind = node.attrs.get("weight_kind")
     if kind == "ternary":
         return LayerCodes("trit5", matrix)
-    if kind == "codebook":
+    if kind == "codebook" and replay and kernel > 1:
         cb = node.tensors["codebook"].astype(np.int64)        # (B, k, k)
         idx = node.tensors["indices"].astype(np.int64)        # (O, C)
         positions = kernel * kernel
