@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,18 @@ from .model import resolve_model
 from .outdir import OutputDir
 from .report import write_report
 
-__all__ = ["BuildOptions", "BuildResult", "build", "accelerator_verilog", "stream_beats"]
+__all__ = ["BuildOptions", "BuildResult", "build", "accelerator_verilog", "stream_beats",
+           "ENGINES"]
+
+#: Back ends: ``dataflow`` (a core per layer, weights on chip), ``layer`` (one engine
+#: stepping through the layers, weights streamed from flash), ``auto`` (dataflow when
+#: it fits the board, else the layer engine).
+ENGINES = ("auto", "dataflow", "layer")
+#: Default verification inputs: the dataflow back end simulates 32; the layer engine
+#: as many as fit in about this many simulated cycles (at least 1, at most 32), as a
+#: ResNet-18 inference is millions of cycles (about 40,000 cycles/s in Verilator).
+DATAFLOW_VERIFY = 32
+ENGINE_VERIFY_CYCLES = 2_000_000
 
 
 @dataclass
@@ -47,14 +58,19 @@ class BuildOptions:
     weights: str = "auto"
     target_cycles: int = None
     fold: dict = field(default_factory=dict)
-    verify: int = 32
+    verify: int = None           # inputs to simulate; None: the back end's default
     seed: int = 0
     synth: bool = True
     force: bool = False          # build into a directory holding files this tool did not write
     sim_cache: Path = None       # where Verilator models are kept; default: inside the output
+    engine: str = "auto"         # auto, dataflow or layer
+    bank: tuple = None           # layer engine: (pe, simd), or None to let the planner choose
 
     def __post_init__(self):
-        if not isinstance(self.verify, int) or self.verify < 0:
+        if self.engine not in ENGINES:
+            raise BuildError(f"--engine must be one of {', '.join(ENGINES)}, not "
+                             f"{self.engine!r}")
+        if self.verify is not None and (not isinstance(self.verify, int) or self.verify < 0):
             raise BuildError(f"--verify must be a number of inputs >= 0, not {self.verify!r}")
         if self.target_cycles is not None and (not isinstance(self.target_cycles, int)
                                                or self.target_cycles < 1):
@@ -62,8 +78,10 @@ class BuildOptions:
                              f"{self.target_cycles!r}")
 
     def as_report(self):
-        d = {"weights": self.weights, "verify": self.verify, "seed": self.seed,
-             "synth": self.synth}
+        d = {"engine": self.engine, "weights": self.weights, "verify": self.verify,
+             "seed": self.seed, "synth": self.synth}
+        if self.bank:
+            d["bank"] = f"{self.bank[0]}x{self.bank[1]}"
         if self.target_cycles:
             d["target_cycles"] = self.target_cycles
         if self.fold:
@@ -181,17 +199,34 @@ def build(model, options: BuildOptions, stream=sys.stdout):
 
     graph, path = resolve_model(model)
     progress.step(f"model {graph.name} ({path}): {len(graph.nodes)} nodes")
-    before = graph_cost(graph, options.verify)
-    check_cost(before)
-    pgraph = prepare(graph)
     try:
         board = get_board(options.board)
     except BoardError as err:
         raise BuildError(str(err)) from None
+    default = Path("build") / f"{safe_file_name(Path(str(model)).stem)}-{board.name}"
 
     fabric = FABRICS[board.family]
-    plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
-                     target_cycles=options.target_cycles, overrides=options.fold)
+    engine, plan = options.engine, None
+    if engine != "layer":
+        check_cost(graph_cost(graph, options.verify or DATAFLOW_VERIFY))
+        pgraph = prepare(graph)
+        try:
+            plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
+                             target_cycles=options.target_cycles, overrides=options.fold)
+            if engine == "auto":
+                check_budget(plan, board.name)
+        except BuildError as err:
+            if engine == "dataflow":
+                raise
+            progress.note("the dataflow back end (a core per layer, weights on chip) does not "
+                          f"fit: {str(err).splitlines()[0]}")
+            progress.note("building the layer engine instead (--engine layer)")
+            engine = "layer"
+    if engine == "layer":
+        return _build_layer(graph, board, options, default, progress, t0)
+    options = replace(options, verify=DATAFLOW_VERIFY if options.verify is None
+                      else options.verify)
+    before = graph_cost(graph, options.verify)
     est = plan.resources
     placements = sorted({s.placement for s in plan.stages if s.is_mvu})
     progress.step(f"plan for {board.name}: weights {'/'.join(placements)}, "
@@ -204,7 +239,6 @@ def build(model, options: BuildOptions, stream=sys.stdout):
     total += before
     check_cost(total)
 
-    default = Path("build") / f"{safe_file_name(Path(str(model)).stem)}-{board.name}"
     out = OutputDir(default if options.out is None else options.out, force=options.force)
     t = time.monotonic()
     text = accelerator_verilog(plan)
@@ -263,6 +297,28 @@ def build(model, options: BuildOptions, stream=sys.stdout):
     out.finish()
     progress.step(f"report: {out.root / 'report.md'} (build took {timings['total_s']:.0f} s)")
     return result
+
+
+def _build_layer(graph, board, options, default, progress, t0):
+    """The layer engine's build (``compiler.backends.layer.backend``) in this directory."""
+    from ..backends.layer.backend import build_engine
+    out = OutputDir(default if options.out is None else options.out, force=options.force)
+    result = build_engine(graph, board, options, out, progress, sim_cache=_sim_cache(options),
+                          verify_default=ENGINE_VERIFY_CYCLES)
+    result.timings["total_s"] = time.monotonic() - t0
+    out.write_text("timings.json", json.dumps(result.timings, indent=1, sort_keys=True) + "\n")
+    out.finish()
+    progress.step(f"report: {out.root / 'report.md'} (build took "
+                  f"{result.timings['total_s']:.0f} s)")
+    return result
+
+
+def _sim_cache(options):
+    if options.sim_cache:
+        return Path(options.sim_cache)
+    if os.environ.get("SHIFTADD_SIM_CACHE"):
+        return Path(os.environ["SHIFTADD_SIM_CACHE"])
+    return None
 
 
 def rate_warning(plan, verification):

@@ -29,6 +29,13 @@ def _parse_fold(text):
     return name, (int(pe), int(simd))
 
 
+def _parse_bank(text):
+    pe, x, simd = text.lower().partition("x")
+    if not x or not pe.isdigit() or not simd.isdigit() or int(pe) < 1 or int(simd) < 1:
+        raise argparse.ArgumentTypeError(f"expected PExSIMD (e.g. 8x32), got {text!r}")
+    return int(pe), int(simd)
+
+
 def _folds(pairs):
     folds = {}
     for name, value in pairs or []:
@@ -63,7 +70,8 @@ def _cmd_build(args):
     options = BuildOptions(
         board=args.board, out=args.out, weights=args.weights,
         target_cycles=args.target_cycles, fold=_folds(args.fold),
-        verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force)
+        verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force,
+        engine=args.engine, bank=args.bank)
     result = build(args.model, options)
     return 0 if result.ok else 1
 
@@ -125,6 +133,13 @@ def _parser():
                         "files this tool did not write is refused unless --force")
     b.add_argument("--force", action="store_true",
                    help="build into a directory that holds other files (they are left alone)")
+    b.add_argument("--engine", choices=["auto", "dataflow", "layer"], default="auto",
+                   help="back end: dataflow (a core per layer, weights on chip), layer (one "
+                        "engine stepping through the layers, weights streamed from flash), or "
+                        "auto: dataflow if it fits the board, else layer (default: auto)")
+    b.add_argument("--bank", type=_parse_bank, default=None, metavar="PExSIMD",
+                   help="layer engine: fix the MAC bank (output channels x input lanes per "
+                        "cycle); default: the planner sizes it to the board")
     b.add_argument("--weights", choices=["auto", "hardwired", "rom"], default="auto",
                    help="weight placement: hard-wired constants, on-chip ROM with folded MAC "
                         "units, or auto: hard-wired if it fits the board (default: auto)")
@@ -132,9 +147,10 @@ def _parser():
                    help="fold ROM layers to take at most N cycles per inference")
     b.add_argument("--fold", type=_parse_fold, action="append", metavar="LAYER=PExSIMD",
                    help="fix one layer's parallelism (output channels x input lanes per cycle)")
-    b.add_argument("--verify", type=_count(0), default=32, metavar="N",
+    b.add_argument("--verify", type=_count(0), default=None, metavar="N",
                    help="simulate N random inputs in Verilator against the golden model "
-                        "(0: skip; default: %(default)s)")
+                        "(0: skip; default: 32 for dataflow, for the layer engine as many "
+                        "as fit in about 2 million cycles, at least 1)")
     b.add_argument("--seed", type=_count(0), default=0, help="seed of the verification inputs")
     b.add_argument("--no-synth", action="store_true",
                    help="write the board's build files but do not run the FPGA toolchain")

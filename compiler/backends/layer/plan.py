@@ -1,0 +1,249 @@
+"""How big a layer engine to build for a model and a board: the bank's PE x SIMD.
+
+The bank does ``pe`` output channels x ``simd`` input lanes a cycle. A bigger
+bank computes faster but costs LUTs, and it is worth nothing once the weights
+cannot arrive faster from the flash. :func:`plan_engine` tries every bank the
+model allows (``simd`` divides every stored map's channels; ``pe`` divides ``simd``,
+as results are written ``pe`` lanes of a ``simd``-lane word at a time; ``pe * simd``
+whole decoder beats), estimates for each
+
+* the cycles per inference, step by step the larger of compute and stream
+  (``timing.py``'s model, with the stream bytes of the model's real weight
+  stream at that ``simd``),
+* the LUTs (:data:`LUT_MODEL`, fitted to Yosys), and
+* the block RAM of every buffer (:func:`buffers`),
+
+and takes the fastest bank that fits ``share`` of the board, the smaller when
+two are within :data:`TIE` of each other. The chosen bank is then lowered
+exactly; the report lists its steps with what bounds each.
+"""
+
+from dataclasses import dataclass, field
+
+from ...errors import BuildError
+from ..dataflow.cost import Resources
+from .lower import DECODER_LANES, lower_engine
+from .schedule import allocate, schedule
+from .timing import PIPELINE_CYCLES, FlashRate, step_timings
+
+__all__ = ["EnginePlan", "plan_engine", "buffers", "LUT_MODEL", "PES", "SIMDS"]
+
+PES = (1, 2, 4, 8, 16, 32, 64)
+SIMDS = (8, 16, 32, 64, 128)
+#: Banks within this fraction of the fastest count as fast; the smallest of them wins.
+TIE = 0.03
+#: Share of the board's LUTs and block RAM a plan may take (room for the UART, the
+#: flash path and routing).
+SHARE = 0.8
+
+#: LUTs of an engine: ``base + per_mac * pe * simd * digit_bits + per_pe * pe * acc``,
+#: ``digit_bits`` the bits of one run-time weight. Fitted to ``synth_xilinx`` of
+#: ResNet-style engines (``python -m bench.engine_fps --calibrate``).
+LUT_MODEL = {"base": 9000, "per_mac": 2.0, "per_pe": 6.0}
+#: Flip-flops as a share of LUTs in the same runs.
+FF_PER_LUT = 0.8
+
+
+@dataclass
+class Buffer:
+    name: str
+    width: int
+    depth: int
+    brams: int
+    luts: int
+
+    @property
+    def bits(self):
+        return self.width * self.depth
+
+
+@dataclass
+class EnginePlan:
+    """A bank size, the engine lowered at it, and what it costs and how fast it runs."""
+    build: object                  # lower.EngineBuild
+    rate: FlashRate
+    timings: list                  # timing.StepTiming per step
+    buffers: list                  # Buffer
+    resources: Resources
+    candidates: list = field(default_factory=list)   # (pe, simd, cycles, luts, brams, fits)
+    budget: dict = None
+
+    @property
+    def pe(self):
+        return self.build.config.pe
+
+    @property
+    def simd(self):
+        return self.build.config.simd
+
+    @property
+    def cycles(self):
+        return sum(t.cycles for t in self.timings)
+
+    @property
+    def fps(self):
+        return self.rate.engine_hz / max(self.cycles, 1)
+
+
+def _digit_bits(fmt):
+    return fmt.digits * (2 + fmt.shift_bits)
+
+
+def buffers(fabric, config, *, stem_line=None):
+    """The engine's memories: ``[Buffer]`` with their block RAMs on ``fabric``.
+
+    ``stem_line`` is ``(kernel, padded width, channels, lane bits)`` of the stem's
+    line buffer, if there is a stem.
+    """
+    c = config
+    wbits = _digit_bits(c.fmt)
+    mems = [("activations", c.simd * c.act_shape.width, c.mem_depth),
+            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words),
+            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth),
+            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo)]
+    out = []
+    for name, width, depth in mems:
+        brams, luts = fabric.memory(width, depth)
+        if name.startswith("thresholds"):
+            brams, luts = brams * c.pe, luts * c.pe
+        out.append(Buffer(name, width, depth, brams, luts))
+    if stem_line is not None:
+        k, width, channels, bits = stem_line
+        brams, luts = fabric.memory(channels * bits, (k - 1) * width)
+        out.append(Buffer("stem line buffer", channels * bits, (k - 1) * width, brams, luts))
+    return out
+
+
+def estimate_luts(pe, simd, fmt, acc_width):
+    m = LUT_MODEL
+    return int(m["base"] + m["per_mac"] * pe * simd * _digit_bits(fmt)
+               + m["per_pe"] * pe * acc_width)
+
+
+def _stem_line(graph, build):
+    s = build.config.stem
+    if s is None:
+        return None
+    return (s.kernel, s.width + 2 * s.pad, s.channels, s.in_shape.width)
+
+
+def _estimate(build, pe, rate):
+    """Cycles per inference at ``pe`` from a build lowered at another ``pe`` (same simd):
+    the stream bytes hardly depend on ``pe``, the compute cycles follow its groups."""
+    bits = rate.bits_per_cycle
+    total, g_index = 0, 0
+    for step, groups in zip(build.steps, build.groups):
+        nbytes = sum(build.stream.group_bytes[g_index:g_index + groups])
+        g_index += groups
+        sets = [t for t in step.sets if t is not None]
+        epi = 2 + sum(t.shape[1].bit_length() for t in sets)
+        g = -(-step.out_channels // pe)
+        if step.kind == "stem":
+            k = step.segments[0].weights.shape[1]
+            compute = step.out_h * step.out_w * g * max(-(-k // build.config.simd), epi)
+        else:
+            beats = sum(seg.chunks for seg in step.segments) + (step.skip is not None)
+            compute = step.out_h * step.out_w * g * max(beats, epi)
+        total += max(compute, nbytes * 8 / bits) + PIPELINE_CYCLES
+    return int(total)
+
+
+def _bank_ok(pe, simd):
+    return simd % pe == 0 and (pe * simd) % DECODER_LANES == 0
+
+
+def _lowered(graph, pe, simd):
+    try:
+        return lower_engine(graph, pe=pe, simd=simd)
+    except BuildError:
+        return None
+
+
+def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE):
+    """The :class:`EnginePlan` for a prepared graph (weight forms kept) on a board.
+
+    ``pe`` / ``simd`` fix the bank (``--bank PExSIMD``); otherwise every bank the
+    model allows is weighed. Raises :class:`BuildError` if no bank fits, with what
+    each buffer needs against what the board has.
+    """
+    if pe and simd and not _bank_ok(pe, simd):
+        raise BuildError(f"--bank {pe}x{simd}: PE must divide SIMD (results are written PE "
+                         f"lanes of a SIMD-lane word at a time) and PE x SIMD must be a "
+                         f"multiple of {DECODER_LANES}")
+    simds = [simd] if simd else list(SIMDS)
+    pes = [pe] if pe else list(PES)
+    candidates, first_error, probes = [], None, {}
+    for s in simds:
+        try:
+            steps = schedule(graph, s)
+        except BuildError as err:
+            first_error = first_error or err
+            continue
+        allocate(steps)
+        ref_pe = next((p for p in (8, 16, 4, 32, 2, 64, 1) if _bank_ok(p, s)
+                       and (pe is None or p == pe)), None)
+        ref = _lowered(graph, ref_pe, s) if ref_pe else None
+        if ref is None:
+            continue
+        probes[s] = ref
+        for p in pes:
+            if not _bank_ok(p, s):
+                continue
+            cfg = _scaled_config(ref, p)
+            luts = estimate_luts(p, s, cfg.fmt, cfg.acc_width)
+            bufs = buffers(fabric, cfg, stem_line=_stem_line(graph, ref))
+            brams = sum(b.brams for b in bufs)
+            luts += sum(b.luts for b in bufs)
+            fits = luts <= share * budget["luts"] and brams <= budget["brams"]
+            candidates.append((p, s, _estimate(ref, p, rate), luts, brams, fits))
+    if not candidates:
+        if first_error is not None:
+            raise first_error
+        raise BuildError(f"layer engine: no bank of PE in {pes} x SIMD in {simds} suits this "
+                         "model")
+    fitting = [c for c in candidates if c[5]]
+    if not fitting:
+        raise BuildError(_refusal(graph, fabric, budget, candidates, probes, share))
+    fastest = min(c[2] for c in fitting)
+    best = min((c for c in fitting if c[2] <= fastest * (1 + TIE)), key=lambda c: (c[3], c[2]))
+    p, s = best[0], best[1]
+    build = probes[s] if probes[s].config.pe == p else lower_engine(graph, pe=p, simd=s)
+    bufs = buffers(fabric, build.config, stem_line=_stem_line(graph, build))
+    luts = estimate_luts(p, s, build.config.fmt, build.config.acc_width) + \
+        sum(b.luts for b in bufs)
+    res = Resources(luts=luts, ffs=int(FF_PER_LUT * luts), brams=sum(b.brams for b in bufs))
+    return EnginePlan(build, rate, step_timings(build, rate), bufs, res,
+                      candidates=sorted(candidates), budget=dict(budget))
+
+
+def _scaled_config(ref, pe):
+    """The reference build's configuration with the bank's PE changed (buffer sizing)."""
+    from dataclasses import replace
+    c = ref.config
+    wbuf, table = c.wbuf_words, c.table_depth
+    if c.stem is not None:
+        stem = ref.steps[0]
+        k = stem.segments[0].weights.shape[1]
+        g = -(-stem.out_channels // pe)
+        wbuf = max(max((sum(seg.chunks for seg in s.segments) for s in ref.steps[1:]),
+                       default=1), g * -(-k // c.simd))
+        table = max(table if c.pe == pe else 1, g * c.stem.levels,
+                    max((sum(t.shape[1] for t in s.sets if t is not None)
+                         for s in ref.steps[1:]), default=1))
+    return replace(c, pe=pe, wbuf_words=wbuf, table_depth=table)
+
+
+def _refusal(graph, fabric, budget, candidates, probes, share):
+    smallest = min(candidates, key=lambda c: (c[4], c[3]))
+    p, s = smallest[0], smallest[1]
+    cfg = _scaled_config(probes[s], p)
+    bufs = buffers(fabric, cfg, stem_line=_stem_line(graph, probes[s]))
+    lines = [f"layer engine: the smallest engine for this model (PE {p} x SIMD {s}) needs "
+             f"{smallest[4]} block RAMs and about {smallest[3]:,} LUTs; the board has "
+             f"{budget['brams']} block RAMs and {budget['luts']:,} LUTs "
+             f"({share:.0%} usable). Block RAM per buffer:"]
+    for b in bufs:
+        lines.append(f"  {b.name}: {b.depth:,} x {b.width} bits = {b.bits / 8192:,.1f} KiB, "
+                     f"{b.brams} block RAMs")
+    lines.append("Use a board with more block RAM, or fewer channels or activation bits.")
+    return "\n".join(lines)
