@@ -101,6 +101,7 @@ class BuildResult:
     synthesis: dict = None
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    engine: str = "dataflow"
 
     @property
     def ok(self):

@@ -47,6 +47,7 @@ def report_dict(result):
             for (name, i), d in sorted(plan.fifo_depths.items())]
     data = {
         "model": plan.graph.name,
+        "engine": "dataflow",
         "board": {"name": board.name, "device": board.device, "clock_mhz": board.clock_hz / 1e6},
         "options": result.options,
         "layers": layers,

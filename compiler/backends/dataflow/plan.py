@@ -309,8 +309,11 @@ def _join_buffers(plan):
         # The beat counts are timing-free; while a beat crosses the other branch's
         # registers the fork goes on (at most a beat a cycle), so each buffer also
         # holds the other branch's latency: else the fork waits and the rate drops.
-        late_a = sum(by_name[n].latency_bound for n in up_a - up_b)
-        late_b = sum(by_name[n].latency_bound for n in up_b - up_a)
+        # No branch lags by more than an image of the fork's beats (its latency is far
+        # below an image's cycles), so that much is always enough.
+        per_image = by_name[fork].out_beats
+        late_a = min(sum(by_name[n].latency_bound for n in up_a - up_b), per_image)
+        late_b = min(sum(by_name[n].latency_bound for n in up_b - up_a), per_image)
         slack = (late_b, late_a)
         for i, d in enumerate(buffers.join_depths(needs[a], needs[b])):
             d = d + slack[i] if d > 0 or slack[i] else 0
