@@ -189,6 +189,16 @@ def test_checkpoint_wrapped_in_a_dict_loads(tmp_path):
     assert all(torch.equal(got[k], state[k]) for k in state)
 
 
+def test_checkpoint_without_batch_norm_counters_loads(tmp_path):
+    """torchvision's published resnet18-f37072fd.pth has no num_batches_tracked (102 entries)."""
+    state = {k: v for k, v in _torchvision_state(7).items()
+             if not k.endswith("num_batches_tracked")}
+    assert len(state) == 102
+    torch.save(state, tmp_path / "resnet18-f37072fd.pth")
+    got = load_checkpoint(resnet18(), tmp_path / "resnet18-f37072fd.pth").state_dict()
+    assert all(torch.equal(got[k], state[k]) for k in state)
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("unpickled code ran",))
