@@ -43,6 +43,11 @@ def load_checkpoint(model, path):
         raise QuantizeError(f"{path}: no such file")
     state = _read(path)
     own = model.state_dict()
+    # torchvision's own ResNet-18 file (resnet18-f37072fd.pth) predates batch norm's
+    # step counter; torch fills it in for such files, and so does this (it counts training
+    # steps and changes nothing in eval).
+    state = {**{k: v for k, v in own.items()
+                if k.endswith(".num_batches_tracked") and k not in state}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

@@ -133,7 +133,7 @@ class Stream:
         beats = len(order) // self.lanes
         if codes.kind == "trit5":
             cmd = Command(Kind.TRIT5, len(order))
-            self._emit(cmd, packing.trits5(order.tolist()), Dest.WEIGHTS, beats=beats)
+            self._emit(cmd, packing.trits5(order), Dest.WEIGHTS, beats=beats)
             return
         if codes.positions > 1:
             # KQ: one index per kernel, replayed at every kernel position.
@@ -142,9 +142,13 @@ class Stream:
             per_pos = len(idx)
             cmd = Command(Kind.CODES, per_pos * codes.positions, bits=codes.bits,
                           positions=codes.positions, per_pos=per_pos, replay=True)
-            self._emit(cmd, packing.bits(idx.tolist(), codes.bits), Dest.WEIGHTS, beats=beats)
+            self._emit(cmd, packing.bits(idx, codes.bits), Dest.WEIGHTS, beats=beats)
             return
-        vals = [codes.code_of[int(v)] for v in order]
+        # The table is the sorted distinct values (codes_for): a value's code is its rank.
+        table = np.asarray(codes.table, np.int64)
+        vals = np.searchsorted(table, order)
+        if not np.array_equal(table[np.minimum(vals, len(table) - 1)], order):
+            raise ValueError("weights: a value outside the layer's code table")
         cmd = Command(Kind.CODES, len(vals), bits=codes.bits)
         self._emit(cmd, packing.bits(vals, codes.bits), Dest.WEIGHTS, beats=beats)
 
