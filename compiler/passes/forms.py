@@ -1,6 +1,6 @@
 """Rewrite weight forms and activation codes into ops the cores implement.
 
-Each rewrite leaves every output bit unchanged (``tests/compiler/test_forms.py``
+Each rewrite leaves every output bit unchanged (``tests/compiler/passes/test_forms.py``
 checks it against the golden model of the original graph):
 
 * ``ternary2`` (LAT2) weights ``P*[t>0] - N*[t<0]`` become a ternary MAC that

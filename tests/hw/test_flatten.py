@@ -7,7 +7,7 @@ from amaranth.hdl import signed, unsigned
 from hw.flatten import Flatten
 from sim import golden
 
-from conftest import image_beats, lane_values
+from stimuli import image_beats, lane_values
 
 _rng = np.random.default_rng(7707)
 # (lane shape, channels, height, width): corners and a random shape.

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import assert_nodes_agree, make
+from float_models import assert_nodes_agree, make
 
 from compiler.errors import QuantizeError
 from compiler.frontend import Finetune, quantize

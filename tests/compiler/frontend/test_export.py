@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS, make
+from float_models import MODELS, make
 from torch import nn
 
 from compiler import passes, qpk
