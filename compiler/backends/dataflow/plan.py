@@ -114,7 +114,7 @@ class Plan:
     budget: dict[str, int] | None = None
     placement: str = "auto"
     target_cycles: int | None = None
-    warnings: list[str] = field(default_factory=list)     # things the user should know, one line each
+    warnings: list[str] = field(default_factory=list)  # things the user should know, one line each
 
     def __getitem__(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
