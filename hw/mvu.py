@@ -119,7 +119,8 @@ class ConstantMVU(wiring.Component):
                 terms.append((Const(self.bias[n]), False))
             acc = self.tree.build(m, terms, en=en, name=f"acc{n}", levels=self.levels)
             results.append(acc if self.thresholds is None
-                           else threshold_code(acc, self.thresholds[n], self.out_lo, m, name=f"code{n}"))
+                           else threshold_code(acc, self.thresholds[n], self.out_lo, m,
+                                               name=f"code{n}"))
 
         valid = self.i.valid
         for stage in range(self.tree.latency(self.levels)):
@@ -347,9 +348,11 @@ class RomMVU(wiring.Component):
                 shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)
             trd = trom.read_port(domain="sync")
             m.d.comb += [trd.addr.eq(s1_group), trd.en.eq(en)]
-            outs = [threshold_code(res[p], [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw]
-                                   .as_signed() for j in range(levels)], self.out_lo,
-                                   m, name=f"code{p}")
+
+            def row(p):
+                return [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw].as_signed()
+                        for j in range(levels)]
+            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}")
                     for p in range(self.pe)]
         else:
             outs = res
