@@ -64,7 +64,8 @@ def field_group(err):
         return f"{where}: {m[1]} {m[2] if m[2] in _known_fields() else '(unknown name)'}"
     for word in ("must be an object", "takes", "lie outside", "weight[", "multiplier[",
                  "codebook", "non-decreasing", "padding", "larger than", "must be a feature map",
-                 "must be a vector", "pow2 activation levels", "ternary2", "accumulator limit", "checksum mismatch", "truncated", "bad magic",
+                 "must be a vector", "pow2 activation levels", "ternary2", "accumulator limit",
+                 "checksum mismatch", "truncated", "bad magic",
                  "not valid JSON", "nests", "unexpected bytes", "not a name", "input '",
                  "unsupported op", "inserted by the compiler", "output", "exactly one",
                  "does not lead", "used by two", "differs only in case", "belong to no node"):

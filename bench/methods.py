@@ -1,6 +1,8 @@
-"""Every quantization method on real data: the digits CNN, several seeds, golden accuracy and hardware.
+"""Every quantization method on real data: the digits CNN, several seeds, accuracy and hardware.
 
-    python -m bench.methods                  # the full table (3 seeds, Yosys LUTs), ~15-20 min on 2 cores
+Golden-model accuracy, and Yosys LUTs of each design::
+
+    python -m bench.methods                  # the full table (3 seeds), ~15-20 min on 2 cores
     python -m bench.methods --write-docs     # ... and put it into docs/results.md
     python -m bench.methods --quick          # 1 seed, 1 epoch, plan-only hardware: a smoke run
 
@@ -43,7 +45,8 @@ __all__ = ["Spec", "SPECS", "Config", "run", "render", "targets", "write_docs", 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "results.md"
-BEGIN = "<!-- bench.methods: generated, do not edit by hand (python -m bench.methods --write-docs) -->"
+BEGIN = ("<!-- bench.methods: generated, do not edit by hand "
+         "(python -m bench.methods --write-docs) -->")
 END = "<!-- bench.methods: end -->"
 
 
@@ -150,7 +153,8 @@ def _code_hash():
 
 
 def _cache_path(cfg, seed):
-    return Path(cfg.build_dir) / "cache" / f"digits_cnn-seed{seed}-e{cfg.float_epochs}-{_code_hash()}.npz"
+    name = f"digits_cnn-seed{seed}-e{cfg.float_epochs}-{_code_hash()}.npz"
+    return Path(cfg.build_dir) / "cache" / name
 
 
 def train_float(cfg, seed):

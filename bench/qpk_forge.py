@@ -9,7 +9,7 @@ byte-level damage (flips, truncation, insertion) of the package itself.
 
 :func:`seed_packages` gives the valid packages to start from: the zoo's and
 small graphs of ``tests/graphs.py`` in every weight kind. Used by
-``tests/compiler/test_qpk_fuzz.py`` and ``python -m bench.fuzz_qpk``.
+``tests/compiler/qpk/test_container_fuzz.py`` and ``python -m bench.fuzz_qpk``.
 """
 
 import copy

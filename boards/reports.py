@@ -35,7 +35,10 @@ def stat_cells(stat, top=None):
 def yosys_xilinx_utilization(stat, top=None):
     """Utilization from ``synth_xilinx`` + ``stat -json``; BRAMs counted as RAMB18."""
     cells = stat_cells(stat, top)
-    count = lambda kinds: sum(n for kind, n in cells.items() if kind in kinds)
+
+    def count(kinds):
+        return sum(n for kind, n in cells.items() if kind in kinds)
+
     return {
         "luts": sum(n * _XILINX_LUTS[kind] for kind, n in cells.items() if kind in _XILINX_LUTS),
         "ffs": count(_XILINX_FFS),
@@ -102,7 +105,10 @@ def vivado_utilization(text):
         brams = 2 * rows.get("RAMB36/FIFO", 0) + rows.get("RAMB18", 0)
     else:
         brams = 2 * rows.get("Block RAM Tile", 0)
-    pick = lambda *names: int(next((rows[n] for n in names if n in rows), 0))
+
+    def pick(*names):
+        return int(next((rows[n] for n in names if n in rows), 0))
+
     return {
         "luts": pick("Slice LUTs", "CLB LUTs"),
         "ffs": pick("Slice Registers", "CLB Registers"),

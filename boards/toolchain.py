@@ -168,7 +168,9 @@ def _manifest(board, top, bitstream, bitstream_file, flash_images):
         "flash_images": [_image_entry(image) for image in flash_images],
     }
     if hasattr(top, "in_format") and hasattr(top, "baud"):
-        fmt = lambda f: {"width": f.width, "signed": f.signed, "lanes": f.count}
+        def fmt(f):
+            return {"width": f.width, "signed": f.signed, "lanes": f.count}
+
         manifest["uart"] = {"baud": top.baud, "input": fmt(top.in_format),
                             "output": fmt(top.out_format)}
     return manifest

@@ -23,7 +23,7 @@ class AdderTree:
         combinational).
     """
 
-    def __init__(self, width, levels_per_stage=None):
+    def __init__(self, width: int, levels_per_stage: int | None = None):
         self.width = width
         self.levels_per_stage = levels_per_stage
 

@@ -1,6 +1,8 @@
 """Lane-wise operations on a stream: ReLU, threshold requantization, pow2 decoding."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from collections.abc import Sequence
+
+from amaranth.hdl import Array, Const, Module, Mux, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,7 +59,7 @@ def pow2_value(code):
 class _Lanewise(wiring.Component):
     """One registered beat per cycle of ``self.lane(value, index)`` on every lane."""
 
-    def __init__(self, in_shape, out_shape, count):
+    def __init__(self, in_shape: ShapeLike, out_shape: ShapeLike, count: int):
         self.count = count
         super().__init__({"i": In(stream.Signature(lanes(in_shape, count))),
                           "o": Out(stream.Signature(lanes(out_shape, count)))})
@@ -97,7 +99,8 @@ class Thresholds(_Lanewise):
     o : Out(stream.Signature(lanes(out_shape, count)))
     """
 
-    def __init__(self, in_shape, out_shape, thresholds, lo):
+    def __init__(self, in_shape: ShapeLike, out_shape: ShapeLike,
+                 thresholds: Sequence[Sequence[int]], lo: int):
         self.thresholds = [[int(t) for t in row] for row in thresholds]
         self.lo = lo
         super().__init__(in_shape, out_shape, len(self.thresholds))

@@ -1,6 +1,6 @@
 """A FIFO with typed stream ports, over :class:`amaranth.lib.fifo.SyncFIFOBuffered`."""
 
-from amaranth.hdl import Module, Shape
+from amaranth.hdl import Module, Shape, ShapeLike
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,7 @@ class StreamFIFO(wiring.Component):
     o : Out(stream.Signature(shape))
     """
 
-    def __init__(self, shape, depth):
+    def __init__(self, shape: ShapeLike, depth: int):
         self.shape, self.depth = shape, max(depth, 3)
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 

@@ -1,6 +1,6 @@
 """Gathering a whole feature map into one vector beat."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,7 @@ class Flatten(wiring.Component):
     o : Out(stream.Signature(lanes(shape, channels * pixels)))
     """
 
-    def __init__(self, shape, channels, pixels):
+    def __init__(self, shape: ShapeLike, channels: int, pixels: int):
         self.channels, self.pixels = channels, pixels
         super().__init__({"i": In(stream.Signature(lanes(shape, channels))),
                           "o": Out(stream.Signature(lanes(shape, channels * pixels)))})

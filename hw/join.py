@@ -1,6 +1,6 @@
 """Forking a stream into branches and joining branches by addition."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,7 @@ class Fork(wiring.Component):
     o : Out(stream.Signature(layout)).array(n)
     """
 
-    def __init__(self, layout, n=2):
+    def __init__(self, layout: ShapeLike, n: int = 2):
         self.n = n
         super().__init__({"i": In(stream.Signature(layout)),
                           "o": Out(stream.Signature(layout)).array(n)})
@@ -58,7 +58,8 @@ class AddJoin(wiring.Component):
     o : Out(stream.Signature(lanes(out_shape, channels)))
     """
 
-    def __init__(self, a_shape, b_shape, out_shape, channels):
+    def __init__(self, a_shape: ShapeLike, b_shape: ShapeLike, out_shape: ShapeLike,
+                 channels: int):
         self.channels = channels
         super().__init__({"a": In(stream.Signature(lanes(a_shape, channels))),
                           "b": In(stream.Signature(lanes(b_shape, channels))),

@@ -20,7 +20,9 @@ adder tree per output, and a vector goes in every cycle.
 ``(N / pe) * (K / simd)`` cycles per vector.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from collections.abc import Sequence
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ShapeLike, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -72,8 +74,11 @@ class ConstantMVU(wiring.Component):
     o : Out(stream.Signature(lanes(out_shape, N)))
     """
 
-    def __init__(self, weights, *, in_shape, acc_width, bias=None, thresholds=None,
-                 out_shape=None, out_lo=0, levels_per_stage=3, in_pow2=False):
+    def __init__(self, weights: Sequence[Sequence[int]], *, in_shape: ShapeLike, acc_width: int,
+                 bias: Sequence[int] | None = None,
+                 thresholds: Sequence[Sequence[int]] | None = None,
+                 out_shape: ShapeLike | None = None, out_lo: int = 0,
+                 levels_per_stage: int | None = 3, in_pow2: bool = False):
         self.weights = _matrix(weights)
         self.in_pow2 = in_pow2
         self.n, self.k = len(self.weights), len(self.weights[0])
@@ -114,7 +119,8 @@ class ConstantMVU(wiring.Component):
                 terms.append((Const(self.bias[n]), False))
             acc = self.tree.build(m, terms, en=en, name=f"acc{n}", levels=self.levels)
             results.append(acc if self.thresholds is None
-                           else threshold_code(acc, self.thresholds[n], self.out_lo, m, name=f"code{n}"))
+                           else threshold_code(acc, self.thresholds[n], self.out_lo, m,
+                                               name=f"code{n}"))
 
         valid = self.i.valid
         for stage in range(self.tree.latency(self.levels)):
@@ -134,7 +140,7 @@ class DigitEncoding:
     A weight is the sum over its fields of ``nz ? (neg ? -1 : 1) << shift : 0``.
     """
 
-    def __init__(self, weights_flat):
+    def __init__(self, weights_flat: Sequence[int]):
         self.digits = max(max_digits(weights_flat), 1)
         self.shift_bits = ceil_log2(max_shift(weights_flat) + 1)
         self.field_bits = 2 + self.shift_bits
@@ -161,7 +167,8 @@ class RomLayout:
     write the same words into image files without building the hardware.
     """
 
-    def __init__(self, weights, *, pe, simd, acc_width, thresholds=None):
+    def __init__(self, weights: Sequence[Sequence[int]], *, pe: int, simd: int, acc_width: int,
+                 thresholds: Sequence[Sequence[int]] | None = None):
         self.weights = _matrix(weights)
         self.n, self.k = len(self.weights), len(self.weights[0])
         if self.n % pe or self.k % simd:
@@ -226,8 +233,10 @@ class RomMVU(wiring.Component):
     o : Out(stream.Signature(lanes(out_shape, N)))
     """
 
-    def __init__(self, weights, *, in_shape, acc_width, pe, simd, bias=None, thresholds=None,
-                 out_shape=None, out_lo=0, in_pow2=False):
+    def __init__(self, weights: Sequence[Sequence[int]], *, in_shape: ShapeLike, acc_width: int,
+                 pe: int, simd: int, bias: Sequence[int] | None = None,
+                 thresholds: Sequence[Sequence[int]] | None = None,
+                 out_shape: ShapeLike | None = None, out_lo: int = 0, in_pow2: bool = False):
         self.in_pow2 = in_pow2
         self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
                                          thresholds=thresholds)
@@ -339,9 +348,11 @@ class RomMVU(wiring.Component):
                 shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)
             trd = trom.read_port(domain="sync")
             m.d.comb += [trd.addr.eq(s1_group), trd.en.eq(en)]
-            outs = [threshold_code(res[p], [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw]
-                                   .as_signed() for j in range(levels)], self.out_lo,
-                                   m, name=f"code{p}")
+
+            def row(p):
+                return [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw].as_signed()
+                        for j in range(levels)]
+            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}")
                     for p in range(self.pe)]
         else:
             outs = res

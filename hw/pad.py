@@ -1,6 +1,6 @@
 """Zero padding of a feature map stream."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,8 @@ class Pad(wiring.Component):
     o : Out(stream.Signature(lanes(shape, channels)))
     """
 
-    def __init__(self, shape, channels, height, width, padding, value=0):
+    def __init__(self, shape: ShapeLike, channels: int, height: int, width: int, padding: int,
+                 value: int = 0):
         self.channels, self.height, self.width = channels, height, width
         self.padding, self.value = padding, value
         super().__init__({"i": In(stream.Signature(lanes(shape, channels))),

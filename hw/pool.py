@@ -1,6 +1,6 @@
 """Pooling: the maximum over a window, and the sum over a whole image."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,7 @@ class WindowMax(wiring.Component):
     o : Out(stream.Signature(lanes(shape, channels)))
     """
 
-    def __init__(self, shape, channels, window):
+    def __init__(self, shape: ShapeLike, channels: int, window: int):
         self.channels, self.window = channels, window
         super().__init__({"i": In(stream.Signature(lanes(shape, window * channels))),
                           "o": Out(stream.Signature(lanes(shape, channels)))})
@@ -53,7 +53,7 @@ class GlobalSum(wiring.Component):
     o : Out(stream.Signature(lanes(out_shape, channels)))
     """
 
-    def __init__(self, in_shape, out_shape, channels, pixels):
+    def __init__(self, in_shape: ShapeLike, out_shape: ShapeLike, channels: int, pixels: int):
         self.channels, self.pixels = channels, pixels
         self.out_shape = out_shape
         super().__init__({"i": In(stream.Signature(lanes(in_shape, channels))),

@@ -181,9 +181,10 @@ class QSPIReader(wiring.Component):
         stream going at this divider and latency.
     """
 
-    def __init__(self, *, word_bytes=4, addr_width=24, length_width=None, divider=1,
-                 read_latency=0, part=PARTS["S25FL128S"], mode_value=0xFF, cs_high=2,
-                 fifo_depth=None):
+    def __init__(self, *, word_bytes: int = 4, addr_width: int = 24,
+                 length_width: int | None = None, divider: int = 1, read_latency: int = 0,
+                 part: QSPIPart = PARTS["S25FL128S"], mode_value: int = 0xFF, cs_high: int = 2,
+                 fifo_depth: int | None = None):
         problem = _check(word_bytes, addr_width, divider, read_latency, part, cs_high)
         if problem:
             self._MustUse__silence = True      # never built, so never "unused"

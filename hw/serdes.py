@@ -7,7 +7,7 @@ byte first. A signed lane is sign-extended to whole bytes, an unsigned one
 zero-extended.
 """
 
-from amaranth.hdl import Cat, Module, Shape, Signal
+from amaranth.hdl import Cat, Module, Shape, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,7 +34,7 @@ class BytesToLanes(wiring.Component):
     o : Out(stream.Signature(lanes(shape, n)))
     """
 
-    def __init__(self, shape, n):
+    def __init__(self, shape: ShapeLike, n: int):
         self.shape, self.n = Shape.cast(shape), n
         self.bytes_per_beat = n * lane_bytes(shape)
         super().__init__({"i": In(stream.Signature(8)),
@@ -77,7 +77,7 @@ class LanesToBytes(wiring.Component):
     o : Out(stream.Signature(8))
     """
 
-    def __init__(self, shape, n):
+    def __init__(self, shape: ShapeLike, n: int):
         self.shape, self.n = Shape.cast(shape), n
         self.bytes_per_beat = n * lane_bytes(shape)
         super().__init__({"i": In(stream.Signature(lanes(shape, n))),

@@ -52,7 +52,7 @@ class UARTRx(wiring.Component):
         One-cycle pulse: a byte was lost because ``o`` was not taken in time.
     """
 
-    def __init__(self, clocks_per_bit):
+    def __init__(self, clocks_per_bit: int):
         self.clocks_per_bit = _check_clocks_per_bit(clocks_per_bit)
         super().__init__({
             "rx": In(1, init=1),
@@ -136,7 +136,7 @@ class UARTTx(wiring.Component):
         A frame is being sent.
     """
 
-    def __init__(self, clocks_per_bit):
+    def __init__(self, clocks_per_bit: int):
         self.clocks_per_bit = _check_clocks_per_bit(clocks_per_bit)
         super().__init__({
             "i": In(stream.Signature(8)),

@@ -1,6 +1,6 @@
 """Sliding windows over a feature map stream, with line buffers."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ShapeLike, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -29,7 +29,8 @@ class SlidingWindow(wiring.Component):
     o : Out(stream.Signature(lanes(shape, kernel * kernel * channels)))
     """
 
-    def __init__(self, shape, channels, height, width, kernel, stride=1):
+    def __init__(self, shape: ShapeLike, channels: int, height: int, width: int, kernel: int,
+                 stride: int = 1):
         if kernel > height or kernel > width:
             raise ValueError(f"kernel {kernel} does not fit a {height}x{width} image")
         self.shape, self.channels = shape, channels

@@ -182,8 +182,8 @@ class QSPIFlashModel(wiring.Component):
         abits = (self.size - 1).bit_length()
         byte = Signal(8)
         if self.image is not None:
-            m.submodules.mem = mem = Memory(shape=8, depth=self.size,
-                                            init=list(self.image) + [0xFF] * (self.size - len(self.image)))
+            init = list(self.image) + [0xFF] * (self.size - len(self.image))
+            m.submodules.mem = mem = Memory(shape=8, depth=self.size, init=init)
             rp = mem.read_port(domain="comb")
             m.d.comb += [rp.addr.eq(addr[:abits]), byte.eq(rp.data)]
         else:
@@ -210,7 +210,8 @@ class QSPIFlashModel(wiring.Component):
         rise_m, fall_m = ~s0 & s1, s0 & ~s1                # in mid-cycle
         m.d.comb += [
             err["CS"].eq((bus.cs_n != prev_cs_n) & (prev_sck | s0)),
-            err["IDLE"].eq((bus.cs_n & (rise_m | fall_m)) | (bus.cs_n & prev_cs_n & (rise_b | fall_b))),
+            err["IDLE"].eq((bus.cs_n & (rise_m | fall_m))
+                           | (bus.cs_n & prev_cs_n & (rise_b | fall_b))),
             err["SETUP"].eq(sel & rise_b & (Cat(bus.dq_o, bus.dq_oe) != prev_dq)),
         ]
 

@@ -78,8 +78,8 @@ def run_streams(dut, inputs, outputs, *, stall=0.0, seed=0, max_cycles=200_000,
             await ctx.tick()
             state["cycles"] += 1
             if state["cycles"] > max_cycles:
-                raise TimeoutError(f"no result after {max_cycles} cycles; got "
-                                   + ", ".join(f"{k}: {len(v)}/{outputs[k]}" for k, v in got.items()))
+                counts = ", ".join(f"{k}: {len(v)}/{outputs[k]}" for k, v in got.items())
+                raise TimeoutError(f"no result after {max_cycles} cycles; got {counts}")
 
     for name, beats in inputs.items():
         sim.add_testbench(driver(name, beats))

@@ -89,8 +89,8 @@ def report_markdown(data):
     for l in data["layers"]:
         e = l["estimate"]
         fold = f"{l['pe']}x{l['simd']}" if "pe" in l else "-"
-        rows.append([l["stage"], "+".join(l["nodes"]), l["kind"],
-                     "x".join(map(str, l["in_shape"])) + " -> " + "x".join(map(str, l["out_shape"])),
+        shapes = " -> ".join("x".join(map(str, l[k])) for k in ("in_shape", "out_shape"))
+        rows.append([l["stage"], "+".join(l["nodes"]), l["kind"], shapes,
                      l.get("weights", "-"), l.get("placement", "-"), fold, l["out_lane"],
                      l["cycles"], e["luts"], e["ffs"], e["brams"]])
     t = data["estimate"]
@@ -182,7 +182,10 @@ def report_markdown(data):
 
 
 def write_report(result, out):
-    """Write ``report.json`` and ``report.md`` through ``out`` (a :class:`~compiler.driver.outdir.OutputDir`)."""
+    """Write ``report.json`` and ``report.md`` through ``out``.
+
+    ``out`` is a :class:`~compiler.driver.outdir.OutputDir`.
+    """
     data = report_dict(result)
     out.write_text("report.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
     out.write_text("report.md", report_markdown(data))

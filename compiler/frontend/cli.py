@@ -255,7 +255,8 @@ def check_output(path):
     if not str(path).strip():
         raise QuantizeError("-o: the output file name is empty")
     if path.is_dir():
-        raise QuantizeError(f"{path}: is a directory; give a file name such as {path / 'model.qpk'}")
+        raise QuantizeError(f"{path}: is a directory; give a file name such as "
+                            f"{path / 'model.qpk'}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

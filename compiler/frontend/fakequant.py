@@ -61,7 +61,10 @@ def pow2_thresholds(bits):
 
 
 def pow2_code(t, bits):
-    """``#{j : t >= threshold_j}`` elementwise (int64); ``t = acc * m + o`` as in the golden model."""
+    """``#{j : t >= threshold_j}`` elementwise (int64).
+
+    ``t = acc * m + o`` as in the golden model.
+    """
     th = pow2_thresholds(bits).to(t.dtype)
     return (t.unsqueeze(-1) >= th).sum(-1)
 

@@ -8,11 +8,12 @@ values, and reads ``pow2_value(c)``.
 """
 
 from ..ops import op_of
+from .graph import Graph
 
 __all__ = ["encodings"]
 
 
-def encodings(graph):
+def encodings(graph: Graph) -> dict[str, str]:
     """``{node name: "linear" | "pow2"}``: the encoding of each node's output."""
     enc = {}
     for node in graph.nodes:

@@ -9,11 +9,13 @@ BLAS thread.
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sim import golden
 
 from ..ops import op_of
 from .encoding import encodings
+from .graph import Graph
 
 __all__ = ["run", "run_all"]
 
@@ -29,7 +31,7 @@ def _one_blas_thread():
     return _blas.limit(limits=1)
 
 
-def run_all(graph, x):
+def run_all(graph: Graph, x: ArrayLike) -> dict[str, np.ndarray]:
     """Every node's output for a batch ``x`` of integer inputs; a dict by node name."""
     with _one_blas_thread():
         return _run_all(graph, x)
@@ -61,6 +63,6 @@ def _run_all(graph, x):
     return values
 
 
-def run(graph, x):
+def run(graph: Graph, x: ArrayLike) -> np.ndarray:
     """The output of ``graph`` for a batch ``x`` of integer inputs."""
     return run_all(graph, x)[graph.outputs[0]]

@@ -1,10 +1,16 @@
 """Structural checks of a whole graph, and shape inference on the way."""
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from .. import limits
 from ..errors import GraphError
 from ..ops import op_of
+
+if TYPE_CHECKING:
+    from .graph import Graph
 
 __all__ = ["validate_graph"]
 
@@ -13,7 +19,7 @@ _DERIVED = re.compile(rf"{limits.NAME_PATTERN}(\.{limits.NAME_PATTERN})*")
 _SUFFIX_ROOM = 16      # ".partials", ".value": what the passes append to a name
 
 
-def validate_graph(graph, names=None):
+def validate_graph(graph: Graph, names: str | None = None) -> Graph:
     """Check every node and the wiring between them; set each node's ``shape``.
 
     ``names`` is the pattern every node name must match: packages use

@@ -1,6 +1,6 @@
 """Rewrite weight forms and activation codes into ops the cores implement.
 
-Each rewrite leaves every output bit unchanged (``tests/compiler/test_forms.py``
+Each rewrite leaves every output bit unchanged (``tests/compiler/passes/test_forms.py``
 checks it against the golden model of the original graph):
 
 * ``ternary2`` (LAT2) weights ``P*[t>0] - N*[t<0]`` become a ternary MAC that
@@ -26,7 +26,7 @@ import numpy as np
 
 from hw.csd import csd_digits
 
-from ..ir import Node, encodings
+from ..ir import Node, bits_for_range, encodings
 from ..ops import Conv2d, Pow2Decode, is_op, op_of
 
 __all__ = ["expand_weight_forms", "insert_decodes"]
@@ -37,8 +37,9 @@ def _digits(w):
 
 
 def _bits_for(values):
+    """Width of a signed weight holding ``-max|v| .. max|v|`` (two bits at least)."""
     hi = int(np.max(np.abs(values), initial=1))
-    return max(2, hi.bit_length() + 1)
+    return max(2, bits_for_range(-hi, hi)[0])
 
 
 def _mac(node, name, weight, kind, bits, *, inputs, conv_attrs=None, bias=None):

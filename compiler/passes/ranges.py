@@ -4,7 +4,7 @@ The range of a node is the set of integers it can produce for *any* input in the
 input's declared range, computed from the actual weights: for a MAC layer each
 output channel's worst cases are ``sum(max(w*lo, w*hi))`` and ``sum(min(...))``.
 The widths derived from these ranges can never overflow, and they are tight: an
-input exists that reaches each bound (see ``tests/compiler/test_passes.py``).
+input exists that reaches each bound (see ``tests/compiler/passes/test_ranges.py``).
 Partial sums of a MAC lie within the same range whenever the input range
 contains 0, which is why folded hardware can accumulate in the final width.
 

@@ -42,7 +42,7 @@ _TRIT5 = [sum(((v // 3 ** j) % 3) << (2 * j) for j in range(5)) if v < 243 else 
 
 
 class StreamDecoder(wiring.Component):
-    """Turns the weight stream of :mod:`hw.engine.packing` into run-time weights, thresholds, biases.
+    """Turns the weight stream of :mod:`hw.engine.packing` into weights, thresholds, biases.
 
     Each command on ``c`` says what the next data in the flash stream ``i`` is
     (its kind and size, :func:`command_layout`); the decoder reads exactly that

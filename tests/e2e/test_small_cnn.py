@@ -86,8 +86,8 @@ def test_arty_plan_and_yosys_utilization(small_cnn_qpk, tmp_path, monkeypatch):
     """Without Vivado: the complete Vivado build plan plus Yosys synth_xilinx utilization."""
     import shutil
     real_which = shutil.which
-    monkeypatch.setattr(shutil, "which",
-                        lambda name, *a, **k: None if name == "vivado" else real_which(name, *a, **k))
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k:
+                        None if name == "vivado" else real_which(name, *a, **k))
     result, log = _build(small_cnn_qpk["pow2"], tmp_path, "a", board="arty_a7", weights="rom",
                          target_cycles=640, verify=0, synth=True)
     s = result.synthesis

@@ -8,7 +8,7 @@ from hw.elementwise import Pow2Decode, ReLU, Thresholds
 from hw.lanes import int_shape, shape_range
 from sim import golden
 
-from conftest import lane_values
+from stimuli import lane_values
 
 _rng = np.random.default_rng(5501)
 

@@ -8,7 +8,7 @@ from hw.csd import csd_digits
 from hw.engine.bank import MacBank
 from hw.engine.layouts import DigitFormat
 
-from conftest import lane_values, pack_value, unpack_value
+from stimuli import lane_values, pack_value, unpack_value
 
 
 def weights_for(rng, fmt, size):

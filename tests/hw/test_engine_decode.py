@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import pack_value
+from stimuli import pack_value
 
 from hw.csd import csd_digits
 from hw.engine import packing as P

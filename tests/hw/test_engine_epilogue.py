@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.engine.epilogue import Epilogue, Mode
 
-from conftest import pack_value, unpack_value
+from stimuli import pack_value, unpack_value
 
 TAG = data.StructLayout({"buf": 1, "n": unsigned(6)})
 

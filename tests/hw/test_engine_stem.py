@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.engine.stem import Collector, MapWriter, StemFeeder
 
-from conftest import lane_values, pack_value, unpack_value
+from stimuli import lane_values, pack_value, unpack_value
 
 
 class Writes(wiring.Component):

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.engine.window import WindowWalker, segment_config, step_layout
 
-from conftest import unpack_value
+from stimuli import unpack_value
 
 PE, SIMD = 2, 4
 GROUP_BITS = 8

@@ -7,7 +7,7 @@ from amaranth.hdl import signed, unsigned
 from hw.fifo import StreamFIFO
 from hw.lanes import lanes
 
-from conftest import lane_values
+from stimuli import lane_values
 
 # (lane shape, lanes per beat, depth): fixed corners and a random shape (fixed seed).
 _rng = np.random.default_rng(1101)

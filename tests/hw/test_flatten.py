@@ -7,7 +7,7 @@ from amaranth.hdl import signed, unsigned
 from hw.flatten import Flatten
 from sim import golden
 
-from conftest import image_beats, lane_values
+from stimuli import image_beats, lane_values
 
 _rng = np.random.default_rng(7707)
 # (lane shape, channels, height, width): corners and a random shape.
@@ -27,7 +27,8 @@ def test_flatten_matches_golden(flattens, case):
     rng = np.random.default_rng(case)
     for seed, (stall, images) in enumerate([(0.0, 3), (0.3, 5), (0.3, 8), (0.6, 4)]):
         x = lane_values(rng, shape, (images, c, h, w))
-        res = flattens.check({f"i_{case}": image_beats(x)}, {f"o_{case}": golden.flatten(x).tolist()},
+        res = flattens.check({f"i_{case}": image_beats(x)},
+                             {f"o_{case}": golden.flatten(x).tolist()},
                              stall=stall, seed=seed, extra=seed == 1)
         if stall == 0.0:
             assert res.cycles <= images * h * w + 4

@@ -14,7 +14,7 @@ from hw.pad import Pad
 from hw.window import SlidingWindow
 from sim import golden
 
-from conftest import image_beats, lane_values
+from stimuli import image_beats, lane_values
 
 _rng = np.random.default_rng(8801)
 

@@ -15,7 +15,7 @@ from hw.pad import Pad
 from hw.window import SlidingWindow
 from sim import golden
 
-from conftest import Chain, image_beats, lane_values
+from stimuli import Chain, image_beats, lane_values
 
 
 def random_weights(rng, kind, n, k):

@@ -6,7 +6,7 @@ from amaranth.hdl import signed, unsigned
 
 from hw.pad import Pad
 
-from conftest import image_beats, lane_values
+from stimuli import image_beats, lane_values
 
 _rng = np.random.default_rng(2201)
 

@@ -10,7 +10,7 @@ from hw.pool import GlobalSum, WindowMax
 from hw.window import SlidingWindow
 from sim import golden
 
-from conftest import Chain, image_beats, lane_values
+from stimuli import Chain, image_beats, lane_values
 
 _rng = np.random.default_rng(4401)
 

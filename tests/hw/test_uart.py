@@ -119,7 +119,10 @@ def test_rx_tolerates_clock_mismatch(drift):
     rng = random.Random(7)
     data = [rng.randrange(256) for _ in range(20)]
     toggle = iter(range(10 ** 9))
-    period = lambda: cpb + (drift if next(toggle) % 2 else 0)
+
+    def period():
+        return cpb + (drift if next(toggle) % 2 else 0)
+
     dut = UARTRx(cpb)
     got = []
     run(dut, drive_line(dut.rx, [line_bits(b) for b in data], period, idle=0),

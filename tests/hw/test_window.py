@@ -7,7 +7,7 @@ from amaranth.hdl import signed, unsigned
 from hw.window import SlidingWindow
 from sim import golden
 
-from conftest import image_beats, lane_values
+from stimuli import image_beats, lane_values
 
 
 def windows(x, k, s):

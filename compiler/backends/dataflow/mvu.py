@@ -96,7 +96,8 @@ class MvuStage(Stage):
         """The stage's registers plus the adder tree's pipeline (``hw.adder_tree``: a
         register every three levels over the longest row's terms) and, folded, the
         ROM read and the accumulation of ``k / simd`` partial sums."""
-        terms = self._max_row_terms if self.placement == "hardwired" else self.simd * self._max_digits
+        terms = (self._max_row_terms if self.placement == "hardwired"
+                 else self.simd * self._max_digits)
         tree = -(-AdderTree.levels(terms + 1) // 3) + 1
         folded = 0 if self.placement == "hardwired" else self.cycles_per_vector + 4
         return super().latency_bound + tree + folded

@@ -7,7 +7,10 @@ FIFOs between stages (:mod:`.buffers` for the joins, a rate FIFO next to a
 folded layer). Each stage's cycles and resources come from the stage itself.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BuildError
 from ...ops import op_of
@@ -15,6 +18,12 @@ from . import buffers
 from .cost import Resources, fifo_cost
 from .stage import lane_of
 from .widths import check_signal_widths
+
+if TYPE_CHECKING:
+    from ...ir import Graph, Node
+    from .cost import Fabric
+    from .mvu import MvuStage
+    from .stage import Stage
 
 __all__ = ["Plan", "make_plan", "choose_folding", "check_budget", "PLACEMENTS", "Builder"]
 
@@ -28,7 +37,7 @@ BUDGET_SHARE = 0.8
 class Builder:
     """What an op's ``dataflow()`` needs to make its stage: the graph, streams, fusions."""
 
-    def __init__(self, graph):
+    def __init__(self, graph: Graph):
         self.graph = graph
         self.users = {n.name: [] for n in graph.nodes}
         for n in graph.nodes:
@@ -41,17 +50,17 @@ class Builder:
     def op(self, node):
         return op_of(node)
 
-    def consumers(self, node):
+    def consumers(self, node: Node) -> list[Node]:
         return self.users[node.name]
 
-    def alias(self, node, src):
+    def alias(self, node: Node, src: str) -> None:
         """``node`` needs no hardware: its value is that of ``src``."""
         self.stage_of[node.name] = self.stage_of[src]
         if self.op(node).internal:
             self.codes.add(node.name)
         return None
 
-    def fuse_threshold(self, node):
+    def fuse_threshold(self, node: Node) -> Node:
         """The threshold node that is ``node``'s only consumer (now fused), else ``node``."""
         users = self.users[node.name]
         if len(users) == 1 and self.op(users[0]).engine_role == "threshold":
@@ -59,11 +68,11 @@ class Builder:
             return users[0]
         return node
 
-    def takes_codes(self, node):
+    def takes_codes(self, node: Node) -> bool:
         """``node`` reads pow2 codes, its decode fused into it."""
         return bool(node.inputs) and node.inputs[0] in self.codes
 
-    def streams(self, node, out=None):
+    def streams(self, node: Node, out: Node | None = None) -> dict[str, Any]:
         """The stream fields of a stage implementing ``node`` (and a fused ``out``)."""
         out = out or node
         g = self.graph
@@ -75,7 +84,7 @@ class Builder:
                     out_lane=lane_of(out), in_channels=src.channels,
                     out_channels=out.shape[0], in_beats=src.beats, out_beats=out.beats)
 
-    def stages(self):
+    def stages(self) -> list[Stage]:
         stages = []
         for node in self.graph.nodes:
             if node.name in self.fused:
@@ -97,45 +106,45 @@ class Builder:
 
 @dataclass
 class Plan:
-    graph: object
-    stages: list
-    fabric: object
-    fifo_depths: dict          # (stage, input index) -> depth of the FIFO before it
-    fifo_reasons: dict = field(default_factory=dict)   # same keys -> "join" or "rate"
-    budget: dict = None
+    graph: Graph
+    stages: list[Stage]
+    fabric: Fabric
+    fifo_depths: dict[tuple[str, int], int]   # (stage, input index) -> depth of the FIFO before it
+    fifo_reasons: dict[tuple[str, int], str] = field(default_factory=dict)  # -> "join" or "rate"
+    budget: dict[str, int] | None = None
     placement: str = "auto"
-    target_cycles: int = None
-    warnings: list = field(default_factory=list)     # things the user should know, one line each
+    target_cycles: int | None = None
+    warnings: list[str] = field(default_factory=list)  # things the user should know, one line each
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
 
-    def consumers(self, name):
+    def consumers(self, name: str) -> list[tuple[Stage, int]]:
         return [(s, i) for s in self.stages for i, src in enumerate(s.inputs) if src == name]
 
     @property
-    def mvus(self):
+    def mvus(self) -> list[MvuStage]:
         return [s for s in self.stages if s.is_mvu]
 
     @property
-    def input_stage(self):
+    def input_stage(self) -> Stage:
         return self.stages[0]
 
     @property
-    def output_stage(self):
+    def output_stage(self) -> Stage:
         return self.stages[-1]
 
     @property
-    def cycles(self):
+    def cycles(self) -> int:
         """Cycles per inference in steady state: the slowest stage."""
         return max(s.cycles for s in self.stages)
 
     @property
-    def bottleneck(self):
+    def bottleneck(self) -> Stage:
         return max(self.stages, key=lambda s: s.cycles)
 
     @property
-    def resources(self):
+    def resources(self) -> Resources:
         total = Resources()
         for s in self.stages:
             total += s.resources
@@ -169,8 +178,9 @@ def _overrides(mvus, requested):
     return out
 
 
-def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None,
-                   share=BUDGET_SHARE):
+def choose_folding(plan: Plan, *, placement: str = "auto", target_cycles: int | None = None,
+                   overrides: dict[str, tuple[int, int]] | None = None,
+                   share: float = BUDGET_SHARE) -> Plan:
     """Give every MVU stage a placement and parallelism.
 
     ``hardwired`` puts every layer's weights in wiring. ``rom`` folds every
@@ -230,7 +240,7 @@ def choose_folding(plan, *, placement="auto", target_cycles=None, overrides=None
     return plan          # without a fit: the most folded design; check_budget() says why
 
 
-def why_floor(plan):
+def why_floor(plan: Plan) -> str:
     """Why the plan cannot go faster: its slowest stage, and what bounds that stage."""
     s = plan.bottleneck
     if s.is_mvu and (s.placement == "hardwired" or s.pe * s.simd == s.n * s.k):
@@ -242,7 +252,7 @@ def why_floor(plan):
             f"{s.cycles:,} per inference")
 
 
-def check_budget(plan, board_name):
+def check_budget(plan: Plan, board_name: str) -> None:
     """Refuse a plan whose estimate exceeds the board, naming the numbers and the remedy."""
     if plan.budget is None:
         return
@@ -352,8 +362,9 @@ def _plan_buffers(plan):
             plan.fifo_depths[key], plan.fifo_reasons[key] = depth, "rate"
 
 
-def make_plan(graph, fabric, *, budget=None, placement="auto", target_cycles=None,
-              overrides=None):
+def make_plan(graph: Graph, fabric: Fabric, *, budget: dict[str, int] | None = None,
+              placement: str = "auto", target_cycles: int | None = None,
+              overrides: dict[str, tuple[int, int]] | None = None) -> Plan:
     """Plan the hardware for a prepared graph on a fabric within a budget."""
     if placement not in PLACEMENTS:
         raise BuildError(f"unknown weight placement '{placement}'; choose one of "

@@ -73,7 +73,10 @@ def kmeans_kernels(x, k, *, seed=0, iters=KMEANS_ITERS):
 
 
 def bits_per_param(kernels, entries, ksize, index_bits, entry_bits=6):
-    """The paper's measure: ``(kernels * index_bits + entries * k*k * entry_bits) / (kernels * k*k)``."""
+    """The paper's measure of bits per weight.
+
+    ``(kernels * index_bits + entries * k*k * entry_bits) / (kernels * k*k)``.
+    """
     return (kernels * index_bits + entries * ksize * ksize * entry_bits) / (kernels * ksize * ksize)
 
 
@@ -148,7 +151,7 @@ class KQLayer:
             return torch.clamp(torch.round(book / self._scale(book)), -self.qmax, self.qmax)
 
     def export_tensors(self, w, final_weight):
-        """``(codebook, indices)`` numpy int arrays matching ``final_weight`` (sign flips included)."""
+        """``(codebook, indices)``: int arrays matching ``final_weight``, sign flips included."""
         return codebook_tensors(final_weight, self.codebook_ints(w).numpy().astype(np.int64),
                                 2 ** self.bits)
 

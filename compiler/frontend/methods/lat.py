@@ -96,7 +96,10 @@ def solve_exact(a, d, levels):
 
 
 def solve_approx(a, d, levels, alpha0=None):
-    """Alternating minimisation from ``alpha0`` (default: ternary ``1.4 mean a``, else ``max a``)."""
+    """Alternating minimisation from ``alpha0``.
+
+    The default ``alpha0`` is ``1.4 mean a`` for ternary, else ``max a``.
+    """
     n = a.numel()
     if not bool((a > 0).any()):
         return torch.zeros(n, dtype=torch.int64), None
@@ -159,7 +162,7 @@ class LatMethod(LossAwareMethod):
 
 
 def lat2_integers(alpha_p, alpha_n, bits):
-    """``(s, P, N)`` with ``s = max(alpha_p, alpha_n) / (2**(bits-1) - 1)``, ``P = round(alpha_p / s)``.
+    """``(s, P, N)``: ``s = max(alpha_p, alpha_n) / (2**(bits-1) - 1)``, ``P = round(alpha_p / s)``.
 
     A missing side (``None``: no weight of that sign kept) gets the value of the other.
     """

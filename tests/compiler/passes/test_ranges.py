@@ -1,12 +1,11 @@
-"""Passes: they never change a result, and the widths they infer are exact."""
+"""Range inference: passes never change a result, and the widths they infer are exact."""
 
 import numpy as np
 import pytest
 
 from compiler.ir import interpret
-from compiler.errors import GraphError
 from compiler.ir import Graph, Node, bits_for_range, validate_graph
-from compiler.passes import fuse_relu, infer_ranges, prepare
+from compiler.passes import infer_ranges, prepare
 from graphs import random_inputs, random_weights, small_cnn
 
 
@@ -77,39 +76,3 @@ def test_accumulator_range_is_reached(kind, bits, op, x_bits, x_signed):
 ])
 def test_bits_for_range(lo, hi, width, signed):
     assert bits_for_range(lo, hi) == (width, signed)
-
-
-def test_fuse_relu_into_signed_requant():
-    rng = np.random.default_rng(5)
-    g = Graph([
-        Node("x", "input", [], {"shape": [2, 3, 3], "bits": 6, "signed": True}),
-        Node("q", "requant", ["x"], {"bits": 4, "signed": True},
-             {"multiplier": np.array([0.3, 0.7]), "offset": np.array([0.5, -1.2])}),
-        Node("r", "relu", ["q"]),
-    ], ["r"])
-    x = random_inputs(rng, validate_graph(g), 32)
-    fused = validate_graph(fuse_relu(g.copy()))
-    assert [n.op for n in fused.nodes] == ["input", "requant"]
-    assert fused.outputs == ["r"] and fused["r"].attrs == {"bits": 3, "signed": False,
-                                                            "scale": None, "levels": "linear"}
-    np.testing.assert_array_equal(interpret.run(g, x), interpret.run(fused, x))
-
-
-def test_relu_after_unsigned_requant_disappears():
-    g = Graph([
-        Node("x", "input", [], {"shape": [4], "bits": 6, "signed": True}),
-        Node("q", "requant", ["x"], {"bits": 4, "signed": False},
-             {"multiplier": np.ones(4), "offset": np.zeros(4)}),
-        Node("r", "relu", ["q"]),
-        Node("d", "dense", ["r"], {"weight_kind": "ternary", "weight_bits": 2},
-             {"weight": np.ones((2, 4), np.int8)}),
-    ], ["d"])
-    fused = validate_graph(fuse_relu(validate_graph(g).copy()))
-    assert [n.name for n in fused.nodes] == ["x", "q", "d"] and fused["d"].inputs == ["q"]
-
-
-def test_unsupported_op_is_named():
-    g = Graph([Node("x", "input", [], {"shape": [4], "bits": 8, "signed": True}),
-               Node("s", "softmax", ["x"])], ["s"])
-    with pytest.raises(GraphError, match="node 's': unsupported op 'softmax'"):
-        validate_graph(g)

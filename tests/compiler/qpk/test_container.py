@@ -217,7 +217,8 @@ def test_cli_inspect_table(blob, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for col in ("node", "op", "in shape", "out shape", "weights / values", "bits", "params", "MACs"):
+    for col in ("node", "op", "in shape", "out shape", "weights / values", "bits", "params",
+                "MACs"):
         assert col in out
     assert "| conv2 " in out and "| ternary" in out and "| total" in out
     # conv2: 8 outputs x 4 inputs x 3 x 3 weights on a 4x4 output map

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))     # the repository root
 
 from bench.qpk_forge import repack, retensor, split  # noqa: E402
 from compiler import limits, qpk  # noqa: E402

@@ -1,6 +1,5 @@
-"""Small float models for the quantization front end's tests."""
+"""Small float models for the quantization front end's tests (importable as `float_models`)."""
 
-import pytest
 import torch
 from torch import nn
 
@@ -89,11 +88,6 @@ def make(name, seed=0):
     model = randomize_bn(factory(), seed)
     x = torch.randn(64, *shape, generator=torch.Generator().manual_seed(seed + 1))
     return model, x
-
-
-@pytest.fixture(params=sorted(MODELS))
-def any_model(request):
-    return request.param, *make(request.param)
 
 
 def assert_nodes_agree(res, x):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import make
+from float_models import make
 
 from compiler.errors import QuantizeError
 from compiler.ops.weights import check_weights

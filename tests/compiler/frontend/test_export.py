@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS, make
+from float_models import MODELS, make
 from torch import nn
 
 from compiler import passes, qpk
@@ -194,7 +194,8 @@ def test_x_plus_x_requantizes_once():
 @pytest.mark.parametrize("kw, words", [({"act_bits": 0}, "act_bits"),
                                        ({"input_bits": 40}, "input_bits"),
                                        ({"calibration": "kl"}, "unknown calibration"),
-                                       ({"weights": "binary-connect"}, "unknown weight quantization")])
+                                       ({"weights": "binary-connect"},
+                                        "unknown weight quantization")])
 def test_bad_options(kw, words):
     model, x = make("mlp")
     with pytest.raises(QuantizeError, match=words):

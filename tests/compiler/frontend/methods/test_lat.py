@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import assert_nodes_agree, make
+from float_models import assert_nodes_agree, make
 
 from compiler.errors import QuantizeError
 from compiler.ops import weights as ops

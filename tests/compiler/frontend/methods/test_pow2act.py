@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import assert_nodes_agree, make
+from float_models import assert_nodes_agree, make
 
 from compiler.errors import QuantizeError
 from compiler.frontend import Finetune, quantize
@@ -15,7 +15,10 @@ from compiler.frontend.placement import build_fakequant
 from compiler.frontend.trace import trace
 
 def _contract(acc, m, o, bits):
-    """The hardware contract in numpy: v = acc*m + o; code = #{j : v >= (val(j-1)+val(j))/2 + .5}."""
+    """The hardware contract in numpy.
+
+    v = acc*m + o; code = #{j : v >= (val(j-1)+val(j))/2 + .5}.
+    """
     val = [0.0] + [2.0 ** (c - 1) for c in range(1, 2 ** bits)]
     v = acc.astype(np.float64) * m[None, :, None] + o[None, :, None]
     code = np.zeros(v.shape, np.int64)

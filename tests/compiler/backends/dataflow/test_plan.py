@@ -77,7 +77,7 @@ def test_fold_override(graph):
 
 
 def _wide_requant_graph(bits):
-    """input -> 3x3 conv -> a signed ``bits``-bit requant (2**bits - 1 thresholds) -> gap -> dense."""
+    """input -> 3x3 conv -> signed ``bits``-bit requant (2**bits - 1 thresholds) -> gap -> dense."""
     from compiler.ir import Graph, Node
     from graphs import calibrate, random_inputs
     rng = np.random.default_rng(5)

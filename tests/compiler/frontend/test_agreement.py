@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make
+from float_models import make
 
 from compiler.frontend import Finetune, check_agreement, quantize
 from compiler.frontend.agreement import golden_accuracy, golden_logits, input_to_int

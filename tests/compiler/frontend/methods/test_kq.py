@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make
+from float_models import make
 
 from compiler.errors import QuantizeError
 from compiler.frontend import Finetune, quantize

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MODELS, make
+from float_models import MODELS, make
 from torch import nn
 
 from compiler.errors import QuantizeError, UserError

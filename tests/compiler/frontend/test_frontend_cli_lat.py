@@ -24,7 +24,8 @@ def test_zoo_model(tmp_path, capsys, method, extra, kind, bits):
     graph = qpk.load(out)
     q = graph.metadata["quantization"]
     assert q["method"] == method
-    assert (graph["conv1"].attrs["weight_kind"], graph["conv1"].attrs["weight_bits"]) == (kind, bits)
+    attrs = graph["conv1"].attrs
+    assert (attrs["weight_kind"], attrs["weight_bits"]) == (kind, bits)
     if method in ("lat", "lat2", "laq", "laq-log"):
         solver = extra[extra.index("--lat-solver") + 1] if "--lat-solver" in extra else \
             ("exact" if method.startswith("lat") else "approx")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))     # the repository root
 
 from bench import fuzz_qpk, qpk_forge  # noqa: E402
 from compiler import qpk  # noqa: E402
