@@ -191,9 +191,12 @@ def verify(plan, verilog_path, n, seed, build_dir, progress):
     }
 
 
-def build(model, options: BuildOptions, stream=sys.stdout):
-    """Run every step of a build; returns a :class:`BuildResult`."""
+def build(model, options: BuildOptions, stream=None):
+    """Run every step of a build; returns a :class:`BuildResult` (an engine build's
+    :class:`~compiler.backends.layer.backend.EngineBuildResult`). Progress goes to
+    ``stream`` (standard output by default)."""
     from boards import BoardError, get_board
+    stream = sys.stdout if stream is None else stream
     progress = _Progress(6, stream)
     t0 = time.monotonic()
     timings = {}
@@ -217,7 +220,7 @@ def build(model, options: BuildOptions, stream=sys.stdout):
             if engine == "auto":
                 check_budget(plan, board.name)
         except BuildError as err:
-            if engine == "dataflow":
+            if engine == "dataflow" or not _has_engine(board):
                 raise
             progress.note("the dataflow back end (a core per layer, weights on chip) does not "
                           f"fit: {str(err).splitlines()[0]}")
@@ -312,6 +315,11 @@ def _build_layer(graph, board, options, default, progress, t0):
     progress.step(f"report: {out.root / 'report.md'} (build took "
                   f"{result.timings['total_s']:.0f} s)")
     return result
+
+
+def _has_engine(board):
+    from boards.engine_clocks import ENGINE_CLOCKS
+    return board.name in ENGINE_CLOCKS
 
 
 def _sim_cache(options):

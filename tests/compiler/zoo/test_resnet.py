@@ -1,4 +1,4 @@
-"""ResNet-18 in the zoo: quantized offline, inspected, exact, loadable, refused by the dataflow build.
+"""ResNet-18 in the zoo: quantized offline, inspected, exact, loadable, refused by dataflow.
 
 One ImageNet ResNet-18 package is made per session, by the command a user runs
 (``python -m compiler quantize resnet18 -o r.qpk``, in this process): a seeded
@@ -104,14 +104,16 @@ def test_inspect_prints_it(resnet18_package, capsys):
                                          ("ulx3s", "ulx3s has 3.8")])
 def test_dataflow_build_is_refused_on_weight_storage(resnet18_package, tmp_path, capsys, board,
                                                      have):
-    """Default options (32 verification inputs included): the refusal names the weights.
+    """The dataflow back end with default options (32 verification inputs included): the
+    refusal names the weights.
 
     build() takes ``stream=sys.stdout`` as a default argument, bound when its module is
     first imported; imported inside one capsys test, it would print into that test's closed
     capture in the next one. This module imports it at collection for that reason.
     """
     path, _, _ = resnet18_package
-    rc = main(["build", str(path), "--board", board, "-o", str(tmp_path / "b")])
+    rc = main(["build", str(path), "--engine", "dataflow", "--board", board,
+               "-o", str(tmp_path / "b")])
     captured = capsys.readouterr()
     assert rc == 1
     err = captured.err.strip()
@@ -233,7 +235,8 @@ def test_quantize_with_a_checkpoint(tmp_path, capsys):
     torch.manual_seed(1)
     torch.save(resnet18_cifar().state_dict(), tmp_path / "seed1.pth")
     packages = {}
-    for name, extra in [("init", []), ("same", ["--checkpoint", str(tmp_path / "seed0.safetensors")]),
+    for name, extra in [("init", []),
+                        ("same", ["--checkpoint", str(tmp_path / "seed0.safetensors")]),
                         ("other", ["--checkpoint", str(tmp_path / "seed1.pth")])]:
         out = tmp_path / f"{name}.qpk"
         assert main(["quantize", "resnet18_cifar", "-o", str(out), "--calib", "4", *extra]) == 0
