@@ -36,10 +36,12 @@ TIE = 0.03
 #: flash path and routing).
 SHARE = 0.8
 
-#: LUTs of an engine: ``base + per_mac * pe * simd * digit_bits + per_pe * pe * acc``,
-#: ``digit_bits`` the bits of one run-time weight. Fitted to ``synth_xilinx`` of
-#: ResNet-style engines (``python -m bench.engine_fps --calibrate``).
-LUT_MODEL = {"base": 9000, "per_mac": 2.0, "per_pe": 6.0}
+#: LUTs of an engine: ``base + per_mac_bit * pe * simd * digit_bits + per_pe_bit * pe * acc``,
+#: ``digit_bits`` the bits of one run-time weight (its digits' sign, zero and shift
+#: fields), ``acc`` the accumulator width. Fitted to Yosys ``synth_xilinx`` of width-8
+#: ResNet-18 engines (ternary at 4x8 and 8x8: 4,615 and 6,271 LUTs; LAT2, 3 digits of
+#: shift <= 5, at 8x8: 14,342), measured with ``python -m bench.engine_fps --synth``.
+LUT_MODEL = {"base": 2960, "per_mac_bit": 9.7, "per_pe_bit": 17.3}
 #: Flip-flops as a share of LUTs in the same runs.
 FF_PER_LUT = 0.8
 
@@ -116,8 +118,8 @@ def buffers(fabric, config, *, stem_line=None):
 
 def estimate_luts(pe, simd, fmt, acc_width):
     m = LUT_MODEL
-    return int(m["base"] + m["per_mac"] * pe * simd * _digit_bits(fmt)
-               + m["per_pe"] * pe * acc_width)
+    return int(m["base"] + m["per_mac_bit"] * pe * simd * _digit_bits(fmt)
+               + m["per_pe_bit"] * pe * acc_width)
 
 
 def _stem_line(graph, build):
