@@ -106,7 +106,7 @@ def engine_clocks(board):
 
 
 def mmcm(clkin, clkin_hz, outputs):
-    """An MMCME2_ADV: ``outputs`` maps each output Signal to its frequency; the
+    """An MMCME2_ADV: ``outputs`` are ``(signal, hz)`` pairs, CLKOUT0 first; the
     feedback loops back internally (no phase relation to the input is needed).
     Returns ``(instance, locked)``; the outputs still need a BUFG each."""
     vco = 1_000_000_000                    # 600-1200 MHz on every 7-series speed grade
@@ -126,7 +126,7 @@ def mmcm(clkin, clkin_hz, outputs):
                   i_DADDR=Const(0, 7), i_DCLK=Const(0, 1), i_DEN=Const(0, 1),
                   i_DI=Const(0, 16), i_DWE=Const(0, 1),
                   i_PSCLK=Const(0, 1), i_PSEN=Const(0, 1), i_PSINCDEC=Const(0, 1))
-    for k, (signal, hz) in enumerate(outputs.items()):
+    for k, (signal, hz) in enumerate(outputs):
         divide = Fraction(vco, hz)
         if (divide * 8).denominator != 1 or not (1 <= divide <= 128):
             raise ValueError(f"MMCM: {hz / 1e6:g} MHz is not 1 GHz / (a multiple of 1/8)")

@@ -12,9 +12,22 @@ empties the request FIFO at once. The parent must hold the ``flash`` domain
 in reset while ``reset`` is high (an asynchronous reset synchronizer does:
 :class:`amaranth.lib.cdc.ResetSynchronizer`); that stops the reader, which
 ends any read under way (CS# high), and empties the data FIFO, whose read
-side then shows it empty until the reset has crossed. So no word of a read
-cut short reaches the engine after it starts over.
+side shows it empty from the moment the reset is asserted (asynchronously)
+until it has crossed back. So no word of a read cut short reaches the engine
+after it starts over.
+
+``reset`` must last at least :func:`reset_cycles_needed` cycles of ``sync``:
+the request FIFO's read side learns of its write side's reset through
+two-flip-flop synchronizers, and a request written before it has (two or
+three ``domain`` clock edges) would be skipped or read twice
+(:class:`~amaranth.lib.fifo.AsyncFIFO` resets its read pointer to the write
+pointer it last saw). While ``domain`` is in reset no request leaves the
+request FIFO: a reader held in reset may show ``req.ready``, and a request
+written just after ``reset`` falls can reach the ``domain`` side before that
+side's reset is released; it waits for the release instead of being lost.
 """
+
+import math
 
 from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
@@ -22,7 +35,13 @@ from amaranth.lib.wiring import In, Out
 
 from hw.qspi import read_request
 
-__all__ = ["FlashCrossing"]
+__all__ = ["FlashCrossing", "reset_cycles_needed"]
+
+
+def reset_cycles_needed(sync_hz, domain_hz):
+    """The shortest ``reset`` in ``sync`` cycles: four ``domain`` clock periods (two
+    synchronizer stages, one edge of metastability, one of margin), rounded up, plus one."""
+    return math.ceil(4 * sync_hz / domain_hz) + 1
 
 
 class FlashCrossing(wiring.Component):
@@ -36,6 +55,7 @@ class FlashCrossing(wiring.Component):
         Flash words to the engine (``sync``), first flash byte in the low bits.
     reset : In(1)
         ``sync``: drop the queued request; the ``domain`` reset must follow it.
+        At least :func:`reset_cycles_needed` cycles long.
     port_req : Out(stream.Signature(read_request(addr_width)))
         To the reader (``domain``), address plus ``offset``.
     port_data : In(stream.Signature(ArrayLayout(unsigned(8), word_bytes)))
@@ -67,6 +87,7 @@ class FlashCrossing(wiring.Component):
         m.d.comb += [req_w.clk.eq(ClockSignal("sync")),
                      req_w.rst.eq(ResetSignal("sync", allow_reset_less=True) | self.reset)]
 
+        flash_rst = ResetSignal(self.domain, allow_reset_less=True)
         layout = self.req.payload.shape()
         m.submodules.req_fifo = rq = fifo.AsyncFIFO(
             width=layout.size, depth=self.req_depth, w_domain="req_w", r_domain=self.domain)
@@ -74,8 +95,9 @@ class FlashCrossing(wiring.Component):
         m.d.comb += [request.addr.eq(self.req.payload.addr + self.offset),
                      request.length.eq(self.req.payload.length),
                      rq.w_en.eq(self.req.valid), self.req.ready.eq(rq.w_rdy),
-                     self.port_req.payload.eq(rq.r_data), self.port_req.valid.eq(rq.r_rdy),
-                     rq.r_en.eq(self.port_req.ready)]
+                     self.port_req.payload.eq(rq.r_data),
+                     self.port_req.valid.eq(rq.r_rdy & ~flash_rst),
+                     rq.r_en.eq(self.port_req.ready & ~flash_rst)]
 
         m.submodules.data_fifo = dq = fifo.AsyncFIFO(
             width=8 * self.word_bytes, depth=self.data_depth, w_domain=self.domain,

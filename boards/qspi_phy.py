@@ -170,7 +170,8 @@ class QSPIPHY(wiring.Component):
         with m.If(pulses != 0):
             m.d.sync += pulses.eq(pulses - 1)
         m.d.comb += self.ready.eq(pulses == 0)
-        pulse = Mux(pulses[0], 0b11, 0b00) if single else 0b10
+        # (With no pulses to send, ``pulses`` has no bits and ``ready`` is constant.)
+        pulse = Mux(pulses[0], 0b11, 0b00) if single and count else 0b10
         m.submodules.sclk = fwd = SCLKForward(single_edge=single)
         m.d.comb += [fwd.sck.eq(Mux(self.ready, self.bus.sck, pulse)), self.sclk.eq(fwd.sclk)]
         if self.pins.clock == "USRMCLK":

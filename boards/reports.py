@@ -6,8 +6,8 @@ block RAM unit: RAMB18, DP16KD, EBR) and ``dsps``; extras vary by family.
 
 import re
 
-__all__ = ["stat_cells", "nextpnr_utilization", "nextpnr_fmax", "yosys_xilinx_utilization",
-           "vivado_utilization", "vivado_fmax"]
+__all__ = ["stat_cells", "nextpnr_utilization", "nextpnr_fmax", "nextpnr_clock_fmax",
+           "yosys_xilinx_utilization", "vivado_utilization", "vivado_fmax"]
 
 # Xilinx 7-series cells as Yosys' synth_xilinx emits them, and how many LUTs each
 # occupies (LUT RAM and shift registers live in SLICEM LUTs; INV becomes a LUT1).
@@ -86,6 +86,15 @@ def nextpnr_fmax(report):
     """The slowest clock's achieved frequency in MHz, or None if nothing is clocked."""
     achieved = [clk["achieved"] for clk in report.get("fmax", {}).values() if "achieved" in clk]
     return round(min(achieved), 2) if achieved else None
+
+
+def nextpnr_clock_fmax(report, net):
+    """The achieved frequency (MHz) of the clock nextpnr names after ``net`` (its global
+    net is ``$glbnet$<net>``), or None if the report has no such clock."""
+    for name, clk in report.get("fmax", {}).items():
+        if name.removeprefix("$glbnet$") == net and "achieved" in clk:
+            return round(clk["achieved"], 2)
+    return None
 
 
 _VIVADO_ROW = re.compile(r"^\|\s*(Slice LUTs|CLB LUTs|Slice Registers|CLB Registers|"

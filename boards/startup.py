@@ -12,6 +12,8 @@ The domain comes from the platform's missing-domain hook, so it is defined
 at the top of the design, as Amaranth 0.6 will require. A design that makes
 clocks of its own (the layer engine's flash clock, :mod:`boards.engine_top`)
 takes the oscillator from the same input buffer with :meth:`board_clock`.
+Constraints a design adds (the ``add_constraints`` override) are appended to
+the XDC file after amaranth-boards' own.
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, Module, Signal
@@ -38,6 +40,15 @@ class _SharedStartup:
         if self._board_clock is None:
             self._board_clock = Signal()
         return self._board_clock
+
+    def toolchain_prepare(self, fragment, name, *, add_constraints=None, **kwargs):
+        # amaranth-boards' Arty passes its own ``add_constraints`` (bank voltages); a
+        # design's constraints go after them, at the end of the XDC file.
+        plan = super().toolchain_prepare(fragment, name, **kwargs)
+        if add_constraints:
+            xdc = f"{name}.xdc"
+            plan.files[xdc] = plan.files[xdc].rstrip("\n") + "\n" + add_constraints + "\n"
+        return plan
 
     def create_missing_domain(self, name):
         if name != "sync" or self.default_clk is None or (
