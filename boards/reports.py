@@ -88,13 +88,18 @@ def nextpnr_fmax(report):
     return round(min(achieved), 2) if achieved else None
 
 
-def nextpnr_clock_fmax(report, net):
-    """The achieved frequency (MHz) of the clock nextpnr names after ``net`` (its global
-    net is ``$glbnet$<net>``), or None if the report has no such clock."""
-    for name, clk in report.get("fmax", {}).items():
-        if name.removeprefix("$glbnet$") == net and "achieved" in clk:
-            return round(clk["achieved"], 2)
-    return None
+def nextpnr_clock_fmax(report, mhz, net=None):
+    """The achieved frequency (MHz) of the clock constrained to ``mhz``, or None.
+
+    nextpnr names a clock after one of its net's aliases (``$glbnet$`` and a
+    hierarchical name Yosys picked, like ``bridge.accelerator.bank.clk``), so the
+    clock is found by its constraint; if several share it, by the name's last part
+    being ``net``."""
+    clocks = [(name.removeprefix("$glbnet$"), clk) for name, clk in report.get("fmax", {}).items()
+              if "achieved" in clk and abs(clk.get("constraint", 0) - mhz) < 1e-3 * mhz]
+    if len(clocks) > 1:
+        clocks = [(name, clk) for name, clk in clocks if name.split(".")[-1] == net]
+    return round(clocks[0][1]["achieved"], 2) if len(clocks) == 1 else None
 
 
 _VIVADO_ROW = re.compile(r"^\|\s*(Slice LUTs|CLB LUTs|Slice Registers|CLB Registers|"

@@ -297,7 +297,8 @@ def _run_open(board, out_dir, name, result, progress, clocks):
         result.clocks["sync"]["fmax_mhz"] = result.fmax_mhz
     else:
         for domain, clock in clocks.items():
-            result.clocks[domain]["fmax_mhz"] = reports.nextpnr_clock_fmax(report, clock.net)
+            result.clocks[domain]["fmax_mhz"] = reports.nextpnr_clock_fmax(
+                report, clock.hz / 1e6, clock.net)
         result.fmax_mhz = result.clocks["sync"]["fmax_mhz"]
     _check_timing(result)
 

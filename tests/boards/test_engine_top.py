@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Elaboratable, Module, ResetSignal, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, ResetSignal, Signal, signed
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.sim import Simulator
 from graphs import engine_net
@@ -20,15 +20,20 @@ from boards import (
     get_board,
     read_manifest,
 )
+from boards.engine_clocks import ecp5_pll, mmcm
 from boards.flash_cdc import FlashCrossing, reset_cycles_needed
+from boards.qspi_timing import BOARD_DELAYS, fastest, margins
+from boards.reports import nextpnr_clock_fmax
 from boards.toolchain import (
     BoardBuildResult,
     _abc9_failed,
     _ecp5_abc_script,
     _run_yosys_xilinx,
 )
+from boards.top import UARTBridge
 from compiler.backends.layer.lower import lower_engine
 from compiler.passes import prepare
+from hw.elementwise import ReLU
 from hw.engine.engine import LayerEngine
 
 
@@ -191,6 +196,64 @@ def test_reset_length_bound():
     assert reset_cycles_needed(100e6, 25e6) == 17
 
 
+# -- Clocks, the flash timing budget and the bridge's reset --------------------------------
+
+@pytest.mark.parametrize("board", ["arty_a7_35", "arty_a7_100", "ulx3s"])
+def test_engine_clocks_read_the_flash_with_positive_slack(board):
+    c = engine_clocks(board)
+    delays = BOARD_DELAYS["ulx3s" if board == "ulx3s" else "arty"]
+    slack = margins(delays, c.flash_period_ns, c.divider, c.read_latency)
+    assert min(slack.values()) > 0, slack
+    # The chosen sample point is the one with the most slack.
+    assert fastest(delays, c.flash_period_ns, c.divider)[0] == c.read_latency
+    assert c.sclk_hz == c.flash_hz / 2 and c.stream_bytes_per_s == c.flash_hz / 4
+    assert c.sim_flash_setup()["read_latency"] == c.read_latency
+
+
+def test_a_faster_arty_flash_clock_has_no_safe_sample_point():
+    # 133 MHz (SCLK 66.7 MHz): why the Arty reads at 100 MHz.
+    assert fastest(BOARD_DELAYS["arty"], 7.5, 2)[0] is None
+
+
+def test_clock_primitives_parameters_and_refusals():
+    out, inp = Signal(), Signal()
+    inst, _ = mmcm(inp, 100_000_000, [(out, 100_000_000)])
+    params = dict(inst.parameters)
+    assert params["CLKFBOUT_MULT_F"] == 10.0 and params["CLKOUT0_DIVIDE_F"] == 10.0
+    with pytest.raises(ValueError, match="cannot make a 1 GHz VCO"):
+        mmcm(inp, 33_000_001, [(out, 100_000_000)])
+    with pytest.raises(ValueError, match="multiple of 1/8"):
+        mmcm(inp, 100_000_000, [(out, 300_000_000)])
+    a, b = Signal(), Signal()
+    inst, _ = ecp5_pll(inp, 25_000_000, a, 50_000_000, b, 62_500_000)
+    params = dict(inst.parameters)
+    # VCO 500 MHz: CLKOP / 10 = 50 MHz fed back (25 MHz x 2), CLKOS / 8 = 62.5 MHz.
+    assert (params["CLKI_DIV"], params["CLKFB_DIV"]) == (1, 2)
+    assert (params["CLKOP_DIV"], params["CLKOS_DIV"]) == (10, 8)
+    with pytest.raises(ValueError, match="no VCO"):
+        ecp5_pll(inp, 25_000_000, a, 50_000_000, b, 33_000_000)
+
+
+def test_bridge_reset_output_lasts_reset_cycles_after_start_and_break():
+    bridge = UARTBridge(ReLU(signed(8), signed(8), 1), 4, reset_cycles=6)
+    seen = []
+
+    async def bench(ctx):
+        for level, cycles in [(1, 20), (0, 12 * 4), (1, 20)]:    # idle, a break, idle
+            ctx.set(bridge.rx, level)
+            for _ in range(cycles):
+                seen.append(ctx.get(bridge.reset))
+                await ctx.tick()
+
+    sim = Simulator(bridge)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen[:20] == [1] * 6 + [0] * 14
+    after = "".join(map(str, seen[20:]))
+    assert after.strip("0") == "1" * 6, after      # one pulse of reset_cycles after the break
+
+
 # -- Board tops and their build plans ------------------------------------------------------
 
 def test_engine_top_refusals():
@@ -268,6 +331,20 @@ def test_ecp5_fallback_script_and_abc9_detection(tmp_path):
     assert not _abc9_failed(log) and not _abc9_failed(tmp_path / "missing.rpt")
 
 
+def test_nextpnr_clocks_found_by_constraint_then_name():
+    # As nextpnr wrote them for two builds of the engine top (the nets' names vary).
+    report = {"fmax": {
+        "$glbnet$bridge.accelerator.bank.clk": {"achieved": 55.27, "constraint": 50},
+        "$glbnet$crossing.data_fifo.flash_clk": {"achieved": 89.36, "constraint": 62.5}}}
+    assert nextpnr_clock_fmax(report, 50, "clk") == 55.27
+    assert nextpnr_clock_fmax(report, 62.5, "flash_clk") == 89.36
+    assert nextpnr_clock_fmax(report, 100, "clk") is None
+    same = {"fmax": {"$glbnet$clk": {"achieved": 48.6, "constraint": 50},
+                     "$glbnet$flash_clk": {"achieved": 88.7, "constraint": 50}}}
+    assert nextpnr_clock_fmax(same, 50, "clk") == 48.6
+    assert nextpnr_clock_fmax(same, 50, "flash_clk") == 88.7
+
+
 def test_arty_engine_yosys_estimate_both_lut_mappers(tmp_path, monkeypatch):
     """The Vivado plan's Yosys estimate, and the same with ABC instead of ABC9."""
     no_vivado(monkeypatch, tmp_path)
@@ -291,7 +368,7 @@ def test_ulx3s_engine_bitstream(tmp_path):
     """A whole engine, UART, PLL, crossing and flash PHY to a ULX3S bitstream (YoWASP)."""
     out = tmp_path / "ulx3s"
     lines = []
-    res = build_engine(small_engine(pe=2), "ulx3s", out, weights="../weights.bin",
+    res = build_engine(small_engine(), "ulx3s", out, weights="../weights.bin",
                        progress=lines.append)
     assert res.bitstream == out / "top.bit" and res.bitstream.stat().st_size > 100_000
     c = engine_clocks("ulx3s")
