@@ -3,6 +3,7 @@ plans for the Arty and the ULX3S, and a whole ULX3S bitstream with YoWASP."""
 
 import json
 import random
+import subprocess
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from boards.toolchain import (
     _ecp5_abc_script,
     _run_yosys_xilinx,
 )
+from boards.tools import find_tool, tool_environment
 from boards.top import UARTBridge
 from compiler.backends.layer.lower import lower_engine
 from compiler.passes import prepare
@@ -311,8 +313,17 @@ def test_ulx3s_plan_has_pll_and_both_clock_constraints(tmp_path):
         assert f'LOCATE COMP "qspi_flash_0__{port}" SITE "{pin}";' in lpf
     assert 'FREQUENCY NET "pll_engine_clk" 50000000.0 HZ;' in lpf
     assert 'FREQUENCY NET "pll_flash_clk" 62500000.0 HZ;' in lpf
-    rtlil = (out / "top.il").read_text()
-    assert "cell \\EHXPLLL" in rtlil and "cell \\USRMCLK" in rtlil
+    # The Trellis plan is RTLIL; as Verilog (Yosys' write_verilog) it has the PLL, the
+    # flash clock primitive and the flash pins as ports of the top module.
+    script = "read_rtlil top.il; write_verilog -noattr top_check.v"
+    subprocess.run([find_tool("yosys"), "-q", "-p", script], cwd=out,
+                   env=tool_environment(["yosys"]), check=True)
+    verilog = (out / "top_check.v").read_text()
+    assert verilog.count("EHXPLLL #(") == 1 and verilog.count("USRMCLK ") == 1
+    assert ".CLKOP_DIV(32'd10)" in verilog and ".CLKOS_DIV(32'd8)" in verilog
+    for port in ("qspi_flash_0__cs__io", "qspi_flash_0__dq__io", "clk25_0__io",
+                 "uart_0__rx__io", "uart_0__tx__io"):
+        assert f"{port};" in verilog
     assert "top_abc.ys" in res.files
     assert top.clocks_per_bit == 434                       # 115200 baud at 50 MHz
 
