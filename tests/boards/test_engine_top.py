@@ -398,8 +398,9 @@ def test_ulx3s_engine_bitstream(tmp_path):
     assert [n for n in res.notes if "ABC9" in n] in ([], [(
         "Yosys' ABC9 LUT mapping failed (Assert `wire' failed in abc_ops_reintegrate.cc; "
         "its log is top_abc9.rpt); synthesized with the classic ABC mapping instead.")])
-    assert "abc_ops_reintegrate" in (out / "top_abc9.rpt").read_text()
-    assert "yosys: ABC9 failed; synthesizing again with ABC" in lines
+    if any("ABC9" in n for n in res.notes):
+        assert "abc_ops_reintegrate" in (out / "top_abc9.rpt").read_text()
+        assert "yosys: ABC9 failed; synthesizing again with ABC" in lines
     stored = json.loads((out / "utilization.json").read_text())
     assert stored["clocks"] == res.clocks
     manifest, _ = read_manifest(out)
