@@ -19,7 +19,7 @@ from compiler import qpk
 from compiler.driver.build import BuildOptions, build
 
 METHODS = {"ternary": {}, "pow2": {}, "lat2": {}, "kq": {"weight_bits": 2}}
-INPUTS = 4
+INPUTS = 8
 
 
 @pytest.fixture(scope="module")
