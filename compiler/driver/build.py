@@ -212,7 +212,7 @@ def build(model, options: BuildOptions, stream=None):
     fabric = FABRICS[board.family]
     engine, plan = options.engine, None
     if engine != "layer":
-        check_cost(graph_cost(graph, options.verify or DATAFLOW_VERIFY))
+        check_cost(graph_cost(graph, DATAFLOW_VERIFY if options.verify is None else options.verify))
         pgraph = prepare(graph)
         try:
             plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
