@@ -31,7 +31,7 @@ __all__ = ["EnginePlan", "plan_engine", "buffers", "LUT_MODEL", "PES", "SIMDS"]
 PES = (1, 2, 4, 8, 16, 32, 64)
 SIMDS = (8, 16, 32, 64, 128)
 #: Banks within this fraction of the fastest count as fast; the smallest of them wins.
-TIE = 0.03
+TIE = 0.01
 #: Share of the board's LUTs and block RAM a plan may take (room for the UART, the
 #: flash path and routing).
 SHARE = 0.8
