@@ -178,15 +178,6 @@ def _board(board, build, out, options, progress):
                                      progress=progress.note)
     except BoardError as err:
         raise BuildError(str(err)) from None
-    out.check_inside()
-    out_dir = out.root
-    return {
-        "tool": res.tool,
-        "summary": res.summary,
-        "utilization": res.utilization,
-        "fmax_mhz": res.fmax_mhz,
-        "weights_flash_offset": flash_layout(board.name).weights_offset,
-        "bitstream": (str(Path(res.bitstream).relative_to(out_dir)) if res.bitstream else None),
-        "files": [str(Path(f).relative_to(out_dir)) if Path(f).is_absolute() else
-                  f"board/{f}" for f in res.files],
-    }
+    from ...driver.build import board_result
+    return {**board_result(res, out),
+            "weights_flash_offset": flash_layout(board.name).weights_offset}
