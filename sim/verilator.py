@@ -30,6 +30,9 @@ from .lanes import pack, unpack
 
 __all__ = ["StreamPort", "SimResult", "SimulationError", "ensure_verilator", "simulate"]
 
+#: The period of ``clk`` in every simulation (``sim/tb/stream_tb.py``'s ``PERIOD_NS``).
+CLK_PERIOD_NS = 10
+
 
 class SimulationError(RuntimeError):
     """Verilator could not build the design, or the testbench failed or timed out."""

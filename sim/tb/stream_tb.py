@@ -24,7 +24,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.simtime import get_sim_time
 
-PERIOD_NS = 10
+PERIOD_NS = 10                  # sim.verilator.CLK_PERIOD_NS
 #: Cycles between the progress notes the bench leaves for its caller.
 PROGRESS = 500_000
 
