@@ -101,9 +101,10 @@ def _digit_bits(fmt):
     return fmt.digits * (2 + fmt.shift_bits)
 
 
-#: Bits of one loader command (``hw.engine.loader.entry_layout``: 106 for ResNet-18);
-#: the exact width counts once the design exists (:func:`design_buffers`).
-LOADER_ENTRY_BITS = 112
+#: Bits of one loader command that vary between commands, which is what synthesis
+#: keeps of the ROM (47 of ``hw.engine.loader.entry_layout``'s 106 for ResNet-18); the
+#: exact count is taken once the design exists (:func:`design_buffers`).
+LOADER_ENTRY_BITS = 56
 #: The board top's UART receive FIFO (``boards.top.UARTBridge``, 512 bytes).
 HOST_FIFO_BYTES = 512
 
@@ -114,24 +115,24 @@ def buffers(fabric, config):
     c = config
     wbits = _digit_bits(c.fmt)
     act = c.act_shape.width
-    mems = [("activations", c.simd * act, c.mem_depth, c.pe * act, 1),
-            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words,
-             c.decoder_lanes * wbits, 1),
-            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth, None, c.pe),
-            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo - 1, None, 1),
-            ("loader commands", LOADER_ENTRY_BITS, len(c.entries), None, 1)]
+    # name, width, depth, and as Fabric.memory takes them: granularity, copies, options
+    mems = [("activations", c.simd * act, c.mem_depth, c.pe * act, 1, {}),
+            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words, None, 1, {}),
+            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth, None, c.pe, {}),
+            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo - 1, None, 1, {}),
+            ("loader commands", LOADER_ENTRY_BITS, len(c.entries), None, 1, {"rom": True})]
     s = c.stem
     if s is not None:
         mems.append(("stem line buffer", (s.kernel - 1) * s.channels * s.in_shape.width,
-                     s.width + 2 * s.pad, None, 1))
+                     s.width + 2 * s.pad, None, 1, {}))
         if s.pool:
             k, pad = s.pool["kernel"], s.pool["pad"]
             mems.append(("stem pool line buffer", (k - 1) * s.groups * c.pe * act,
-                         _stem_conv_w(s) + 2 * pad, None, 1))
-    mems.append(("UART receive FIFO (board top)", 8, HOST_FIFO_BYTES - 1, None, 1))
+                         _stem_conv_w(s) + 2 * pad, None, 1, {"style": "distributed"}))
+    mems.append(("UART receive FIFO (board top)", 8, HOST_FIFO_BYTES - 1, None, 1, {}))
     out = []
-    for name, width, depth, granularity, copies in mems:
-        brams, luts = fabric.memory(width, depth, granularity, copies)
+    for name, width, depth, granularity, copies, options in mems:
+        brams, luts = fabric.memory(width, depth, granularity, copies, **options)
         out.append(Buffer(name, width, depth, brams, luts, copies))
     return out
 
@@ -347,6 +348,6 @@ def _refusal_lines(head, bufs):
     lines = [head]
     for b in bufs:
         lines.append(f"  {b.name}: {b.depth:,} x {b.width} bits = {b.bits / 8192:,.1f} KiB, "
-                     f"{b.brams} block RAMs")
+                     f"{b.brams} block RAM{'s' if b.brams != 1 else ''}")
     lines.append("Use a board with more block RAM, or fewer channels or activation bits.")
     return "\n".join(lines)
