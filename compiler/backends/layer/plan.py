@@ -51,6 +51,10 @@ REFINE = 4
 #: ResNet-18 engines (ternary at 4x8 and 8x8: 4,615 and 6,271 LUTs; LAT2, 3 digits of
 #: shift <= 5, at 8x8: 14,342), measured with ``python -m bench.engine_fps --synth``.
 LUT_MODEL = {"base": 2960, "per_mac_bit": 9.7, "per_pe_bit": 17.3}
+#: LUTs of a family per LUT6 of that model: ECP5's LUT4s (carry chains included) from
+#: nextpnr on ResNet-18's 32 x 32 engine, 56,395 logic and carry LUT4s where
+#: ``synth_xilinx`` gave 34,078 LUT6 of logic.
+LUT_FACTOR = {"xilinx": 1.0, "ecp5": 1.65, "ice40": 1.65}
 #: Flip-flops as a share of LUTs in the same runs.
 FF_PER_LUT = 0.8
 
@@ -166,10 +170,10 @@ def design_buffers(fabric, engine):
     return list(rows.values())
 
 
-def estimate_luts(pe, simd, fmt, acc_width):
+def estimate_luts(pe, simd, fmt, acc_width, family="xilinx"):
     m = LUT_MODEL
-    return int(m["base"] + m["per_mac_bit"] * pe * simd * _digit_bits(fmt)
-               + m["per_pe_bit"] * pe * acc_width)
+    return int(LUT_FACTOR[family] * (m["base"] + m["per_mac_bit"] * pe * simd * _digit_bits(fmt)
+                                     + m["per_pe_bit"] * pe * acc_width))
 
 
 def _estimate(build, pe, rate):
@@ -235,7 +239,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
             if not _bank_ok(p, s):
                 continue
             cfg = _scaled_config(ref, p)
-            luts = estimate_luts(p, s, cfg.fmt, cfg.acc_width)
+            luts = estimate_luts(p, s, cfg.fmt, cfg.acc_width, fabric.name)
             bufs = buffers(fabric, cfg)
             brams = sum(b.brams for b in bufs)
             luts += sum(b.luts for b in bufs)
@@ -273,7 +277,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
             continue
         build, timings, bufs = _with_fifo(fabric, budget, rate, build, design)
         luts = estimate_luts(build.config.pe, build.config.simd, build.config.fmt,
-                             build.config.acc_width) + sum(b.luts for b in bufs)
+                             build.config.acc_width, fabric.name) + sum(b.luts for b in bufs)
         res = Resources(luts=luts, ffs=int(FF_PER_LUT * luts),
                         brams=sum(b.brams for b in bufs))
         return EnginePlan(build, rate, timings, bufs, res, candidates=sorted(candidates),
