@@ -20,10 +20,10 @@ exactly; the report lists its steps with what bounds each.
 
 from dataclasses import dataclass, field
 
-from ...errors import BuildError
-from ..dataflow.cost import Resources
 from hw.engine.engine import LayerEngine
 
+from ...errors import BuildError
+from ..dataflow.cost import Resources
 from ..memories import MemorySpec, count_brams, design_memories
 from .lower import DECODER_LANES, lower_engine
 from .schedule import allocate, schedule
@@ -111,6 +111,8 @@ def _digit_bits(fmt):
 LOADER_ENTRY_BITS = 56
 #: The board top's UART receive FIFO (``boards.top.UARTBridge``, 512 bytes).
 HOST_FIFO_BYTES = 512
+HOST_FIFO = "UART receive FIFO (board top)"
+STREAM_FIFO = "stream FIFO"
 
 
 def buffers(fabric, config):
@@ -123,7 +125,6 @@ def buffers(fabric, config):
     mems = [("activations", c.simd * act, c.mem_depth, c.pe * act, 1, {}),
             ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words, None, 1, {}),
             ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth, None, c.pe, {}),
-            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo - 1, None, 1, {}),
             ("loader commands", LOADER_ENTRY_BITS, len(c.entries), None, 1, {"rom": True})]
     s = c.stem
     if s is not None:
@@ -133,12 +134,19 @@ def buffers(fabric, config):
             k, pad = s.pool["kernel"], s.pool["pad"]
             mems.append(("stem pool line buffer", (k - 1) * s.groups * c.pe * act,
                          _stem_conv_w(s) + 2 * pad, None, 1, {"style": "distributed"}))
-    mems.append(("UART receive FIFO (board top)", 8, HOST_FIFO_BYTES - 1, None, 1, {}))
+    mems.append((HOST_FIFO, 8, HOST_FIFO_BYTES - 1, None, 1, {}))
     out = []
     for name, width, depth, granularity, copies, options in mems:
         brams, luts = fabric.memory(width, depth, granularity, copies, **options)
         out.append(Buffer(name, width, depth, brams, luts, copies))
-    return out
+    return out + [_stream_fifo(fabric, c)]
+
+
+def _stream_fifo(fabric, config):
+    """The stream FIFO's buffer: ``hw.fifo.StreamFIFO`` keeps one beat in its output
+    register, the rest in memory."""
+    width, depth = 8 * config.word_bytes, config.stream_fifo - 1
+    return Buffer(STREAM_FIFO, width, depth, *fabric.memory(width, depth))
 
 
 def _stem_conv_w(s):
@@ -147,10 +155,11 @@ def _stem_conv_w(s):
 
 #: Friendly names of the engine's memories in the report, by their place in the design.
 _NAMES = (("act", "activations"), ("wbuf", "weights (two halves)"),
-          ("epilogue.table", "thresholds (per lane)"), ("stream_fifo", "stream FIFO"),
+          ("epilogue.table", "thresholds (per lane)"), ("stream_fifo", STREAM_FIFO),
           ("loader.rom", "loader commands"), ("steps", "step table"),
           ("stem_in", "stem line buffer"), ("stem_pool", "stem pool line buffer"),
-          ("bank.queue", "bank result queue"), ("decoder", "decoder"))
+          ("bank.queue", "bank result queue"), ("decoder", "decoder"),
+          ("host", HOST_FIFO))
 
 
 def design_buffers(fabric, engine):
@@ -160,8 +169,7 @@ def design_buffers(fabric, engine):
     mems = design_memories(engine) + [
         MemorySpec("host", 8, HOST_FIFO_BYTES - 1, 8, 1)]
     for mem, brams, luts in count_brams(fabric, mems):
-        name = next((n for p, n in _NAMES if mem.name.startswith(p)),
-                    "UART receive FIFO (board top)" if mem.name == "host" else mem.name)
+        name = next((n for p, n in _NAMES if mem.name.startswith(p)), mem.name)
         b = rows.get(name)
         if b is None:
             rows[name] = Buffer(name, mem.width, mem.depth, brams, luts)
@@ -252,7 +260,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
                          "model")
     fitting = [c for c in candidates if c[5]]
     if not fitting:
-        raise BuildError(_refusal(graph, fabric, budget, candidates, probes, share))
+        raise BuildError(_refusal(fabric, budget, candidates, probes, share))
     # The fastest few, lowered exactly, each with the largest stream FIFO the block RAM
     # left allows (the flash runs ahead through compute-bound steps as far as it holds);
     # the winner's memories are then counted in its elaborated design, and if they do
@@ -295,11 +303,11 @@ def _with_fifo(fabric, budget, rate, build, bufs):
     within :data:`BRAM_SHARE` of the board's block RAM (at least the base FIFO);
     ``bufs`` are the build's buffers, whose stream FIFO row is replaced."""
     from dataclasses import replace
-    others = [b for b in bufs if b.name != "stream FIFO"]
+    others = [b for b in bufs if b.name != STREAM_FIFO]
     best = None
     for depth in FIFO_DEPTHS:
         cfg = replace(build.config, stream_fifo=depth)
-        fifo = next(b for b in buffers(fabric, cfg) if b.name == "stream FIFO")
+        fifo = _stream_fifo(fabric, cfg)
         total = sum(b.brams for b in others) + fifo.brams
         if depth != FIFO_DEPTHS[0] and total > BRAM_SHARE * budget["brams"]:
             continue
@@ -336,7 +344,7 @@ def _scaled_config(ref, pe):
                    entries=entries)
 
 
-def _refusal(graph, fabric, budget, candidates, probes, share):
+def _refusal(fabric, budget, candidates, probes, share):
     smallest = min(candidates, key=lambda c: (c[4], c[3]))
     p, s = smallest[0], smallest[1]
     cfg = _scaled_config(probes[s], p)
