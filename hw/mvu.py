@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .adder_tree import AdderTree
-from .elementwise import pow2_value, threshold_code
+from .elementwise import pow2_value, threshold_code, threshold_latency
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
@@ -67,6 +67,9 @@ class ConstantMVU(wiring.Component):
     out_lo : the code of "below every threshold"
     levels_per_stage : adder levels between pipeline registers
     in_pow2 : the input lanes are power-of-two activation codes
+    register_compares : end the threshold comparisons (or each search step) in a
+        register (:func:`~hw.elementwise.threshold_code`): one more cycle of latency
+        for a few thresholds, one per search step for many
 
     Members
     -------
@@ -78,8 +81,10 @@ class ConstantMVU(wiring.Component):
                  bias: Sequence[int] | None = None,
                  thresholds: Sequence[Sequence[int]] | None = None,
                  out_shape: ShapeLike | None = None, out_lo: int = 0,
-                 levels_per_stage: int | None = 3, in_pow2: bool = False):
+                 levels_per_stage: int | None = 3, in_pow2: bool = False,
+                 register_compares: bool = True):
         self.weights = _matrix(weights)
+        self.register_compares = register_compares
         self.in_pow2 = in_pow2
         self.n, self.k = len(self.weights), len(self.weights[0])
         self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
@@ -89,6 +94,8 @@ class ConstantMVU(wiring.Component):
         out_shape = out_shape if out_shape is not None else self.acc_shape
         self.tree = AdderTree(acc_width, levels_per_stage)
         self.levels = max(AdderTree.levels(self._terms_count(n)) for n in range(self.n))
+        self.compare_latency = (0 if self.thresholds is None else
+                                threshold_latency(len(self.thresholds[0]), register_compares))
         super().__init__({
             "i": In(stream.Signature(lanes(in_shape, self.k))),
             "o": Out(stream.Signature(lanes(out_shape, self.n))),
@@ -100,7 +107,7 @@ class ConstantMVU(wiring.Component):
     @property
     def latency(self):
         """Cycles from accepting a vector to presenting its result."""
-        return self.tree.latency(self.levels) + 1
+        return self.tree.latency(self.levels) + self.compare_latency + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -120,10 +127,11 @@ class ConstantMVU(wiring.Component):
             acc = self.tree.build(m, terms, en=en, name=f"acc{n}", levels=self.levels)
             results.append(acc if self.thresholds is None
                            else threshold_code(acc, self.thresholds[n], self.out_lo, m,
-                                               name=f"code{n}"))
+                                               name=f"code{n}",
+                                               en=en if self.register_compares else None))
 
         valid = self.i.valid
-        for stage in range(self.tree.latency(self.levels)):
+        for stage in range(self.tree.latency(self.levels) + self.compare_latency):
             v = Signal(name=f"valid_s{stage}")
             with m.If(en):
                 m.d.sync += v.eq(valid)
@@ -225,7 +233,9 @@ class RomMVU(wiring.Component):
     ROM. The ROM contents are :class:`RomLayout`'s.
 
     Parameters are those of :class:`ConstantMVU`, plus ``pe`` (divides N) and
-    ``simd`` (divides K).
+    ``simd`` (divides K). ``levels_per_stage`` pipelines the adder tree over the
+    ``simd`` products, and with ``register_rom`` (the default) the weight word
+    passes a register after the ROM, whose read is slow. Neither changes the rate.
 
     Members
     -------
@@ -236,8 +246,12 @@ class RomMVU(wiring.Component):
     def __init__(self, weights: Sequence[Sequence[int]], *, in_shape: ShapeLike, acc_width: int,
                  pe: int, simd: int, bias: Sequence[int] | None = None,
                  thresholds: Sequence[Sequence[int]] | None = None,
-                 out_shape: ShapeLike | None = None, out_lo: int = 0, in_pow2: bool = False):
+                 out_shape: ShapeLike | None = None, out_lo: int = 0, in_pow2: bool = False,
+                 levels_per_stage: int | None = 3, register_compares: bool = True,
+                 register_rom: bool = True):
         self.in_pow2 = in_pow2
+        self.levels_per_stage = levels_per_stage
+        self.register_compares, self.register_rom = register_compares, register_rom
         self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
                                          thresholds=thresholds)
         self.weights, self.thresholds = layout.weights, layout.thresholds
@@ -257,6 +271,20 @@ class RomMVU(wiring.Component):
     @property
     def cycles_per_vector(self):
         return self.nf * self.sf
+
+    @property
+    def tree_levels(self):
+        return AdderTree.levels(self.simd * self.encoding.digits)
+
+    @property
+    def latency(self):
+        """Cycles from accepting a vector to presenting its result, beyond the
+        ``cycles_per_vector`` of its work: ROM read, word register, tree, accumulator,
+        comparisons, output register."""
+        tree = AdderTree(self.acc_shape.width, self.levels_per_stage).latency(self.tree_levels)
+        compares = (0 if self.thresholds is None else
+                    threshold_latency(len(self.thresholds[0]), self.register_compares))
+        return 1 + int(self.register_rom) + tree + 1 + compares + 1
 
     def _product(self, x, wbits):
         """``w * x`` as a sum of shifted, conditionally negated copies of ``x``."""
@@ -316,23 +344,48 @@ class RomMVU(wiring.Component):
             m.d.sync += [chunk.as_value().eq(chunks[sf]), s1_valid.eq(busy),
                          s1_first.eq(sf == 0), s1_last.eq(last_sf), s1_group.eq(nf)]
 
-        # Stage 1: products and accumulation of pe channels.
+        # The ROM's read is slow (a block RAM's output is not registered): with
+        # register_rom its word and the chunk it goes with pass a register first.
+        word = rd.data
+        if self.register_rom:
+            word = Signal.like(rd.data, name="word")
+            chunk_r = Signal(lanes(self.in_shape, self.simd), name="chunk_r")
+            staged = [Signal.like(v, name=f"{v.name}_r") for v in
+                      (s1_valid, s1_first, s1_last, s1_group)]
+            with m.If(en):
+                m.d.sync += [word.eq(rd.data), chunk_r.as_value().eq(chunk.as_value())]
+                m.d.sync += [r.eq(v) for r, v in
+                             zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
+            chunk, (s1_valid, s1_first, s1_last, s1_group) = chunk_r, staged
+
+        # Stage 1: products, their (pipelined) adder tree, and accumulation of pe channels.
         accs = [Signal(signed(acc_w), name=f"acc{p}") for p in range(self.pe)]
         res = [Signal(signed(acc_w), name=f"res{p}") for p in range(self.pe)]
         res_valid = Signal()
         res_group = Signal.like(nf)
-        tree = AdderTree(acc_w)
-        biases = [Array(Const(self.bias[g * self.pe + p], signed(acc_w))
-                        for g in range(self.nf)) for p in range(self.pe)]
+        tree = AdderTree(acc_w, self.levels_per_stage)
+        partials = []
         for p in range(self.pe):
             terms = []
             for s in range(self.simd):
                 base = (p * self.simd + s) * enc.weight_bits
                 terms += [(t, False) for t in self._product(
-                    chunk[s], rd.data[base:base + enc.weight_bits])]
-            partial = tree.build(m, terms, name=f"mac{p}")
+                    chunk[s], word[base:base + enc.weight_bits])]
+            partials.append(tree.build(m, terms, en=en, name=f"mac{p}", levels=self.tree_levels))
+        # The flags travel with the partial sums through the tree's registers.
+        for stage in range(tree.latency(self.tree_levels)):
+            staged = [Signal.like(v, name=f"{label}_t{stage}") for v, label in
+                      zip((s1_valid, s1_first, s1_last, s1_group),
+                          ("s1_valid", "s1_first", "s1_last", "s1_group"))]
+            with m.If(en):
+                m.d.sync += [r.eq(v) for r, v in
+                             zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
+            s1_valid, s1_first, s1_last, s1_group = staged
+        biases = [Array(Const(self.bias[g * self.pe + p], signed(acc_w))
+                        for g in range(self.nf)) for p in range(self.pe)]
+        for p in range(self.pe):
             start = Mux(s1_first, biases[p][s1_group], accs[p])
-            total = (start + partial)[:acc_w].as_signed()
+            total = (start + partials[p])[:acc_w].as_signed()
             with m.If(en & s1_valid):
                 m.d.sync += accs[p].eq(total)
                 with m.If(s1_last):
@@ -352,8 +405,15 @@ class RomMVU(wiring.Component):
             def row(p):
                 return [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw].as_signed()
                         for j in range(levels)]
-            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}")
+            pipelined = en if self.register_compares else None
+            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}", en=pipelined)
                     for p in range(self.pe)]
+            for stage in range(threshold_latency(levels, self.register_compares)):
+                v = Signal(name=f"res_valid_c{stage}")
+                g = Signal.like(nf, name=f"res_group_c{stage}")
+                with m.If(en):
+                    m.d.sync += [v.eq(res_valid), g.eq(res_group)]
+                res_valid, res_group = v, g
         else:
             outs = res
         with m.If(en):

@@ -10,7 +10,8 @@ counted as LUT RAM/ROM.
 
 from dataclasses import dataclass, field
 
-__all__ = ["Fabric", "Resources", "FABRICS", "fifo_cost", "window_cost", "threshold_luts"]
+__all__ = ["Fabric", "Resources", "FABRICS", "fifo_cost", "skid_cost", "window_cost",
+           "threshold_luts", "compare_ffs", "levels_per_stage", "TARGET_MHZ"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,31 @@ def fifo_cost(fabric, lane, channels, depth):
                      brams)
 
 
+def skid_cost(fabric, lane, channels):
+    """A :class:`hw.skid.SkidBuffer` of ``channels`` lanes: the output and skid registers,
+    a 2:1 multiplexer per output bit (skid or input), and the two flags."""
+    width = lane.width * channels
+    return Resources(luts=width + 2, ffs=2 * width + 2)
+
+
+# --- the clock ------------------------------------------------------------------------------
+
+#: The clock the cores are pipelined for, in MHz (issue 10: 100 MHz on the ECP5-85F -6).
+TARGET_MHZ = 100
+#: Nanoseconds a clock period spends outside the adders of a pipeline stage: clock to
+#: output, setup, the enable and the wire into the first adder (nextpnr-ecp5, -6 grade).
+STAGE_OVERHEAD_NS = {"ecp5": 3.0, "ice40": 4.0, "xilinx": 1.5}
+#: Nanoseconds one level of an adder tree takes with its routing: a carry chain over an
+#: accumulator's 10 to 20 bits and the wire to the next level.
+ADDER_LEVEL_NS = {"ecp5": 3.0, "ice40": 6.0, "xilinx": 1.5}
+
+
+def levels_per_stage(fabric, mhz=TARGET_MHZ):
+    """Adder levels between pipeline registers (``hw.adder_tree``) that meet ``mhz``."""
+    period = 1000 / mhz
+    return max(1, int((period - STAGE_OVERHEAD_NS[fabric.name]) // ADDER_LEVEL_NS[fabric.name]))
+
+
 def window_cost(fabric, lane, channels, window):
     """Pad (if any) and sliding window: the window registers and the line buffers."""
     k, w = window.kernel, lane.width
@@ -147,3 +173,14 @@ def threshold_luts(fabric, lanes, levels, width, constants=True):
     else:
         table = fabric.mux_luts(levels, width)
     return lanes * (table + steps * width)
+
+
+def compare_ffs(levels, width, signals=False):
+    """Registers of one pipelined requantizer (``hw.elementwise.threshold_code``): a
+    thermometer code of the comparisons, or per search step the value and the count
+    and, for thresholds read from a ROM (``signals``), the half of them kept."""
+    from hw.elementwise import SEARCH_FROM
+    if levels < SEARCH_FROM:
+        return levels
+    steps = levels.bit_length()
+    return steps * (width + steps) + (levels * (width + 1) if signals else 0)

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fifo import StreamFIFO
 from hw.join import Fork
 from hw.lanes import lanes
+from hw.skid import SkidBuffer
 
 __all__ = ["Accelerator", "deep_recursion"]
 
@@ -49,6 +50,11 @@ class Accelerator(wiring.Component):
         Input pixels in raster order (a vector input is one beat).
     o : Out(stream.Signature(lanes(output lane, N)))
         The output, one beat per inference for a vector output.
+
+    Every stage input gets a FIFO (a join or rate buffer of the plan) or else a
+    :class:`~hw.skid.SkidBuffer`, and so does the output: both register ``ready``,
+    so the combinational ``ready`` path of the cores spans one stage, never the
+    network (``cost.skid_cost`` counts them, ``Stage.latency_bound`` their cycles).
     """
 
     def __init__(self, plan):
@@ -87,14 +93,16 @@ class Accelerator(wiring.Component):
             else:
                 sources = [source]
             for src, (stage, index) in zip(sources, consumers):
-                if stage is None:
-                    wiring.connect(m, src, wiring.flipped(self.o))
-                    continue
-                depth = plan.fifo_depths.get((stage.name, index))
+                depth = stage and plan.fifo_depths.get((stage.name, index))
                 if depth:
-                    fifo = StreamFIFO(src.payload.shape(), depth)
-                    m.submodules[f"{stage.name}_fifo{index}"] = fifo
-                    wiring.connect(m, src, fifo.i)
-                    src = fifo.o
-                wiring.connect(m, src, inputs[stage.name][index])
+                    buf = StreamFIFO(src.payload.shape(), depth)
+                    m.submodules[f"{stage.name}_fifo{index}"] = buf
+                else:
+                    buf = SkidBuffer(src.payload.shape())
+                    m.submodules[f"{stage.name if stage else 'output'}_skid{index}"] = buf
+                wiring.connect(m, src, buf.i)
+                if stage is None:
+                    wiring.connect(m, buf.o, wiring.flipped(self.o))
+                else:
+                    wiring.connect(m, buf.o, inputs[stage.name][index])
         return m

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import BuildError
 from ...ops import op_of
 from . import buffers
-from .cost import Resources, fifo_cost
+from .cost import Resources, fifo_cost, levels_per_stage, skid_cost
 from .stage import lane_of
 from .widths import check_signal_widths
 
@@ -150,6 +150,13 @@ class Plan:
             total += s.resources
         for (name, i), depth in self.fifo_depths.items():
             total += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
+        # A skid buffer on every other stage input and on the output (lower.py).
+        for s in self.stages[1:]:
+            for i, _ in enumerate(s.inputs):
+                if (s.name, i) not in self.fifo_depths:
+                    total += skid_cost(self.fabric, s.in_lanes[i], s.in_channels)
+        out = self.output_stage
+        total += skid_cost(self.fabric, out.out_lane, out.out_channels)
         return total
 
 
@@ -372,6 +379,9 @@ def make_plan(graph: Graph, fabric: Fabric, *, budget: dict[str, int] | None = N
     if target_cycles is not None and target_cycles < 1:
         raise BuildError("--target-cycles must be a positive number of cycles")
     stages = Builder(graph).stages()
+    for s in stages:
+        if s.is_mvu:
+            s.levels_per_stage = levels_per_stage(fabric)
     plan = Plan(graph, stages, fabric, {}, budget=budget, placement=placement,
                 target_cycles=target_cycles)
     for s in stages:

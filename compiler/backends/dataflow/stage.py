@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from hw.lanes import shape_for_range
+from hw.skid import SkidBuffer
 
 from . import buffers
 from .cost import Resources, fifo_cost, window_cost
@@ -134,9 +135,10 @@ class Stage(ABC):
     @property
     def latency_bound(self):
         """At least the cycles a beat spends in the stage's cores: the registers of pad,
-        window, requantizer and handshakes (``STAGE_REGISTERS``); a join's buffers
-        hold beats for this long on top of what the beat counts ask (``plan.py``)."""
-        return STAGE_REGISTERS
+        window, requantizer and handshakes (``STAGE_REGISTERS``) and the skid buffer
+        before the stage (``lower.py``); a join's buffers hold beats for this long on
+        top of what the beat counts ask (``plan.py``)."""
+        return STAGE_REGISTERS + SkidBuffer.LATENCY
 
     def report(self):
         """Fields the report adds for this kind of stage."""

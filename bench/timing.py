@@ -1,0 +1,169 @@
+"""Timing of the dataflow designs: Fmax and critical path from nextpnr, per board.
+
+    python -m bench.timing [--designs small_cnn,digits_hw,digits_rom] [--boards ulx3s,icebreaker]
+                           [--out build/bench/timing] [--verify N]
+
+Builds each design for each board with the whole board flow (Yosys, nextpnr,
+the bitstream; ``python -m compiler build ... --board B``) and prints one table:
+design, board, LUTs, FFs, Fmax (nextpnr), the critical path (from and to which
+cell, the core named by its instance path) and the cycles per inference. The
+cycles are the plan's, which the end-to-end tests hold equal to Verilator's
+measurement; ``--verify N`` measures them here too (and proves the build
+bit-exact). A design the planner refuses for a board (it does not fit) is a row
+saying so, without synthesis. The designs:
+
+- ``small_cnn``: the small CNN of tests/e2e (``compiler.zoo.models.small_cnn``,
+  trained and quantized ternary exactly as ``tests/e2e/conftest.py`` does),
+  folded: ``--weights rom --target-cycles 160``;
+- ``digits_hw``: ``digits_cnn_ternary`` from the zoo, hard-wired;
+- ``digits_rom``: the same, folded to the hard-wired rate
+  (``--weights rom --target-cycles 100``).
+
+Nothing here is timed or asserted; a full run takes about half an hour on two
+cores (the hard-wired digits CNN is most of it).
+"""
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+from compiler.table import markdown_table
+
+DESIGNS = {
+    "small_cnn": dict(model="small_cnn", weights="rom", target_cycles=160),
+    "digits_hw": dict(model="digits_cnn_ternary", weights="hardwired", target_cycles=None),
+    "digits_rom": dict(model="digits_cnn_ternary", weights="rom", target_cycles=100),
+}
+BOARDS = ("ulx3s", "icebreaker")
+
+
+def small_cnn_qpk(path):
+    """The ternary small CNN of tests/e2e/conftest.py (same seeds, epochs and options)."""
+    from compiler.frontend import Finetune, quantize
+    from compiler.frontend.data import digits
+    from compiler.frontend.train import deterministic, fit
+    from compiler.zoo.models import small_cnn
+    train, _ = digits()
+    with deterministic(0):
+        model = fit(small_cnn(), train.x, train.y, epochs=10, lr=1e-2, log=None)
+    with deterministic(0):
+        result = quantize(model, train.x[:256], weights="ternary", act_bits=4,
+                          name="small_cnn_ternary",
+                          finetune=Finetune(train.x, train.y, epochs=6, lr=2e-3, log=None))
+    result.save(path)
+    return path
+
+
+def _core(cell):
+    """``bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7`` -> the core's instance
+    path and the signal: ``block_conv2_q_mvu.res7``."""
+    name = cell.removeprefix("bridge.accelerator.").removeprefix("bridge.")
+    for marker in ("_TRELLIS", "_SB_", "_DP16KD", "_CCU2C", "$"):
+        cut = name.find(marker)
+        if cut > 0:
+            name = name[:cut]
+    return name
+
+
+def critical_path(report):
+    """``(from cell, to cell, ns)`` of the slowest clock's critical path in a nextpnr
+    ``--report`` JSON, or None."""
+    fmax = report.get("fmax", {})
+    if not fmax:
+        return None
+    clock = min(fmax, key=lambda c: fmax[c].get("achieved", float("inf")))
+    for path in report.get("critical_paths", []):
+        if path.get("from", "").endswith(clock) and path.get("to", "").endswith(clock):
+            steps = path["path"]
+            return (_core(steps[0]["from"]["cell"]), _core(steps[-1]["to"]["cell"]),
+                    round(sum(s["delay"] for s in steps), 2))
+    return None
+
+
+def measure(design, board, out, verify=0, model_path=None):
+    """Build one design for one board; returns a row dict."""
+    from compiler.driver.build import BuildOptions, build
+    from compiler.errors import BuildError
+    spec = DESIGNS[design]
+    row = {"design": design, "board": board}
+    options = BuildOptions(board=board, out=out, weights=spec["weights"],
+                           target_cycles=spec["target_cycles"], verify=verify, synth=True,
+                           force=True, engine="dataflow")
+    log = io.StringIO()
+    t0 = time.monotonic()
+    try:
+        result = build(model_path or spec["model"], options, stream=log)
+    except BuildError as e:
+        row["error"] = str(e).splitlines()[0]
+        return row
+    row["seconds"] = round(time.monotonic() - t0)
+    row["cycles"] = result.plan.cycles
+    if verify:
+        row["measured_cycles"] = result.verification["cycles_per_inference"]
+        row["bit_exact"] = result.verification["bit_exact"]
+    s = result.synthesis or {}
+    u = s.get("utilization") or {}
+    row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"))
+    report = Path(out) / "board" / "top_report.json"
+    if report.exists():
+        path = critical_path(json.loads(report.read_text()))
+        if path:
+            row["path_from"], row["path_to"], row["path_ns"] = path
+    return row
+
+
+def table(rows):
+    headers = ["design", "board", "LUTs", "FFs", "Fmax (MHz)", "critical path (from -> to)",
+               "ns", "cycles/inference"]
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["design"], r["board"], "-", "-", "-", r["error"], "-", "-"])
+            continue
+        cycles = str(r["cycles"])
+        if "measured_cycles" in r:
+            cycles += f" (measured {r['measured_cycles']})"
+        out.append([r["design"], r["board"], r.get("luts") or "-", r.get("ffs") or "-",
+                    f"{r['fmax']:.1f}" if r.get("fmax") else "-",
+                    f"{r.get('path_from', '?')} -> {r.get('path_to', '?')}",
+                    r.get("path_ns", "-"), cycles])
+    return markdown_table(headers, out, align="llrrrlrr")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.timing", description=__doc__.split("\n")[0])
+    ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--boards", default=",".join(BOARDS))
+    ap.add_argument("--out", type=Path, default=Path("build/bench/timing"))
+    ap.add_argument("--verify", type=int, default=0,
+                    help="also simulate N inputs in Verilator (measured cycles, bit-exactness)")
+    args = ap.parse_args(argv)
+    designs = [d for d in args.designs.split(",") if d]
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        sys.exit(f"bench.timing: unknown design {unknown[0]!r}; choose from {', '.join(DESIGNS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    small = None
+    rows = []
+    t0 = time.monotonic()
+    for design in designs:
+        path = None
+        if design == "small_cnn":
+            small = small or small_cnn_qpk(args.out / "small_cnn_ternary.qpk")
+            path = small
+        for board in [b for b in args.boards.split(",") if b]:
+            print(f"building {design} for {board}...", file=sys.stderr, flush=True)
+            row = measure(design, board, args.out / f"{design}-{board}", args.verify, path)
+            rows.append(row)
+            print(f"  {row}", file=sys.stderr, flush=True)
+    print(table(rows))
+    print(f"\n`python -m bench.timing {' '.join(argv or sys.argv[1:])}`, "
+          f"{time.monotonic() - t0:.0f} s")
+    (args.out / "timing.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
