@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ShapeLike, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,9 +28,9 @@ def threshold_code(value, thresholds, lo, m=None, name="code", en=None):
 
     With ``en`` (a signal; needs ``m``) the logic is pipelined for the clock: the
     comparisons of a few thresholds go into a register (a thermometer code, which
-    a shallow encoder turns into the count), and every step of a search ends in a
-    register. The registers load when ``en`` is high, and the result appears
-    :func:`threshold_latency` loads later.
+    a shallow encoder turns into the count), and every step of a search (over
+    constant thresholds) ends in a register. The registers load when ``en`` is
+    high, and the result appears :func:`threshold_latency` loads later.
     """
     thresholds = list(thresholds)
     if en is not None and m is None:
@@ -48,7 +48,9 @@ def threshold_code(value, thresholds, lo, m=None, name="code", en=None):
     if m is None:
         raise ValueError("a searched staircase needs the module to put its signals in")
     if en is not None and not all(isinstance(t, int) for t in thresholds):
-        return lo + _search_registered(value, thresholds, m, name, en)
+        # A later step would compare against a word the read port has moved on from;
+        # hw.mvu.RomMVU reads each step's thresholds from a ROM of its own instead.
+        raise ValueError("a pipelined search needs constant thresholds")
     bits = len(thresholds).bit_length()           # codes 0 .. L need this many bits
     count = Const(0, bits)
     for j in reversed(range(bits)):
@@ -72,29 +74,6 @@ def threshold_code(value, thresholds, lo, m=None, name="code", en=None):
             value = held
         count = step
     return lo + count
-
-
-def _search_registered(value, thresholds, m, name, en):
-    """The pipelined search over thresholds that are signals (a ROM word read once):
-    each step keeps the half of the remaining thresholds its answer leaves, in
-    registers, so the word need not stay on the read port during the search."""
-    bits = len(thresholds).bit_length()
-    # Pad to 2**bits - 1 with a threshold above every value, so both halves are alike.
-    never = Const(1 << len(value))
-    rem = thresholds + [never] * ((1 << bits) - 1 - len(thresholds))
-    shape = signed(max(len(Value.cast(t)) for t in rem) + 1)
-    count = Const(0, bits)
-    for j in reversed(range(bits)):
-        half = (1 << j) - 1
-        take = value >= rem[half]
-        step = Signal(bits, name=f"{name}_s{j}")
-        held = Signal.like(value, name=f"{name}_v{j}")
-        kept = [Signal(shape, name=f"{name}_t{j}_{i}") for i in range(half)]
-        with m.If(en):
-            m.d.sync += [step.eq(Mux(take, count | (1 << j), count)), held.eq(value)]
-            m.d.sync += [r.eq(Mux(take, rem[half + 1 + i], rem[i])) for i, r in enumerate(kept)]
-        value, count, rem = held, step, kept
-    return count
 
 
 def threshold_latency(levels, pipelined=True):

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .adder_tree import AdderTree
-from .elementwise import pow2_value, threshold_code, threshold_latency
+from .elementwise import SEARCH_FROM, pow2_value, threshold_code, threshold_latency
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
@@ -176,8 +176,9 @@ class RomLayout:
     """
 
     def __init__(self, weights: Sequence[Sequence[int]], *, pe: int, simd: int, acc_width: int,
-                 thresholds: Sequence[Sequence[int]] | None = None):
+                 thresholds: Sequence[Sequence[int]] | None = None, register_compares=True):
         self.weights = _matrix(weights)
+        self.register_compares = register_compares
         self.n, self.k = len(self.weights), len(self.weights[0])
         if self.n % pe or self.k % simd:
             raise ValueError(f"pe={pe} must divide N={self.n} and simd={simd} must divide "
@@ -220,6 +221,45 @@ class RomLayout:
             words.append(word)
         return self.pe * levels * tw, words
 
+    @property
+    def search_steps(self):
+        """Steps of a pipelined search, each with a threshold ROM of its own, or None
+        when one ROM holds every threshold (few thresholds, or not pipelined)."""
+        if self.thresholds is None or not self.register_compares:
+            return None
+        levels = len(self.thresholds[0])
+        return levels.bit_length() if levels >= SEARCH_FROM else None
+
+    def step_candidates(self, j):
+        """Positions of the thresholds search step ``j`` (bit ``j`` of the count) may
+        compare against: ``i + 2**j - 1`` for ``i`` a multiple of ``2**(j+1)``."""
+        levels = len(self.thresholds[0])
+        return [i + (1 << j) - 1 for i in range(0, levels, 2 << j) if i + (1 << j) - 1 < levels]
+
+    def threshold_roms(self):
+        """``[(suffix, word_bits, words)]``: the threshold ROM (suffix ``""``) or, for a
+        pipelined search, one ROM per step (suffix ``_s<j>``, step ``j`` sets bit ``j`` of
+        the count), each word holding the candidates of ``pe`` outputs."""
+        if self.thresholds is None:
+            return []
+        steps = self.search_steps
+        if steps is None:
+            return [("", *self.threshold_rom())]
+        tw = self.th_shape.width
+        roms = []
+        for j in reversed(range(steps)):
+            cands = self.step_candidates(j)
+            words = []
+            for nf in range(self.nf):
+                word = 0
+                for p in range(self.pe):
+                    row = self.thresholds[nf * self.pe + p]
+                    for c, pos in enumerate(cands):
+                        word |= (row[pos] & ((1 << tw) - 1)) << ((p * len(cands) + c) * tw)
+                words.append(word)
+            roms.append((f"_s{j}", self.pe * len(cands) * tw, words))
+        return roms
+
 
 class RomMVU(wiring.Component):
     """Matrix-vector unit with weights in ROM, folded onto ``pe`` x ``simd`` lanes.
@@ -253,7 +293,8 @@ class RomMVU(wiring.Component):
         self.levels_per_stage = levels_per_stage
         self.register_compares, self.register_rom = register_compares, register_rom
         self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
-                                         thresholds=thresholds)
+                                         thresholds=thresholds,
+                                         register_compares=register_compares)
         self.weights, self.thresholds = layout.weights, layout.thresholds
         self.n, self.k, self.pe, self.simd = layout.n, layout.k, pe, simd
         self.nf, self.sf = layout.nf, layout.sf
@@ -394,7 +435,9 @@ class RomMVU(wiring.Component):
             m.d.sync += [res_valid.eq(s1_valid & s1_last), res_group.eq(s1_group)]
 
         # Stage 2: requantize the finished group and place it in the output beat.
-        if self.thresholds is not None:
+        if self.thresholds is not None and self.layout.search_steps:
+            outs, res_valid, res_group = self._search(m, en, res, res_valid, res_group, s1_group)
+        elif self.thresholds is not None:
             tw, twords = self.layout.th_shape.width, self.layout.threshold_rom()[1]
             levels = len(self.thresholds[0])
             m.submodules.thresholds = trom = Memory(
@@ -408,9 +451,9 @@ class RomMVU(wiring.Component):
             pipelined = en if self.register_compares else None
             outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}", en=pipelined)
                     for p in range(self.pe)]
-            for stage in range(threshold_latency(levels, self.register_compares)):
-                v = Signal(name=f"res_valid_c{stage}")
-                g = Signal.like(nf, name=f"res_group_c{stage}")
+            if self.register_compares:
+                v = Signal(name="res_valid_c")
+                g = Signal.like(nf, name="res_group_c")
                 with m.If(en):
                     m.d.sync += [v.eq(res_valid), g.eq(res_group)]
                 res_valid, res_group = v, g
@@ -424,3 +467,42 @@ class RomMVU(wiring.Component):
                         m.d.sync += [self.o.payload[g * self.pe + p].eq(outs[p])
                                      for p in range(self.pe)]
         return m
+
+    def _search(self, m, en, res, valid, group, acc_group):
+        """The pipelined binary search of a long staircase: step ``j`` compares with
+        the candidate its count so far picks from its own ROM, read for the group it
+        works on; value, count and group move a register per step. ``acc_group``
+        addresses the first step's ROM a cycle ahead, as the accumulator finishes."""
+        layout = self.layout
+        tw = layout.th_shape.width
+        bits = layout.search_steps
+        counts = [Const(0, bits)] * self.pe
+        values = res
+        address = acc_group
+        for (suffix, width, words), j in zip(layout.threshold_roms(), reversed(range(bits))):
+            rom = Memory(shape=unsigned(width), depth=len(words), init=words)
+            m.submodules[f"thresholds{suffix}"] = rom
+            rd = rom.read_port(domain="sync")
+            m.d.comb += [rd.addr.eq(address), rd.en.eq(en)]
+            n = len(layout.step_candidates(j))
+            nxt_counts, nxt_values = [], []
+            for p in range(self.pe):
+                table = Array(rd.data[(p * n + c) * tw:(p * n + c + 1) * tw].as_signed()
+                              for c in range(n))
+                slot = counts[p] >> (j + 1)
+                take = (slot < n) & (values[p] >= table[slot])
+                count = Signal(bits, name=f"code{p}_s{j}")
+                value = Signal.like(res[p], name=f"code{p}_v{j}")
+                with m.If(en):
+                    m.d.sync += [count.eq(Mux(take, counts[p] | (1 << j), counts[p])),
+                                 value.eq(values[p])]
+                nxt_counts.append(count)
+                nxt_values.append(value)
+            v = Signal(name=f"res_valid_s{j}")
+            g = Signal.like(group, name=f"res_group_s{j}")
+            with m.If(en):
+                m.d.sync += [v.eq(valid), g.eq(group)]
+            # The next step's ROM is read for this step's group, as it is compared.
+            address = group
+            counts, values, valid, group = nxt_counts, nxt_values, v, g
+        return [self.out_lo + c for c in counts], valid, group

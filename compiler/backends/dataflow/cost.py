@@ -175,12 +175,12 @@ def threshold_luts(fabric, lanes, levels, width, constants=True):
     return lanes * (table + steps * width)
 
 
-def compare_ffs(levels, width, signals=False):
-    """Registers of one pipelined requantizer (``hw.elementwise.threshold_code``): a
-    thermometer code of the comparisons, or per search step the value and the count
-    and, for thresholds read from a ROM (``signals``), the half of them kept."""
+def compare_ffs(levels, width):
+    """Registers of one pipelined requantizer (``hw.elementwise.threshold_code``,
+    ``hw.mvu.RomMVU``): a thermometer code of the comparisons, or per search step the
+    value and the count."""
     from hw.elementwise import SEARCH_FROM
     if levels < SEARCH_FROM:
         return levels
     steps = levels.bit_length()
-    return steps * (width + steps) + (levels * (width + 1) if signals else 0)
+    return steps * (width + steps)

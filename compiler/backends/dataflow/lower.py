@@ -51,10 +51,10 @@ class Accelerator(wiring.Component):
     o : Out(stream.Signature(lanes(output lane, N)))
         The output, one beat per inference for a vector output.
 
-    Every stage input gets a FIFO (a join or rate buffer of the plan) or else a
-    :class:`~hw.skid.SkidBuffer`, and so does the output: both register ``ready``,
-    so the combinational ``ready`` path of the cores spans one stage, never the
-    network (``cost.skid_cost`` counts them, ``Stage.latency_bound`` their cycles).
+    The inputs of MAC stages and joins get a FIFO (a join or rate buffer of the
+    plan) or else a :class:`~hw.skid.SkidBuffer` (``Plan.skids``):
+    both register ``ready``, so its combinational path spans a MAC stage and the
+    lane-wise stages after it, never the network.
     """
 
     def __init__(self, plan):
@@ -80,6 +80,7 @@ class Accelerator(wiring.Component):
             outputs[stage.name] = chain[-1][1].o
             inputs[stage.name] = [head.a, head.b] if stage.is_join else [head.i]
         outputs[plan.input_stage.name] = wiring.flipped(self.i)
+        skids = set(plan.skids)
 
         for name, source in outputs.items():
             consumers = plan.consumers(name)
@@ -93,16 +94,20 @@ class Accelerator(wiring.Component):
             else:
                 sources = [source]
             for src, (stage, index) in zip(sources, consumers):
-                depth = stage and plan.fifo_depths.get((stage.name, index))
-                if depth:
-                    buf = StreamFIFO(src.payload.shape(), depth)
+                key = (stage and stage.name, index)
+                if key in plan.fifo_depths:
+                    buf = StreamFIFO(src.payload.shape(), plan.fifo_depths[key])
                     m.submodules[f"{stage.name}_fifo{index}"] = buf
-                else:
+                elif key in skids:
                     buf = SkidBuffer(src.payload.shape())
-                    m.submodules[f"{stage.name if stage else 'output'}_skid{index}"] = buf
-                wiring.connect(m, src, buf.i)
-                if stage is None:
-                    wiring.connect(m, buf.o, wiring.flipped(self.o))
+                    m.submodules[f"{stage.name}_skid{index}"] = buf
                 else:
-                    wiring.connect(m, buf.o, inputs[stage.name][index])
+                    buf = None
+                if buf is not None:
+                    wiring.connect(m, src, buf.i)
+                    src = buf.o
+                if stage is None:
+                    wiring.connect(m, src, wiring.flipped(self.o))
+                else:
+                    wiring.connect(m, src, inputs[stage.name][index])
         return m

@@ -14,7 +14,7 @@ import numpy as np
 from amaranth.hdl import Const
 
 from hw.adder_tree import AdderTree
-from hw.elementwise import threshold_latency
+from hw.elementwise import SEARCH_FROM, threshold_latency
 from hw.mvu import ConstantMVU, RomMVU
 from hw.lanes import shape_for_range
 
@@ -188,9 +188,15 @@ class MvuStage(Stage):
         res += Resources(luts=luts, brams=brams)
         if self.thresholds is not None:
             levels = self.thresholds.shape[1]
-            brams, luts = fabric.memory(self.pe * levels * (acc_w + 1), self.n // self.pe)
-            res += Resources(luts=luts + threshold_luts(fabric, self.pe, levels, acc_w),
-                             ffs=self.pe * compare_ffs(levels, acc_w, signals=True), brams=brams)
+            # One threshold ROM, or one per step of a search (hw.mvu.RomLayout), a step's
+            # words holding the half of the remaining candidates it may compare with.
+            steps = levels.bit_length() if levels >= SEARCH_FROM else 0
+            shares = [-(-levels // 2 ** (j + 1)) for j in range(steps)] or [levels]
+            for share in shares:
+                brams, luts = fabric.memory(self.pe * share * (acc_w + 1), self.n // self.pe)
+                res += Resources(luts=luts, brams=brams)
+            res += Resources(luts=threshold_luts(fabric, self.pe, levels, acc_w),
+                             ffs=self.pe * compare_ffs(levels, acc_w))
         return res
 
     def elaboration(self):

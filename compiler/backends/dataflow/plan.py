@@ -150,14 +150,18 @@ class Plan:
             total += s.resources
         for (name, i), depth in self.fifo_depths.items():
             total += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
-        # A skid buffer on every other stage input and on the output (lower.py).
-        for s in self.stages[1:]:
-            for i, _ in enumerate(s.inputs):
-                if (s.name, i) not in self.fifo_depths:
-                    total += skid_cost(self.fabric, s.in_lanes[i], s.in_channels)
-        out = self.output_stage
-        total += skid_cost(self.fabric, out.out_lane, out.out_channels)
+        for name, i in self.skids:
+            total += skid_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels)
         return total
+
+    @property
+    def skids(self) -> list[tuple[str, int]]:
+        """``(stage, input index)`` of the skid buffers ``lower.py`` puts in: before the
+        stages that ask for one (``Stage.skid_before``) unless a FIFO is there, which
+        registers ``ready`` too. The output has none: the board's serializer takes
+        beats into a register, and its ``ready`` is short."""
+        return [(s.name, i) for s in self.stages[1:] if s.skid_before
+                for i, _ in enumerate(s.inputs) if (s.name, i) not in self.fifo_depths]
 
 
 # --- folding ------------------------------------------------------------------------------

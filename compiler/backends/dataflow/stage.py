@@ -136,9 +136,18 @@ class Stage(ABC):
     def latency_bound(self):
         """At least the cycles a beat spends in the stage's cores: the registers of pad,
         window, requantizer and handshakes (``STAGE_REGISTERS``) and the skid buffer
-        before the stage (``lower.py``); a join's buffers hold beats for this long on
-        top of what the beat counts ask (``plan.py``)."""
-        return STAGE_REGISTERS + SkidBuffer.LATENCY
+        before the stage if it has one (``skid_before``); a join's buffers hold beats
+        for this long on top of what the beat counts ask (``plan.py``)."""
+        return STAGE_REGISTERS + (SkidBuffer.LATENCY if self.skid_before else 0)
+
+    @property
+    def skid_before(self):
+        """Its inputs pass a skid buffer where no FIFO is planned (``lower.py``): where
+        the combinational ``ready`` path would otherwise go on into the stages before.
+        It is long in front of a MAC stage (the MVU's pipeline enable fans out to every
+        register of its adder trees, and window and pad add their own) and of a join
+        (whose ``ready`` waits on both inputs); the lane-wise stages between add a LUT."""
+        return self.is_mvu or self.is_join
 
     def report(self):
         """Fields the report adds for this kind of stage."""
