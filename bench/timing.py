@@ -15,6 +15,8 @@ saying so, without synthesis. The designs:
 - ``small_cnn``: the small CNN of tests/e2e (``compiler.zoo.models.small_cnn``,
   trained and quantized ternary exactly as ``tests/e2e/conftest.py`` does),
   folded: ``--weights rom --target-cycles 160``;
+- ``small_cnn_fit``: the same, folded as fast as the board's budget allows
+  (``--weights rom``): what fits the iCE40UP5K;
 - ``digits_hw``: ``digits_cnn_ternary`` from the zoo, hard-wired;
 - ``digits_rom``: the same, folded to the hard-wired rate
   (``--weights rom --target-cycles 100``).
@@ -34,6 +36,7 @@ from compiler.table import markdown_table
 
 DESIGNS = {
     "small_cnn": dict(model="small_cnn", weights="rom", target_cycles=160),
+    "small_cnn_fit": dict(model="small_cnn", weights="rom", target_cycles=None),
     "digits_hw": dict(model="digits_cnn_ternary", weights="hardwired", target_cycles=None),
     "digits_rom": dict(model="digits_cnn_ternary", weights="rom", target_cycles=100),
 }
@@ -151,7 +154,7 @@ def main(argv=None):
     t0 = time.monotonic()
     for design in designs:
         path = None
-        if design == "small_cnn":
+        if DESIGNS[design]["model"] == "small_cnn":
             small = small or small_cnn_qpk(args.out / "small_cnn_ternary.qpk")
             path = small
         for board in [b for b in args.boards.split(",") if b]:

@@ -123,19 +123,23 @@ def skid_cost(fabric, lane, channels):
 
 # --- the clock ------------------------------------------------------------------------------
 
-#: The clock the cores are pipelined for, in MHz (issue 10: 100 MHz on the ECP5-85F -6).
-TARGET_MHZ = 100
+#: The clock the cores are pipelined for, in MHz, per family (issue 10: 100 MHz on the
+#: ECP5-85F -6 and on Artix-7, 50 MHz on the iCE40UP5K).
+TARGET_MHZ = {"ecp5": 100, "ice40": 50, "xilinx": 100}
 #: Nanoseconds a clock period spends outside the adders of a pipeline stage: clock to
-#: output, setup, the enable and the wire into the first adder (nextpnr-ecp5, -6 grade).
+#: output, setup, the enable and the wire into the first adder.
 STAGE_OVERHEAD_NS = {"ecp5": 3.0, "ice40": 4.0, "xilinx": 1.5}
 #: Nanoseconds one level of an adder tree takes with its routing: a carry chain over an
-#: accumulator's 10 to 20 bits and the wire to the next level.
-ADDER_LEVEL_NS = {"ecp5": 3.0, "ice40": 6.0, "xilinx": 1.5}
+#: accumulator's 10 to 20 bits and the wire to the next level (nextpnr-ecp5 at speed
+#: grade 6 and nextpnr-ice40 critical paths; for Artix-7 -1 the three levels per stage
+#: the cores had before, untimed without Vivado).
+ADDER_LEVEL_NS = {"ecp5": 3.0, "ice40": 6.0, "xilinx": 2.5}
 
 
-def levels_per_stage(fabric, mhz=TARGET_MHZ):
-    """Adder levels between pipeline registers (``hw.adder_tree``) that meet ``mhz``."""
-    period = 1000 / mhz
+def levels_per_stage(fabric, mhz=None):
+    """Adder levels between pipeline registers (``hw.adder_tree``) that meet ``mhz``
+    (default: the family's ``TARGET_MHZ``)."""
+    period = 1000 / (mhz or TARGET_MHZ[fabric.name])
     return max(1, int((period - STAGE_OVERHEAD_NS[fabric.name]) // ADDER_LEVEL_NS[fabric.name]))
 
 
