@@ -58,7 +58,7 @@ def synth_xilinx(config, work):
 def rows_for(graph, boards, synth=None):
     from boards.engine_clocks import engine_clocks
     from boards.registry import get_board
-    rows = []
+    rows, refusals = [], []
     for name in boards:
         board, clocks = get_board(name), engine_clocks(name)
         rate = FlashRate(clocks.engine_hz, clocks.flash_hz, clocks.divider)
@@ -66,8 +66,8 @@ def rows_for(graph, boards, synth=None):
         try:
             plan = plan_engine(graph, FABRICS[board.family], board.budget, rate)
         except BuildError as err:
-            rows.append([name, "refused: " + str(err).splitlines()[0]]
-                        + [""] * (9 if synth else 8))
+            rows.append([name, "refused (below)"] + [""] * (9 if synth else 8))
+            refusals.append(f"{name}: {err}")
             continue
         bound = [t.bound for t in plan.timings]
         measured = ""
@@ -81,7 +81,7 @@ def rows_for(graph, boards, synth=None):
                      f"{plan.resources.luts:,} / {board.luts:,}",
                      f"{plan.resources.brams} / {board.brams}",
                      f"{time.monotonic() - t:.1f}"] + ([measured] if synth else []))
-    return rows
+    return rows, refusals
 
 
 def main(argv=None):
@@ -94,11 +94,13 @@ def main(argv=None):
     t = time.monotonic()
     graph = prepare(qpk.load(args.model), forms=False)
     print(f"{graph.name}: loaded and prepared in {time.monotonic() - t:.1f} s", file=sys.stderr)
-    rows = rows_for(graph, args.boards.split(","), args.synth)
+    rows, refusals = rows_for(graph, args.boards.split(","), args.synth)
     headers = ["board", "PE x SIMD", "cycles/inference", "inferences/s", "MHz",
                "compute/stream-bound steps", "stream MB", "LUTs (est)", "block RAMs (est)",
                "plan s"] + (["Yosys synth_xilinx"] if args.synth else [])
     print(markdown_table(headers, rows, "llrrrrrrrr" + ("l" if args.synth else "")))
+    for text in refusals:
+        print("\n" + text)
     return 0
 
 

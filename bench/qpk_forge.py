@@ -214,7 +214,7 @@ def op_inputs(m, data, rng):
     elif choice == 3:
         n["inputs"] = [rng.choice(names), rng.choice(names)]
     else:
-        n["inputs"] = [n["name"]]                               # a cycle
+        n["inputs"] = [n.get("name")]                           # a cycle (or no name)
     return m, data
 
 

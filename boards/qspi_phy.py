@@ -13,6 +13,9 @@ A :class:`QSPIPHY` turns the reader's per-cycle bus into pins:
   levels with one rising-edge and one falling-edge flip-flop and an XOR: each
   clock edge changes exactly one XOR input, so the output cannot glitch, and
   the waveform comes out one cycle late, in step with the IOB registers.
+  At an even divider SCLK only changes at rising edges, and the forwarder is a
+  single flip-flop driving the primitive directly: the shortest, best bounded
+  path (the timing budgets in ``docs/boards.md`` count on it).
 
 So relative to the bus the PHY adds one cycle on the way out and one on the
 way in; the board's ``read_latency`` counts both plus the round trip (SCLK
@@ -94,17 +97,24 @@ def qspi_board(name):
 class SCLKForward(wiring.Component):
     """``sck`` (levels in the two halves of a cycle) as one glitch-free signal, a cycle late.
 
+    With ``single_edge`` the two halves of every cycle must be equal (an even
+    divider): ``sclk`` is then one rising-edge flip-flop, nothing after it.
+
     Members
     -------
     sck : In(2)
     sclk : Out(1)
     """
 
-    def __init__(self):
+    def __init__(self, *, single_edge=False):
+        self.single_edge = single_edge
         super().__init__({"sck": In(2), "sclk": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
+        if self.single_edge:
+            m.d.sync += self.sclk.eq(self.sck[0])
+            return m
         m.domains.sclk_fall = fall = ClockDomain(clk_edge="neg", local=True)
         m.d.comb += [fall.clk.eq(ClockSignal()), fall.rst.eq(ResetSignal(allow_reset_less=True))]
         rise_q, fall_q, second = Signal(), Signal(), Signal()
@@ -122,7 +132,8 @@ class QSPIPHY(wiring.Component):
     ``sclk`` is the forwarded flash clock: it goes to ``USRMCLK``, instantiated
     here, or to the platform's one ``STARTUPE2`` (:mod:`boards.startup`).
     ``ready`` rises once the ``startup_clocks`` pulses are out; hold the
-    reader until then.
+    reader until then. ``divider`` is the reader's (default: the board's); at
+    an even one the SCLK forwarder is a single flip-flop.
 
     Members
     -------
@@ -131,8 +142,9 @@ class QSPIPHY(wiring.Component):
     ready : Out(1)
     """
 
-    def __init__(self, pins):
+    def __init__(self, pins, *, divider=None):
         self.pins = pins
+        self.divider = pins.divider if divider is None else divider
         super().__init__({"bus": In(qspi_bus()), "sclk": Out(1), "ready": Out(1)})
 
     def elaborate(self, platform):
@@ -150,13 +162,18 @@ class QSPIPHY(wiring.Component):
             m.d.comb += [dq.o.eq(self.bus.dq_o[k]), dq.oe.eq(self.bus.dq_oe[k]),
                          self.bus.dq_i[k].eq(dq.i)]
 
-        # SCLK pulses the clock primitive swallows, sent with CS# still high.
-        pulses = Signal(range(self.pins.startup_clocks + 1), init=self.pins.startup_clocks)
+        # SCLK pulses the clock primitive swallows, sent with CS# still high: one a
+        # cycle (low, then high), or one every two cycles for a single-edge forwarder.
+        single = self.divider % 2 == 0
+        count = self.pins.startup_clocks * (2 if single else 1)
+        pulses = Signal(range(count + 1), init=count)
         with m.If(pulses != 0):
             m.d.sync += pulses.eq(pulses - 1)
         m.d.comb += self.ready.eq(pulses == 0)
-        m.submodules.sclk = fwd = SCLKForward()
-        m.d.comb += [fwd.sck.eq(Mux(self.ready, self.bus.sck, 0b10)), self.sclk.eq(fwd.sclk)]
+        # (With no pulses to send, ``pulses`` has no bits and ``ready`` is constant.)
+        pulse = Mux(pulses[0], 0b11, 0b00) if single and count else 0b10
+        m.submodules.sclk = fwd = SCLKForward(single_edge=single)
+        m.d.comb += [fwd.sck.eq(Mux(self.ready, self.bus.sck, pulse)), self.sclk.eq(fwd.sclk)]
         if self.pins.clock == "USRMCLK":
             # USRMCLKTS low: the MCLK pin is driven (ECP5 sysCONFIG, TN1260).
             m.submodules.usrmclk = Instance("USRMCLK", i_USRMCLKI=fwd.sclk,

@@ -6,8 +6,8 @@ block RAM unit: RAMB18, DP16KD, EBR) and ``dsps``; extras vary by family.
 
 import re
 
-__all__ = ["stat_cells", "nextpnr_utilization", "nextpnr_fmax", "yosys_xilinx_utilization",
-           "vivado_utilization", "vivado_fmax"]
+__all__ = ["stat_cells", "nextpnr_utilization", "nextpnr_fmax", "nextpnr_clock_fmax",
+           "yosys_xilinx_utilization", "vivado_utilization", "vivado_fmax"]
 
 # Xilinx 7-series cells as Yosys' synth_xilinx emits them, and how many LUTs each
 # occupies (LUT RAM and shift registers live in SLICEM LUTs; INV becomes a LUT1).
@@ -89,6 +89,20 @@ def nextpnr_fmax(report):
     """The slowest clock's achieved frequency in MHz, or None if nothing is clocked."""
     achieved = [clk["achieved"] for clk in report.get("fmax", {}).values() if "achieved" in clk]
     return round(min(achieved), 2) if achieved else None
+
+
+def nextpnr_clock_fmax(report, mhz, net=None):
+    """The achieved frequency (MHz) of the clock constrained to ``mhz``, or None.
+
+    nextpnr names a clock after one of its net's aliases (``$glbnet$`` and a
+    hierarchical name Yosys picked, like ``bridge.accelerator.bank.clk``), so the
+    clock is found by its constraint; if several share it, by the name's last part
+    being ``net``."""
+    clocks = [(name.removeprefix("$glbnet$"), clk) for name, clk in report.get("fmax", {}).items()
+              if "achieved" in clk and abs(clk.get("constraint", 0) - mhz) < 1e-3 * mhz]
+    if len(clocks) > 1:
+        clocks = [(name, clk) for name, clk in clocks if name.split(".")[-1] == net]
+    return round(clocks[0][1]["achieved"], 2) if len(clocks) == 1 else None
 
 
 _VIVADO_ROW = re.compile(r"^\|\s*(Slice LUTs|CLB LUTs|Slice Registers|CLB Registers|"

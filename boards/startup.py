@@ -9,7 +9,11 @@ platforms behave exactly like amaranth-boards' unless a design calls
 with that signal on ``USRCCLKO`` (CCLK driven: ``USRCCLKTS`` low).
 
 The domain comes from the platform's missing-domain hook, so it is defined
-at the top of the design, as Amaranth 0.6 will require.
+at the top of the design, as Amaranth 0.6 will require. A design that makes
+clocks of its own (the layer engine's flash clock, :mod:`boards.engine_top`)
+takes the oscillator from the same input buffer with :meth:`board_clock`.
+Constraints a design adds (the ``add_constraints`` override) are appended to
+the XDC file after amaranth-boards' own.
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, Module, Signal
@@ -22,6 +26,7 @@ __all__ = ["ArtyA7_35Platform", "ArtyA7_100Platform"]
 
 class _SharedStartup:
     _usrcclko = None
+    _board_clock = None
 
     def set_usrcclko(self, signal):
         """Route ``signal`` to CCLK through the design's one ``STARTUPE2``."""
@@ -29,17 +34,38 @@ class _SharedStartup:
             raise ValueError("USRCCLKO is driven already: one flash clock per design")
         self._usrcclko = signal
 
+    def board_clock(self):
+        """The oscillator straight from its input buffer (before the ``sync`` BUFG), for
+        an MMCM; the ``sync`` domain is then built here, whether or not CCLK is used."""
+        if self._board_clock is None:
+            self._board_clock = Signal()
+        return self._board_clock
+
+    def toolchain_prepare(self, fragment, name, *, add_constraints=None, **kwargs):
+        # amaranth-boards' Arty passes its own ``add_constraints`` (bank voltages); a
+        # design's constraints go after them, at the end of the XDC file.
+        plan = super().toolchain_prepare(fragment, name, **kwargs)
+        if add_constraints:
+            xdc = f"{name}.xdc"
+            plan.files[xdc] = plan.files[xdc].rstrip("\n") + "\n" + add_constraints + "\n"
+        return plan
+
     def create_missing_domain(self, name):
-        if name != "sync" or self._usrcclko is None or self.default_clk is None:
+        if name != "sync" or self.default_clk is None or (
+                self._usrcclko is None and self._board_clock is None):
             return super().create_missing_domain(name)
         m = Module()
         m.submodules.clk_buf = clk = io.Buffer("i", self.request(self.default_clk, dir="-"))
+        if self._board_clock is not None:
+            m.d.comb += self._board_clock.eq(clk.i)
+        usrcclko, usrcclkts = ((self._usrcclko, Const(0, 1)) if self._usrcclko is not None
+                               else (Const(0, 1), Const(1, 1)))
         eos = Signal()
         # KEYCLEARB high keeps a battery-backed key; USRDONETS high leaves DONE alone.
         m.submodules.startup = Instance(
             "STARTUPE2", o_EOS=eos, i_CLK=Const(0, 1), i_GSR=Const(0, 1), i_GTS=Const(0, 1),
-            i_KEYCLEARB=Const(1, 1), i_PACK=Const(0, 1), i_USRCCLKO=self._usrcclko,
-            i_USRCCLKTS=Const(0, 1), i_USRDONEO=Const(1, 1), i_USRDONETS=Const(1, 1))
+            i_KEYCLEARB=Const(1, 1), i_PACK=Const(0, 1), i_USRCCLKO=usrcclko,
+            i_USRCCLKTS=usrcclkts, i_USRDONEO=Const(1, 1), i_USRDONETS=Const(1, 1))
         m.domains.sync = ClockDomain("sync", reset_less=self.default_rst is None)
         if self.toolchain == "Vivado":
             # As Amaranth does: a BUFGCTRL used as BUFGCE (its BUFGCE breaks some Vivados).

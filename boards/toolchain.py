@@ -21,7 +21,7 @@ from .manifest import write_manifest
 from .registry import Board, BoardError, get_board
 from .tools import env_script, find_tool, require, tool_environment
 
-__all__ = ["BoardBuildResult", "build", "NEXTPNR_SEED"]
+__all__ = ["BoardBuildResult", "BoardClock", "build", "NEXTPNR_SEED"]
 
 NEXTPNR_SEED = 1
 
@@ -38,6 +38,14 @@ _STEP_LABELS = {
 _BITSTREAM = {"ecp5": "{name}.bit", "ice40": "{name}.bin", "xilinx": "{name}.bit"}
 
 
+@dataclass(frozen=True)
+class BoardClock:
+    """A clock domain of a board build: its frequency and what the tools call it
+    (nextpnr: the net carrying it; Vivado: the clock's name)."""
+    hz: int
+    net: str = None
+
+
 @dataclass
 class BoardBuildResult:
     """What a board build produced.
@@ -46,6 +54,9 @@ class BoardBuildResult:
     ``bitstream`` is ``out_dir / name`` (or None). ``utilization`` has
     ``luts``, ``ffs``, ``brams`` (in the board's native unit, ``bram_kind``)
     and ``dsps``, plus family-specific extras; ``tool`` says what measured it.
+    ``clocks`` has, per clock domain, its target ``mhz`` and the ``fmax_mhz``
+    the tools measured (None where they did not); ``fmax_mhz`` and
+    ``clock_mhz`` are those of the first domain (``sync``).
     """
     board: str
     out_dir: Path
@@ -59,6 +70,7 @@ class BoardBuildResult:
     steps: list = field(default_factory=list)        # (tool, seconds)
     elapsed_s: float = 0.0
     notes: list = field(default_factory=list)
+    clocks: dict = field(default_factory=dict)
 
     @property
     def summary(self):
@@ -71,7 +83,12 @@ class BoardBuildResult:
                          f"{u.get('dsps', '?')} DSPs ({self.tool})")
         else:
             parts.append("build plan written, toolchain not run")
-        if self.fmax_mhz:
+        if len(self.clocks) > 1:
+            measured = any(c["fmax_mhz"] for c in self.clocks.values())
+            parts.append(("; Fmax " if measured else "; clocks ") + ", ".join(
+                f"{domain} {c['fmax_mhz']:.1f} MHz at {c['mhz']:g}" if c["fmax_mhz"]
+                else f"{domain} {c['mhz']:g} MHz" for domain, c in self.clocks.items()))
+        elif self.fmax_mhz:
             parts.append(f"; Fmax {self.fmax_mhz:.1f} MHz at a {self.clock_mhz:g} MHz clock")
         parts.append("; bitstream " + (self.bitstream.name if self.bitstream else "not built"))
         text = "".join(parts)
@@ -84,7 +101,12 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
 
     ``board`` is a :class:`~boards.registry.Board` or a name; ``top`` is an
     Elaboratable that requests its pins from the platform (normally a
-    :class:`~boards.top.BoardTop`). ``progress`` gets one line per step.
+    :class:`~boards.top.BoardTop`). A top with clocks of its own (the layer
+    engine's, :class:`~boards.engine_top.EngineBoardTop`) says so with
+    ``board_clocks`` (domain -> :class:`BoardClock`, ``sync`` first), which
+    the timing report is read by, and may add constraints with
+    ``build_overrides(name)`` (overrides of :meth:`amaranth.build.Platform.prepare`;
+    text is appended to the build's own). ``progress`` gets one line per step.
     ``flash_images`` are ``(path, offset)`` pairs, ``path`` relative to
     ``out_dir``, or dicts with ``path``, ``offset`` and ``quad`` (read in quad
     mode: :func:`boards.flash_layout.weights_image` makes one at the board's
@@ -109,6 +131,11 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
             overrides["nextpnr_opts"] += " --router router2"
         # Cell counts as JSON, rather than scraped from the synthesis log.
         overrides["script_after_synth"] = f"tee -q -o {name}_synth_stat.json stat -json"
+    for key, value in (top.build_overrides(name) if hasattr(top, "build_overrides")
+                       else {}).items():
+        sep = " " if key.endswith("_opts") else "\n"
+        overrides[key] = overrides[key] + sep + value if key in overrides else value
+    clocks = getattr(top, "board_clocks", None) or {"sync": BoardClock(board.clock_hz)}
     progress(f"{board.name}: writing the {board.toolchain} build plan to {out_dir}")
     # emit_src=False: source locations are absolute paths, which would make the
     # plan depend on where the checkout lives.
@@ -117,7 +144,9 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
     plan.extract(out_dir)
     files = list(plan.files)
 
-    result = BoardBuildResult(board.name, out_dir, clock_mhz=board.clock_hz / 1e6)
+    result = BoardBuildResult(board.name, out_dir, clock_mhz=clocks["sync"].hz / 1e6,
+                              clocks={domain: {"mhz": c.hz / 1e6, "fmax_mhz": None}
+                                      for domain, c in clocks.items()})
     bitstream = out_dir / _BITSTREAM[board.family].format(name=name)
     if bitstream.exists():
         bitstream.unlink()               # never hand a stale bitstream to flash()
@@ -125,15 +154,22 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
     (out_dir / "toolchain_env.sh").write_text(env_script(tools))
     files.append("toolchain_env.sh")
     if board.family == "xilinx":
-        (out_dir / f"{name}_yosys_xilinx.ys").write_text(_yosys_xilinx_script(name))
-        files.append(f"{name}_yosys_xilinx.ys")
+        for suffix, abc9 in (("", True), ("_abc", False)):
+            script = f"{name}_yosys_xilinx{suffix}.ys"
+            (out_dir / script).write_text(_yosys_xilinx_script(name, abc9=abc9))
+            files.append(script)
+    elif board.family == "ecp5":
+        # The same synthesis with the classic ABC, should ABC9 fail (_run_open).
+        (out_dir / f"{name}_abc.ys").write_text(_ecp5_abc_script(
+            (out_dir / f"{name}.ys").read_text(), name))
+        files.append(f"{name}_abc.ys")
 
     # Until the tools succeed the manifest says there is no bitstream, so flash()
     # never loads the product of an earlier build from this directory.
     write_manifest(out_dir, _manifest(board, top, None, bitstream.name, flash_images))
     if run_toolchain:
         if board.open_toolchain:
-            _run_open(board, out_dir, name, result, progress)
+            _run_open(board, out_dir, name, result, progress, clocks)
         elif find_tool("vivado"):
             _run_vivado(board, out_dir, name, result, progress)
         else:
@@ -153,7 +189,7 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
         (out_dir / "utilization.json").write_text(json.dumps({
             "board": board.name, "tool": result.tool, "utilization": result.utilization,
             "fmax_mhz": result.fmax_mhz, "clock_mhz": result.clock_mhz,
-            "notes": result.notes}, indent=1, sort_keys=True) + "\n")
+            "clocks": result.clocks, "notes": result.notes}, indent=1, sort_keys=True) + "\n")
         files.append("utilization.json")
     result.files = sorted(files + list(result.logs.values()))
     result.elapsed_s = time.monotonic() - t0
@@ -184,8 +220,9 @@ def _image_entry(image):
     return {"path": Path(path).as_posix(), "offset": int(offset), "quad": bool(quad)}
 
 
-def _run_step(argv, tool, out_dir, env, result, progress, label=None):
-    """Run one tool, its output saved to ``<tool>.log``; a failure is a BoardError."""
+def _run_step(argv, tool, out_dir, env, result, progress, label=None, tool_log=None):
+    """Run one tool, its output saved to ``<tool>.log``; a failure is a BoardError.
+    ``tool_log`` is a log the tool writes itself (``yosys -l``), searched for the error."""
     log = f"{tool}.log"
     progress(f"{tool}: {label or _STEP_LABELS.get(tool, 'running')}...")
     t = time.monotonic()
@@ -196,9 +233,10 @@ def _run_step(argv, tool, out_dir, env, result, progress, label=None):
     result.logs[tool] = log
     result.steps.append((tool, seconds))
     if rc != 0:
-        tail = _last_error(out_dir / log)
+        tail = _last_error(out_dir / log) or (tool_log and _last_error(out_dir / tool_log))
+        where = out_dir / (tool_log if tool_log and (out_dir / tool_log).exists() else log)
         raise BoardError(f"{tool} failed (exit status {rc}) after {seconds:.0f} s"
-                         f"{': ' + tail if tail else ''}; see {out_dir / log}")
+                         f"{': ' + tail if tail else ''}; see {where}")
     progress(f"{tool}: done in {seconds:.1f} s")
 
 
@@ -211,14 +249,41 @@ def _last_error(path):
     return (errors[-1] if errors else "")[:200]
 
 
-def _run_open(board, out_dir, name, result, progress):
+def _abc9_failed(path):
+    """Did Yosys stop in ABC9's reintegration (the log at ``path`` says)?"""
+    try:
+        return _ABC9_FAILURE in path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def _abc9_note(log):
+    return (f"Yosys' ABC9 LUT mapping failed ({_ABC9_ASSERT}; its log is {log}); "
+            "synthesized with the classic ABC mapping instead.")
+
+
+def _run_open(board, out_dir, name, result, progress, clocks):
     """Amaranth's command list (build_top.json), one command at a time."""
     commands = json.loads((out_dir / f"build_{name}.json").read_text())["commands"]
     tools = [argv[0] for argv in commands]
     paths = {tool: require(tool) for tool in tools}
     env = tool_environment(tools)
     for argv in commands:
-        _run_step([paths[argv[0]], *argv[1:]], argv[0], out_dir, env, result, progress)
+        tool_log = argv[argv.index("-l") + 1] if argv[0] == "yosys" and "-l" in argv else None
+        try:
+            _run_step([paths[argv[0]], *argv[1:]], argv[0], out_dir, env, result, progress,
+                      tool_log=tool_log)
+        except BoardError:
+            script = out_dir / f"{name}_abc.ys"
+            if not (tool_log and script.exists() and _abc9_failed(out_dir / tool_log)):
+                raise
+            kept = f"{name}_abc9.rpt"
+            (out_dir / tool_log).replace(out_dir / kept)
+            result.logs["yosys (ABC9)"] = kept
+            progress("yosys: ABC9 failed; synthesizing again with ABC")
+            _run_step([paths["yosys"], *argv[1:-1], script.name], "yosys", out_dir, env, result,
+                      progress, label="synthesizing with ABC", tool_log=tool_log)
+            result.notes.append(_abc9_note(kept))
     for product in (f"{name}.rpt", f"{name}.tim"):       # Yosys and nextpnr logs
         if (out_dir / product).exists():
             result.logs[product] = product
@@ -229,32 +294,95 @@ def _run_open(board, out_dir, name, result, progress):
     result.utilization["bram_kind"] = board.bram_kind
     result.tool = (f"nextpnr-{board.family}" if board.family == "ecp5"
                    else f"yosys + nextpnr-{board.family}")
-    result.fmax_mhz = reports.nextpnr_fmax(report)
+    if len(clocks) == 1:
+        result.fmax_mhz = reports.nextpnr_fmax(report)
+        result.clocks["sync"]["fmax_mhz"] = result.fmax_mhz
+    else:
+        for domain, clock in clocks.items():
+            result.clocks[domain]["fmax_mhz"] = reports.nextpnr_clock_fmax(
+                report, clock.hz / 1e6, clock.net)
+        result.fmax_mhz = result.clocks["sync"]["fmax_mhz"]
     _check_timing(result)
 
 
 def _check_timing(result):
-    if result.fmax_mhz is not None and result.fmax_mhz < result.clock_mhz:
+    if len(result.clocks) > 1:
+        for domain, c in result.clocks.items():
+            if c["fmax_mhz"] is not None and c["fmax_mhz"] < c["mhz"]:
+                result.notes.append(f"Timing NOT met in {domain}: Fmax {c['fmax_mhz']:.1f} MHz "
+                                    f"is below its {c['mhz']:g} MHz clock.")
+    elif result.fmax_mhz is not None and result.fmax_mhz < result.clock_mhz:
         result.notes.append(f"Timing NOT met: Fmax {result.fmax_mhz:.1f} MHz is below the "
                             f"{result.clock_mhz:g} MHz board clock; fold the design further.")
 
 
-def _yosys_xilinx_script(name):
+# Yosys' ABC9, the LUT mapper synth_ecp5 and synth_xilinx run, stops on some designs
+# (Yosys 0.70, the layer engine: "Assert `wire' failed in
+# passes/techmap/abc_ops_reintegrate.cc:596"); neither command has an option to skip it.
+# The fallback runs the synthesis script up to that step, maps with the classic ABC,
+# as these commands did before ABC9, and runs the rest.
+_ABC9_FAILURE = "abc_ops_reintegrate.cc"
+_ABC9_ASSERT = "Assert `wire' failed in abc_ops_reintegrate.cc"
+
+
+def _ecp5_abc_script(script, name):
+    """Amaranth's Trellis script with ``synth_ecp5``'s ABC9 step replaced by ABC."""
+    synth = next(line for line in script.splitlines() if line.strip().startswith("synth_ecp5"))
+    options = synth.strip()[len("synth_ecp5"):]
+    replacement = "\n".join([
+        f"synth_ecp5 -run :map_luts{options}",
+        "techmap -map +/lattice/latches_map.v",
+        "abc -lut 4 -dress",
+        "clean",
+        f"synth_ecp5 -run map_cells:{options}"])
+    return script.replace(synth, replacement)
+
+
+def _yosys_xilinx_script(name, *, abc9=True):
+    synth = f"synth_xilinx -family xc7 -top {name} -flatten"
+    if abc9:
+        steps = [synth]
+    else:
+        steps = [f"{synth} -run :map_luts",
+                 "opt_expr -mux_undef -noclkinv",
+                 "abc -luts 2:2,3,6:5,10,20",
+                 "clean",
+                 "xilinx_srl -fixed -minlen 3",
+                 "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+                 "xilinx_dffopt",
+                 "opt_lut_ins -tech xilinx",
+                 f"{synth} -run finalize:"]
     return "\n".join([
-        "# Resource estimate for the Vivado plan, with Yosys' Xilinx 7-series synthesis.",
+        "# Resource estimate for the Vivado plan, with Yosys' Xilinx 7-series synthesis"
+        + ("." if abc9 else ", LUTs mapped by ABC rather than ABC9."),
         f"read_verilog {name}.v",
         # Amaranth sets SIM_DEVICE on the BUFGCTRL for Vivado; Yosys' model lacks it.
         "setparam -unset SIM_DEVICE t:BUFGCTRL",
-        f"synth_xilinx -family xc7 -top {name} -flatten",
+        *steps,
         f"tee -q -o {name}_yosys_xilinx_stat.json stat -json",
         ""])
 
 
 def _run_yosys_xilinx(board, out_dir, name, result, progress):
     yosys = require("yosys")
-    _run_step([yosys, "-q", f"{name}_yosys_xilinx.ys"], "yosys", out_dir,
-              tool_environment(["yosys"]), result, progress,
-              label="estimating Xilinx resources (synth_xilinx -family xc7)")
+    env = tool_environment(["yosys"])
+    rpt = f"{name}_yosys_xilinx.rpt"
+    try:
+        _run_step([yosys, "-q", "-l", rpt, f"{name}_yosys_xilinx.ys"], "yosys", out_dir, env,
+                  result, progress, tool_log=rpt,
+                  label="estimating Xilinx resources (synth_xilinx -family xc7)")
+    except BoardError:
+        if not _abc9_failed(out_dir / rpt):
+            raise
+        kept = f"{name}_yosys_xilinx_abc9.rpt"
+        (out_dir / rpt).replace(out_dir / kept)
+        result.logs["yosys (ABC9)"] = kept
+        progress("yosys: ABC9 failed; estimating again with ABC")
+        _run_step([yosys, "-q", "-l", rpt, f"{name}_yosys_xilinx_abc.ys"], "yosys", out_dir,
+                  env, result, progress, tool_log=rpt,
+                  label="estimating Xilinx resources (synth_xilinx, LUTs by ABC)")
+        result.notes.append(_abc9_note(kept))
+    result.logs[rpt] = rpt
     stat = json.loads((out_dir / f"{name}_yosys_xilinx_stat.json").read_text())
     result.utilization = reports.yosys_xilinx_utilization(stat, top=name)
     result.utilization["bram_kind"] = board.bram_kind
@@ -275,6 +403,7 @@ def _run_vivado(board, out_dir, name, result, progress):
     if timing.exists():
         result.fmax_mhz = reports.vivado_fmax(timing.read_text(errors="replace"),
                                               1e3 / result.clock_mhz)
+        result.clocks["sync"]["fmax_mhz"] = result.fmax_mhz
     for product in (f"{name}.log", util.name, timing.name):
         if (out_dir / product).exists():
             result.logs[product] = product

@@ -62,7 +62,10 @@ class UARTBridge(wiring.Component):
     cannot stall its sender; the accelerator's backpressure reaches back to the
     FIFO and no further. A break on ``rx`` resets the FIFO, the byte converters,
     the accelerator and the transmitter, so a host can start clean after an
-    aborted transfer.
+    aborted transfer. The reset lasts ``reset_cycles`` cycles after the break,
+    and as long after start-up (or a reset of ``sync``); ``reset`` shows it, a
+    flip-flop output, for logic outside the bridge that must start over with
+    the accelerator (the layer engine's flash side, in its own clock domain).
 
     Members
     -------
@@ -77,18 +80,23 @@ class UARTBridge(wiring.Component):
     error : Out(1)
         Sticky: a received frame was malformed or a byte was lost because the
         FIFO was full. A break clears it.
+    reset : Out(1)
+        High while the accelerator is held in reset after start-up or a break
+        (not in the break's own cycle, which resets it too).
     """
 
-    def __init__(self, accelerator, clocks_per_bit, *, rx_fifo_depth=512, led_cycles=1):
+    def __init__(self, accelerator, clocks_per_bit, *, rx_fifo_depth=512, led_cycles=1,
+                 reset_cycles=1):
         self.accelerator = accelerator
         self.clocks_per_bit = clocks_per_bit
         self.rx_fifo_depth = rx_fifo_depth
         self.led_cycles = max(1, int(led_cycles))
+        self.reset_cycles = max(1, int(reset_cycles))
         self.in_format = lane_format(accelerator.i)
         self.out_format = lane_format(accelerator.o)
         super().__init__({
             "rx": In(1, init=1), "tx": Out(1, init=1),
-            "activity": Out(1), "result": Out(1), "error": Out(1),
+            "activity": Out(1), "result": Out(1), "error": Out(1), "reset": Out(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -97,8 +105,17 @@ class UARTBridge(wiring.Component):
         out_shape = Shape(self.out_format.width, self.out_format.signed)
         m.submodules.uart_rx = rx = UARTRx(self.clocks_per_bit)
 
+        # ``self.reset`` is a flip-flop (it may drive an asynchronous reset elsewhere):
+        # high from start-up, and from the cycle after a break, for ``reset_cycles``.
+        left = Signal(range(self.reset_cycles + 1), init=self.reset_cycles - 1)
+        with m.If(rx.brk):
+            m.d.sync += [self.reset.eq(1), left.eq(self.reset_cycles - 1)]
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        with m.Else():
+            m.d.sync += self.reset.eq(0)
         reset = Signal()
-        m.d.comb += reset.eq(rx.brk)
+        m.d.comb += reset.eq(rx.brk | self.reset)
         fifo = StreamFIFO(8, self.rx_fifo_depth)
         des = BytesToLanes(in_shape, self.in_format.count)
         ser = LanesToBytes(out_shape, self.out_format.count)

@@ -6,7 +6,7 @@ from compiler.ir import interpret
 from compiler.ir import Graph, Node, validate_graph
 from compiler.ops import pow2_max_exponent
 
-__all__ = ["random_weights", "small_cnn", "calibrate", "random_inputs"]
+__all__ = ["random_weights", "small_cnn", "calibrate", "random_inputs", "engine_net"]
 
 
 def random_weights(rng, shape, kind, bits):
@@ -115,3 +115,31 @@ def small_cnn(rng, kind="ternary", bits=None, *, channels=(4, 8), size=8, classe
     graph = Graph(nodes, ["fc"], name=f"small_cnn_{kind}")
     x = random_inputs(rng, graph, calib)
     return calibrate(graph, x, rng)
+
+
+def engine_net(rng, kind="ternary", bits=2, *, channels=8, size=8, classes=10, act_bits=3,
+               calib=16):
+    """A network the layer engine schedules, as small as it gets: a stem conv, one
+    residual block with an identity shortcut, global average pool and a dense
+    classifier (``channels`` a multiple of the engine's SIMD lanes)."""
+    c = channels
+    wk = {"weight_kind": kind, "weight_bits": bits}
+
+    def conv(name, src, cin, cout):
+        return Node(name, "conv2d", [src], {"kernel": 3, "stride": 1, "padding": 1, **wk},
+                    {"weight": random_weights(rng, (cout, cin, 3, 3), kind, bits)})
+
+    nodes = [
+        Node("input", "input", [], {"shape": [1, size, size], "bits": 8, "signed": True}),
+        conv("conv1", "input", 1, c), _requant("act1", "conv1", c, act_bits, False, rng),
+        conv("res1", "act1", c, c), _requant("res1_act", "res1", c, act_bits, False, rng),
+        conv("res2", "res1_act", c, c), _requant("res2_q", "res2", c, act_bits + 2, True, rng),
+        Node("res_add", "add", ["res2_q", "act1"]),
+        _requant("res_out", "res_add", c, act_bits, False, rng),
+        Node("gap", "gap", ["res_out"]), Node("flat", "flatten", ["gap"]),
+        Node("fc", "dense", ["flat"], wk,
+             {"weight": random_weights(rng, (classes, c), kind, bits),
+              "bias": rng.integers(-50, 50, size=classes).astype(np.int32)}),
+    ]
+    graph = Graph(nodes, ["fc"], name=f"engine_net_{kind}")
+    return calibrate(graph, random_inputs(rng, graph, calib), rng)

@@ -8,6 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..csd import small_product
 from .layouts import DigitFormat, weight_layout
 from .packing import Kind
 
@@ -400,7 +401,7 @@ class StreamDecoder(wiring.Component):
         # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
             m.d.sync += [left.eq(Mux(w_last, 0, left - per)), w_last.eq(left <= 2 * per),
-                         tail_bits.eq((left - per)[:4] * width)]
+                         tail_bits.eq(small_product((left - per)[:4], width))]
         single = (kind == Kind.TABLE) | (kind == Kind.BIAS) | (kind == Kind.SKIP)
         with m.If(fire & (single | ((kind == Kind.THRESH) & row_done))):
             m.d.sync += [left.eq(left - 1), one_left.eq(left == 2)]
@@ -454,19 +455,21 @@ class StreamDecoder(wiring.Component):
         p = self.c.payload
         p_bits = Signal.like(p.bits)
         p_per = Signal.like(per)
+        p_per_bits = Signal.like(per_bits)
         m.d.comb += p_bits.eq(Mux(p.kind == Kind.TERN2, 2, p.bits))
         with m.Switch(p_bits):
             for b in range(1, cw + 1):
                 with m.Case(b):
-                    m.d.comb += p_per.eq(fields_per_cycle(b, g))
+                    m.d.comb += [p_per.eq(fields_per_cycle(b, g)),
+                                 p_per_bits.eq(fields_per_cycle(b, g) * b)]
         with m.If(p.kind == Kind.TRIT5):
-            m.d.comb += p_per.eq(5)
+            m.d.comb += [p_per.eq(5), p_per_bits.eq(8)]
         m.d.comb += self.c.ready.eq(~q_valid)
         with m.If(self.c.valid & self.c.ready):
             m.d.sync += [q_valid.eq(1), queued.cmd.eq(p), queued.cmd.bits.eq(p_bits),
                          queued.per.eq(p_per), queued.w_last.eq(p.count <= p_per),
-                         queued.per_bits.eq(Mux(p.kind == Kind.TRIT5, 8, p_per * p_bits)),
-                         queued.tail_bits.eq(p.count[:4] * p_bits),
+                         queued.per_bits.eq(p_per_bits),
+                         queued.tail_bits.eq(small_product(p.count[:4], p_bits)),
                          queued.one_left.eq(p.count == 1), queued.some.eq(p.count != 0),
                          queued.width2.eq(p_bits + 2)]
         # Taken over last: it overrides the updates above.

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..csd import const_product
 from ..fifo import StreamFIFO
 from ..lanes import lanes
 from ..pad import Pad
@@ -15,7 +16,7 @@ from .bank import MacBank
 from .config import EngineConfig, StepKind
 from .decode import StreamDecoder
 from .epilogue import Epilogue
-from .layouts import weight_layout
+from .layouts import pick, weight_layout
 from .loader import Loader, entry_layout
 from .stem import Collector, MapWriter, StemFeeder
 from .window import WindowWalker, step_layout
@@ -192,7 +193,7 @@ class LayerEngine(wiring.Component):
         with m.If(advance):
             m.d.sync += [b_valid.eq(r_valid), held.eq(r)]
         m.d.comb += [ard.addr.eq(r.addr), ard.en.eq(advance),
-                     wrd.addr.eq(r.buf * c.wbuf_words + r.widx), wrd.en.eq(advance)]
+                     wrd.addr.eq(Mux(r.buf, c.wbuf_words, 0) + r.widx), wrd.en.eq(advance)]
         bi = bank.i.payload
         # Memory lanes widen to the bank's lanes (zero or sign extension, lane by lane).
         aw = c.act_shape.width
@@ -206,7 +207,7 @@ class LayerEngine(wiring.Component):
         m.d.comb += bi.x.as_value().eq(Mux(held.mem, Mux(held.pad, 0, Cat(*lanes_in)), x_bits))
         # Only a step with biases reads the registers: they hold whatever the last one left.
         with m.If(~is_stem & cur.walk.bias):
-            m.d.comb += bi.bias.eq(loader.bias[held.buf])
+            m.d.comb += bi.bias.eq(pick(loader.bias, held.buf))
         m.d.comb += [bi.w.eq(wrd.data),
                      bi.start.eq(held.start), bi.last.eq(held.last), bi.acc.eq(held.acc),
                      bi.skip.eq(held.skip), bi.skip_at.eq(held.skip_at), bi.tag.eq(held.tag),
@@ -298,7 +299,7 @@ class LayerEngine(wiring.Component):
         with m.If(is_stem):
             m.d.comb += [r.mem.eq(0), r.x.eq(f.x), r.widx.eq(f.widx), r.buf.eq(stem_group[0]),
                          r.start.eq(f.start), r.last.eq(f.last),
-                         r.tag.buf.eq(stem_group[0]), r.tag.tbase.eq(f.gg * s.levels),
+                         r.tag.buf.eq(stem_group[0]), r.tag.tbase.eq(const_product(f.gg, s.levels)),
                          r.tag.gg.eq(f.gg), r_valid.eq(feeder.o.valid),
                          feeder.o.ready.eq(r_ready)]
 

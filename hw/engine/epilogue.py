@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from .layouts import pick
 
 __all__ = ["Epilogue", "Mode", "set_layout"]
 
@@ -102,7 +103,7 @@ class Epilogue(wiring.Component):
         held = Signal(self.in_layout)
         phase = Signal(2)            # set being searched: 0 (T1), 1 (T2), 2 (T3)
         step = Signal(range(self.levels_max.bit_length() + 1))
-        cur = cfg.sets[phase]
+        cur = pick(cfg.sets, phase)
         value = [Signal(signed(acc_w + 1), name=f"v{p}") for p in range(pe)]
         count = [Signal(unsigned(self.levels_max.bit_length()), name=f"count{p}")
                  for p in range(pe)]
@@ -115,7 +116,7 @@ class Epilogue(wiring.Component):
             mem = Memory(shape=signed(acc_w + 1), depth=2 * self.depth, init=[])
             m.submodules[f"table{p}"] = mem
             wr = mem.write_port()
-            m.d.comb += [wr.addr.eq(self.tw.payload.buf * self.depth + self.tw.payload.addr),
+            m.d.comb += [wr.addr.eq(Mux(self.tw.payload.buf, self.depth, 0) + self.tw.payload.addr),
                          wr.data.eq(self.tw.payload.value),
                          wr.en.eq(self.tw.valid & (self.tw.payload.lane == p))]
             reads.append(mem.read_port(domain="sync"))
@@ -142,10 +143,10 @@ class Epilogue(wiring.Component):
         for p in range(pe):
             cand = Signal(range(2 ** len(count[p]) + 1), name=f"cand{p}")
             m.d.comb += cand.eq(candidate(issue_count[p], issue_step))
-            m.d.comb += reads[p].addr.eq(issue_buf * self.depth + issue_tbase + issue_base
+            m.d.comb += reads[p].addr.eq(Mux(issue_buf, self.depth, 0) + issue_tbase + issue_base
                                          + cand - 1)
             m.d.comb += reads[p].en.eq(issue)
-        m.d.comb += [issue_base.eq(cfg.sets[issue_phase].base)]
+        m.d.comb += [issue_base.eq(pick(cfg.sets, issue_phase).base)]
 
         for p in range(pe):
             cand = count[p] + (1 << step)
@@ -202,11 +203,11 @@ class Epilogue(wiring.Component):
                             m.d.comb += [nvalue[p].eq(first_v[p] + code[p]) for p in range(pe)]
                     m.d.sync += [first_v[p].eq(code[p]) for p in range(pe)]
                     with m.If(more):
-                        m.d.sync += [phase.eq(nphase), step.eq(cfg.sets[nphase].steps - 1)]
+                        m.d.sync += [phase.eq(nphase), step.eq(pick(cfg.sets, nphase).steps - 1)]
                         m.d.sync += [value[p].eq(nvalue[p]) for p in range(pe)]
                         m.d.sync += [count[p].eq(0) for p in range(pe)]
                         m.d.comb += [issue.eq(1), issue_phase.eq(nphase),
-                                     issue_step.eq(cfg.sets[nphase].steps - 1)]
+                                     issue_step.eq(pick(cfg.sets, nphase).steps - 1)]
                         m.d.comb += [issue_count[p].eq(0) for p in range(pe)]
                     with m.Else():
                         m.d.sync += [value[p].eq(code[p]) for p in range(pe)]

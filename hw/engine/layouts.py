@@ -8,10 +8,10 @@ decoder turns LAT2 and codebook codes into the same form. The MAC bank never
 multiplies: a digit is a shift, a conditional negation and an add.
 """
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Mux, unsigned
 from amaranth.lib import data
 
-__all__ = ["digit_layout", "weight_layout", "DigitFormat"]
+__all__ = ["digit_layout", "weight_layout", "DigitFormat", "pick"]
 
 
 class DigitFormat:
@@ -87,3 +87,15 @@ def digit_layout(shift_bits):
 def weight_layout(fmt):
     """A run-time weight: ``fmt.digits`` digits, digit 0 in the low bits."""
     return data.ArrayLayout(digit_layout(fmt.shift_bits), fmt.digits)
+
+
+def pick(array, index):
+    """``array[index]`` of an ``ArrayLayout`` view and a run-time ``index``, as a
+    multiplexer over the elements. (A view indexed by a signal shifts by ``index``
+    times the element width, a multiplication that synthesis may put on a DSP block.)"""
+    elem = array.shape().elem_shape
+    value = array[0].as_value() if isinstance(array[0], data.View) else array[0]
+    for i in range(1, array.shape().length):
+        item = array[i].as_value() if isinstance(array[i], data.View) else array[i]
+        value = Mux(index == i, item, value)
+    return data.View(elem, value) if isinstance(elem, data.Layout) else value

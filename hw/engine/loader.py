@@ -113,7 +113,7 @@ class Loader(wiring.Component):
         b_took = self.b.valid & self.b.ready
         for left, dest, took in ((w_left, Dest.WEIGHTS, w_took), (t_left, Dest.THRESHOLDS, t_took),
                                  (b_left, Dest.BIAS, b_took)):
-            m.d.sync += left.eq(left + ((sent & (e.dest == dest)) * e.beats) - took)
+            m.d.sync += left.eq(left + Mux(sent & (e.dest == dest), e.beats, 0) - took)
 
         # Commands. A group's half must be free (group - 2 released); a set of thresholds
         # waits until the one before it is routed, because it changes the routing.
@@ -144,7 +144,7 @@ class Loader(wiring.Component):
         col = Signal(range(max(self.w_per_word, 2)))
         word = Signal(range(self.words_per_half + 1))
         m.d.comb += self.w.ready.eq(w_left != 0)
-        m.d.comb += [self.wbuf_addr.eq(half * self.words_per_half + word),
+        m.d.comb += [self.wbuf_addr.eq(Mux(half, self.words_per_half, 0) + word),
                      self.wbuf_col.eq(col), self.wbuf_data.eq(self.w.payload.w),
                      self.wbuf_en.eq(w_took)]
         with m.If(w_took):

@@ -3,6 +3,7 @@
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from .layouts import pick
 
 __all__ = ["WindowWalker", "segment_layout", "step_layout", "segment_config"]
 
@@ -145,7 +146,7 @@ class WindowWalker(wiring.Component):
         at = Signal(range(groups_per_word))
         gcount = Signal(self.group_bits)
 
-        seg = cfg.seg[sg[0]]
+        seg = pick(cfg.seg, sg[0])
         last_cc = cc == seg.cw - 1
         last_kx = kx == seg.kernel - 1
         last_ky = ky == seg.kernel - 1

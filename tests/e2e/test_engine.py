@@ -19,7 +19,7 @@ from compiler import qpk
 from compiler.driver.build import BuildOptions, build
 
 METHODS = {"ternary": {}, "pow2": {}, "lat2": {}, "kq": {"weight_bits": 2}}
-INPUTS = 4
+INPUTS = 8
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,10 @@ def test_engine_build_is_deterministic(resnet_qpks, tmp_path):
 
 
 def test_auto_takes_the_layer_engine_when_dataflow_does_not_fit(resnet_qpks, tmp_path):
-    """As a dataflow design the network needs thousands of block RAMs (line buffers and
-    weights of every layer at once): auto says so and builds the layer engine."""
+    """As a dataflow design the network needs twice the A7-35T's LUTs (a core per layer):
+    auto says so and builds the layer engine."""
     log = io.StringIO()
-    result = build(resnet_qpks("ternary"), BuildOptions(board="arty_a7_100", out=tmp_path / "a",
+    result = build(resnet_qpks("ternary"), BuildOptions(board="arty_a7_35", out=tmp_path / "a",
                                                         verify=0, synth=False), stream=log)
     assert result.engine == "layer", log.getvalue()
     assert "dataflow back end (a core per layer, weights on chip) does not fit" in log.getvalue()

@@ -165,16 +165,17 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
 
 
 def _board(board, build, out, options, progress):
-    """The engine's board top through the board's flow (``boards.engine_top``)."""
-    from boards import BoardError, build_board
-    from boards.engine_top import EngineBoardTop
+    """The engine's board top through the board's flow (``boards.engine_top``); the
+    board's manifest names ``weights.bin`` for the flash, at the board's weight offset."""
+    from boards import BoardError
+    from boards.engine_top import build_engine as build_board_engine
     from boards.flash_layout import flash_layout
     from hw.engine.engine import LayerEngine
     try:
-        top = EngineBoardTop(LayerEngine(build.config), board)
         with deep_recursion():
-            res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
-                              progress=progress.note)
+            res = build_board_engine(LayerEngine(build.config), board, out.tool_dir("board"),
+                                     weights="../weights.bin", run_toolchain=options.synth,
+                                     progress=progress.note)
     except BoardError as err:
         raise BuildError(str(err)) from None
     out.check_inside()
@@ -184,7 +185,7 @@ def _board(board, build, out, options, progress):
         "summary": res.summary,
         "utilization": res.utilization,
         "fmax_mhz": res.fmax_mhz,
-        "weights_flash_offset": flash_layout(board).weights_offset,
+        "weights_flash_offset": flash_layout(board.name).weights_offset,
         "bitstream": (str(Path(res.bitstream).relative_to(out_dir)) if res.bitstream else None),
         "files": [str(Path(f).relative_to(out_dir)) if Path(f).is_absolute() else
                   f"board/{f}" for f in res.files],

@@ -9,10 +9,9 @@ from hw.engine.config import EngineConfig, StemConfig, StepKind
 from hw.engine.decode import StreamDecoder
 from hw.engine.epilogue import Mode
 from hw.engine.window import segment_config
-from hw.lanes import shape_for_range
+from hw.lanes import shape_for_range, shape_range
 
 from ...errors import BuildError
-from ..dataflow.mvu import signed_width
 from .schedule import allocate, schedule
 from .stream import Stream, codes_for, digit_format
 
@@ -34,11 +33,15 @@ class EngineBuild:
     groups: list           # per step: load groups (1 for the stem)
 
 
+def signed_width(lo, hi):
+    """Width of the narrowest signed type holding ``[lo, hi]``."""
+    return shape_for_range(min(lo, -1), max(hi, 0)).width
+
+
 def _union(*shapes):
     """The narrowest shape holding every value of each of ``shapes``."""
-    lo = min(-(1 << (s.width - 1)) if s.signed else 0 for s in shapes)
-    hi = max((1 << (s.width - 1)) - 1 if s.signed else (1 << s.width) - 1 for s in shapes)
-    return shape_for_range(lo, hi)
+    ranges = [shape_range(s) for s in shapes]
+    return shape_for_range(min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
 
 
 def _rows(array, first, pe):

@@ -35,6 +35,12 @@ TIE = 0.03
 #: Share of the board's LUTs and block RAM a plan may take (room for the UART, the
 #: flash path and routing).
 SHARE = 0.8
+#: A deeper stream FIFO may take block RAM up to this share of the board's.
+BRAM_SHARE = 0.9
+#: Stream FIFO depths (bytes) weighed: the base, then multiples of 16 KiB (8 RAMB18).
+FIFO_DEPTHS = (512,) + tuple(16384 * k for k in range(1, 9))
+#: The fastest banks by the quick estimate that are lowered and timed exactly.
+REFINE = 4
 
 #: LUTs of an engine: ``base + per_mac_bit * pe * simd * digit_bits + per_pe_bit * pe * acc``,
 #: ``digit_bits`` the bits of one run-time weight (its digits' sign, zero and shift
@@ -206,16 +212,43 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
     fitting = [c for c in candidates if c[5]]
     if not fitting:
         raise BuildError(_refusal(graph, fabric, budget, candidates, probes, share))
-    fastest = min(c[2] for c in fitting)
-    best = min((c for c in fitting if c[2] <= fastest * (1 + TIE)), key=lambda c: (c[3], c[2]))
-    p, s = best[0], best[1]
-    build = probes[s] if probes[s].config.pe == p else lower_engine(graph, pe=p, simd=s)
-    bufs = buffers(fabric, build.config, stem_line=_stem_line(graph, build))
+    # The fastest few, lowered exactly, each with the largest stream FIFO the block RAM
+    # left allows (the flash runs ahead through compute-bound steps as far as it holds).
+    fastest = sorted(fitting, key=lambda c: c[2])[:REFINE]
+    refined = []
+    for p, s, _, luts, _, _ in fastest:
+        build = probes[s] if probes[s].config.pe == p else lower_engine(graph, pe=p, simd=s)
+        build, timings, bufs = _with_fifo(graph, fabric, budget, rate, build)
+        cycles = sum(t.cycles for t in timings)
+        refined.append((cycles, luts, p, s, build, timings, bufs))
+    quickest = min(r[0] for r in refined)
+    cycles, luts, p, s, build, timings, bufs = min(
+        (r for r in refined if r[0] <= quickest * (1 + TIE)), key=lambda r: (r[1], r[0]))
     luts = estimate_luts(p, s, build.config.fmt, build.config.acc_width) + \
         sum(b.luts for b in bufs)
     res = Resources(luts=luts, ffs=int(FF_PER_LUT * luts), brams=sum(b.brams for b in bufs))
-    return EnginePlan(build, rate, step_timings(build, rate), bufs, res,
-                      candidates=sorted(candidates), budget=dict(budget))
+    return EnginePlan(build, rate, timings, bufs, res, candidates=sorted(candidates),
+                      budget=dict(budget))
+
+
+def _with_fifo(graph, fabric, budget, rate, build):
+    """``(build, timings, buffers)`` with the stream FIFO that gives the fewest cycles
+    within :data:`BRAM_SHARE` of the board's block RAM (at least the base FIFO)."""
+    from dataclasses import replace
+    stem = _stem_line(graph, build)
+    best = None
+    for depth in FIFO_DEPTHS:
+        cfg = replace(build.config, stream_fifo=depth)
+        bufs = buffers(fabric, cfg, stem_line=stem)
+        if depth != FIFO_DEPTHS[0] and sum(b.brams for b in bufs) > BRAM_SHARE * budget["brams"]:
+            continue
+        timings = step_timings(build, rate, depth * cfg.word_bytes)
+        cycles = sum(t.cycles for t in timings)
+        # A deeper FIFO only where it buys at least 0.5%.
+        if best is None or cycles < 0.995 * best[0]:
+            best = (cycles, cfg, timings, bufs)
+    _, cfg, timings, bufs = best
+    return replace(build, config=cfg), timings, bufs
 
 
 def _scaled_config(ref, pe):
