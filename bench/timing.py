@@ -97,20 +97,34 @@ def measure(design, board, out, verify=0, model_path=None):
                            force=True, engine="dataflow")
     log = io.StringIO()
     t0 = time.monotonic()
+    board_dir = Path(out) / "board"
     try:
         result = build(model_path or spec["model"], options, stream=log)
     except BuildError as e:
-        row["error"] = str(e).splitlines()[0]
-        return row
+        if not _abc9_crashed(board_dir):
+            row["error"] = str(e).splitlines()[0]
+            return row
+        # Yosys' ABC9 can stop on an assertion in its reintegration that the board flow
+        # does not recognize yet; the classic-ABC script it writes beside it still maps.
+        options.synth = False
+        result = build(model_path or spec["model"], options, stream=io.StringIO())
+        _run_classic_abc(board_dir)
+        row["note"] = "classic ABC (ABC9 assertion)"
+        report = json.loads((board_dir / "top_report.json").read_text())
+        from boards import reports
+        row.update(luts=report["utilization"]["TRELLIS_COMB"]["used"],
+                   ffs=report["utilization"]["TRELLIS_FF"]["used"],
+                   fmax=reports.nextpnr_fmax(report))
+    else:
+        s = result.synthesis or {}
+        u = s.get("utilization") or {}
+        row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"))
     row["seconds"] = round(time.monotonic() - t0)
     row["cycles"] = result.plan.cycles
     if verify:
         row["measured_cycles"] = result.verification["cycles_per_inference"]
         row["bit_exact"] = result.verification["bit_exact"]
-    s = result.synthesis or {}
-    u = s.get("utilization") or {}
-    row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"))
-    report = Path(out) / "board" / "top_report.json"
+    report = board_dir / "top_report.json"
     if report.exists():
         path = critical_path(json.loads(report.read_text()))
         if path:
@@ -118,13 +132,41 @@ def measure(design, board, out, verify=0, model_path=None):
     return row
 
 
+_ABC9_REINTEGRATE = "ABC_OPS_REINTEGRATE pass"
+
+
+def _abc9_crashed(board_dir):
+    """Did Yosys stop inside ABC9's reintegration (an ECP5 build's ``top.rpt``)?"""
+    rpt = board_dir / "top.rpt"
+    if not rpt.exists() or not (board_dir / "top_abc.ys").exists():
+        return False
+    text = rpt.read_text(errors="replace")
+    tail = text[text.rfind(_ABC9_REINTEGRATE):] if _ABC9_REINTEGRATE in text else ""
+    return "ERROR: Assert" in tail
+
+
+def _run_classic_abc(board_dir):
+    """The board's own commands (``build_top.json``), Yosys on ``top_abc.ys``."""
+    import subprocess
+    from boards.tools import require, tool_environment
+    commands = json.loads((board_dir / "build_top.json").read_text())["commands"]
+    tools = [argv[0] for argv in commands]
+    env = tool_environment(tools)
+    for argv in commands:
+        if argv[0] == "yosys":
+            argv = [*argv[:-1], "top_abc.ys"]
+        with open(board_dir / f"{argv[0]}.log", "wb") as f:
+            subprocess.run([require(argv[0]), *argv[1:]], cwd=board_dir, env=env, stdout=f,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True)
+
+
 def table(rows):
     headers = ["design", "board", "LUTs", "FFs", "Fmax (MHz)", "critical path (from -> to)",
-               "ns", "cycles/inference"]
+               "ns", "cycles/inference", "note"]
     out = []
     for r in rows:
         if "error" in r:
-            out.append([r["design"], r["board"], "-", "-", "-", r["error"], "-", "-"])
+            out.append([r["design"], r["board"], "-", "-", "-", "-", "-", "-", r["error"]])
             continue
         cycles = str(r["cycles"])
         if "measured_cycles" in r:
@@ -132,8 +174,8 @@ def table(rows):
         out.append([r["design"], r["board"], r.get("luts") or "-", r.get("ffs") or "-",
                     f"{r['fmax']:.1f}" if r.get("fmax") else "-",
                     f"{r.get('path_from', '?')} -> {r.get('path_to', '?')}",
-                    r.get("path_ns", "-"), cycles])
-    return markdown_table(headers, out, align="llrrrlrr")
+                    r.get("path_ns", "-"), cycles, r.get("note", "")])
+    return markdown_table(headers, out, align="llrrrlrrl")
 
 
 def main(argv=None):
