@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from amaranth.hdl import Elaboratable
+
 from compiler.table import markdown_table
 
 DESIGNS = {
@@ -86,12 +88,84 @@ def critical_path(report):
     return None
 
 
+class Harness(Elaboratable):
+    """The accelerator alone on a board: its input driven by an LFSR (payload, ``valid``
+    and the output's ``ready``), its output folded into one LED. Without the UART
+    bridge, nextpnr's critical path is the accelerator's own."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Cat, Module, Signal
+        m = Module()
+        m.submodules.accelerator = a = self.accelerator
+        lfsr = Signal(32, init=1)
+        m.d.sync += lfsr.eq(Cat(lfsr[1:], lfsr[0] ^ lfsr[1] ^ lfsr[21] ^ lfsr[31]))
+        width = len(a.i.payload.as_value())
+        payload = Signal(width)
+        m.d.sync += payload.eq(Cat(*(lfsr[k % 32] ^ lfsr[(7 * k + 3) % 32]
+                                     for k in range(width))))
+        m.d.comb += [a.i.payload.as_value().eq(payload), a.i.valid.eq(lfsr[3]),
+                     a.o.ready.eq(lfsr[5])]
+        out = Signal()
+        m.d.sync += out.eq(a.o.payload.as_value().xor() ^ a.o.valid)
+        m.d.comb += platform.request("led", 0).o.eq(out)
+        return m
+
+
+def measure_harness(design, board, out, model_path=None):
+    """Build one design's accelerator in :class:`Harness`; returns a row dict."""
+    from boards import BoardError
+    from boards.toolchain import build as build_board
+    from compiler.driver.build import BuildOptions, build
+    from compiler.errors import BuildError
+    from compiler.backends.dataflow.lower import Accelerator, deep_recursion
+    spec = DESIGNS[design]
+    row = {"design": design, "board": board, "top": "harness"}
+    options = BuildOptions(board=board, out=out, weights=spec["weights"],
+                           target_cycles=spec["target_cycles"], verify=0, synth=False,
+                           force=True, engine="dataflow")
+    try:
+        result = build(model_path or spec["model"], options, stream=io.StringIO())
+    except BuildError as e:
+        row["error"] = str(e).splitlines()[0]
+        return row
+    row["cycles"] = result.plan.cycles
+    board_dir = Path(out) / "harness"
+    try:
+        with deep_recursion():
+            synth = build_board(board, Harness(Accelerator(result.plan)), board_dir,
+                                progress=lambda line: None)
+        row.update(luts=synth.utilization.get("luts"), ffs=synth.utilization.get("ffs"),
+                   fmax=synth.fmax_mhz)
+    except BoardError:
+        if not _abc9_crashed(board_dir):
+            raise
+        _run_classic_abc(board_dir)
+        row["note"] = "classic ABC (ABC9 assertion)"
+        _from_report(row, board_dir)
+    path = critical_path(json.loads((board_dir / "top_report.json").read_text()))
+    if path:
+        row["path_from"], row["path_to"], row["path_ns"] = path
+    return row
+
+
+def _from_report(row, board_dir):
+    from boards import reports
+    report = json.loads((board_dir / "top_report.json").read_text())
+    util = report["utilization"]
+    comb = util.get("TRELLIS_COMB", util.get("ICESTORM_LC", {})).get("used")
+    ffs = util.get("TRELLIS_FF", {}).get("used")
+    row.update(luts=comb, ffs=ffs, fmax=reports.nextpnr_fmax(report))
+
+
 def measure(design, board, out, verify=0, model_path=None):
     """Build one design for one board; returns a row dict."""
     from compiler.driver.build import BuildOptions, build
     from compiler.errors import BuildError
     spec = DESIGNS[design]
-    row = {"design": design, "board": board}
+    row = {"design": design, "board": board, "top": "UART board top"}
     options = BuildOptions(board=board, out=out, weights=spec["weights"],
                            target_cycles=spec["target_cycles"], verify=verify, synth=True,
                            force=True, engine="dataflow")
@@ -110,11 +184,7 @@ def measure(design, board, out, verify=0, model_path=None):
         result = build(model_path or spec["model"], options, stream=io.StringIO())
         _run_classic_abc(board_dir)
         row["note"] = "classic ABC (ABC9 assertion)"
-        report = json.loads((board_dir / "top_report.json").read_text())
-        from boards import reports
-        row.update(luts=report["utilization"]["TRELLIS_COMB"]["used"],
-                   ffs=report["utilization"]["TRELLIS_FF"]["used"],
-                   fmax=reports.nextpnr_fmax(report))
+        _from_report(row, board_dir)
     else:
         s = result.synthesis or {}
         u = s.get("utilization") or {}
@@ -161,21 +231,23 @@ def _run_classic_abc(board_dir):
 
 
 def table(rows):
-    headers = ["design", "board", "LUTs", "FFs", "Fmax (MHz)", "critical path (from -> to)",
-               "ns", "cycles/inference", "note"]
+    headers = ["design", "board", "top", "LUTs", "FFs", "Fmax (MHz)",
+               "critical path (from -> to)", "ns", "cycles/inference", "note"]
     out = []
     for r in rows:
         if "error" in r:
-            out.append([r["design"], r["board"], "-", "-", "-", "-", "-", "-", r["error"]])
+            out.append([r["design"], r["board"], r.get("top", "-"), "-", "-", "-", "-", "-", "-",
+                        r["error"]])
             continue
         cycles = str(r["cycles"])
         if "measured_cycles" in r:
             cycles += f" (measured {r['measured_cycles']})"
-        out.append([r["design"], r["board"], r.get("luts") or "-", r.get("ffs") or "-",
+        out.append([r["design"], r["board"], r.get("top", "-"), r.get("luts") or "-",
+                    r.get("ffs") or "-",
                     f"{r['fmax']:.1f}" if r.get("fmax") else "-",
                     f"{r.get('path_from', '?')} -> {r.get('path_to', '?')}",
                     r.get("path_ns", "-"), cycles, r.get("note", "")])
-    return markdown_table(headers, out, align="llrrrlrrl")
+    return markdown_table(headers, out, align="lllrrrlrrl")
 
 
 def main(argv=None):
@@ -185,6 +257,9 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("build/bench/timing"))
     ap.add_argument("--verify", type=int, default=0,
                     help="also simulate N inputs in Verilator (measured cycles, bit-exactness)")
+    ap.add_argument("--harness", action="store_true",
+                    help="also build each accelerator alone (LFSR in, one LED out): its own "
+                         "critical path, without the UART bridge's")
     args = ap.parse_args(argv)
     designs = [d for d in args.designs.split(",") if d]
     unknown = [d for d in designs if d not in DESIGNS]
@@ -204,6 +279,11 @@ def main(argv=None):
             row = measure(design, board, args.out / f"{design}-{board}", args.verify, path)
             rows.append(row)
             print(f"  {row}", file=sys.stderr, flush=True)
+            if args.harness and "error" not in row:
+                row = measure_harness(design, board, args.out / f"{design}-{board}-harness",
+                                      path)
+                rows.append(row)
+                print(f"  {row}", file=sys.stderr, flush=True)
     print(table(rows))
     print(f"\n`python -m bench.timing {' '.join(argv or sys.argv[1:])}`, "
           f"{time.monotonic() - t0:.0f} s")
