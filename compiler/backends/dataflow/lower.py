@@ -51,10 +51,11 @@ class Accelerator(wiring.Component):
     o : Out(stream.Signature(lanes(output lane, N)))
         The output, one beat per inference for a vector output.
 
-    The inputs of MAC stages and joins get a FIFO (a join or rate buffer of the
-    plan) or else a :class:`~hw.skid.SkidBuffer` (``Plan.skids``):
-    both register ``ready``, so its combinational path spans a MAC stage and the
-    lane-wise stages after it, never the network.
+    A :class:`~hw.skid.SkidBuffer` follows every MAC stage, and the inputs of
+    joins get a FIFO (a join or rate buffer of the plan) or else a skid buffer
+    (``Plan.skids``): both register ``ready``, so its combinational path spans
+    the cores of a MAC stage and the lane-wise stages before it, never the
+    network.
     """
 
     def __init__(self, plan):
@@ -78,6 +79,11 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, a.o, b.i)
             head = chain[0][1]
             outputs[stage.name] = chain[-1][1].o
+            if stage.skid_after:
+                skid = SkidBuffer(outputs[stage.name].payload.shape())
+                m.submodules[f"{stage.name}_skid"] = skid
+                wiring.connect(m, outputs[stage.name], skid.i)
+                outputs[stage.name] = skid.o
             inputs[stage.name] = [head.a, head.b] if stage.is_join else [head.i]
         outputs[plan.input_stage.name] = wiring.flipped(self.i)
         skids = set(plan.skids)

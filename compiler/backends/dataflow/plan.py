@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import BuildError
 from ...ops import op_of
 from . import buffers
-from .cost import Resources, fifo_cost, levels_per_stage, skid_cost
+from .cost import TARGET_MHZ, Resources, fifo_cost, levels_per_stage, skid_cost
 from .stage import lane_of
 from .widths import check_signal_widths
 
@@ -151,17 +151,27 @@ class Plan:
         for (name, i), depth in self.fifo_depths.items():
             total += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
         for name, i in self.skids:
-            total += skid_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels)
+            s = self[name]
+            total += (skid_cost(self.fabric, s.out_lane, s.out_channels) if i is None
+                      else skid_cost(self.fabric, s.in_lanes[i], s.in_channels))
         return total
 
     @property
-    def skids(self) -> list[tuple[str, int]]:
-        """``(stage, input index)`` of the skid buffers ``lower.py`` puts in: before the
-        stages that ask for one (``Stage.skid_before``) unless a FIFO is there, which
-        registers ``ready`` too. The output has none: the board's serializer takes
-        beats into a register, and its ``ready`` is short."""
-        return [(s.name, i) for s in self.stages[1:] if s.skid_before
-                for i, _ in enumerate(s.inputs) if (s.name, i) not in self.fifo_depths]
+    def skids(self) -> list[tuple[str, int | None]]:
+        """The skid buffers ``lower.py`` puts in: ``(stage, None)`` after a stage's output
+        (``Stage.skid_after``), ``(stage, input index)`` before an input
+        (``Stage.skid_before``) unless a FIFO is there, which registers ``ready`` too.
+        None below a 100 MHz target clock (the iCE40's 50 MHz): a 20 ns period holds
+        the ``ready`` path of several stages, and the small device needs the LUTs."""
+        if TARGET_MHZ[self.fabric.name] < 100:
+            return []
+        out = []
+        for s in self.stages[1:]:
+            out += [(s.name, i) for i, _ in enumerate(s.inputs)
+                    if s.skid_before and (s.name, i) not in self.fifo_depths]
+            if s.skid_after:
+                out.append((s.name, None))
+        return out
 
 
 # --- folding ------------------------------------------------------------------------------

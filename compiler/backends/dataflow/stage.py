@@ -135,19 +135,27 @@ class Stage(ABC):
     @property
     def latency_bound(self):
         """At least the cycles a beat spends in the stage's cores: the registers of pad,
-        window, requantizer and handshakes (``STAGE_REGISTERS``) and the skid buffer
-        before the stage if it has one (``skid_before``); a join's buffers hold beats
-        for this long on top of what the beat counts ask (``plan.py``)."""
-        return STAGE_REGISTERS + (SkidBuffer.LATENCY if self.skid_before else 0)
+        window, requantizer and handshakes (``STAGE_REGISTERS``) and the skid buffers
+        before or after the stage if it has them (``skid_before``, ``skid_after``); a
+        join's buffers hold beats for this long on top of what the beat counts ask
+        (``plan.py``)."""
+        skids = int(self.skid_before) + int(self.skid_after)
+        return STAGE_REGISTERS + skids * SkidBuffer.LATENCY
 
     @property
     def skid_before(self):
-        """Its inputs pass a skid buffer where no FIFO is planned (``lower.py``): where
-        the combinational ``ready`` path would otherwise go on into the stages before.
-        It is long in front of a MAC stage (the MVU's pipeline enable fans out to every
-        register of its adder trees, and window and pad add their own) and of a join
-        (whose ``ready`` waits on both inputs); the lane-wise stages between add a LUT."""
-        return self.is_mvu or self.is_join
+        """Its inputs pass a skid buffer where no FIFO is planned (``lower.py``): a join,
+        whose ``ready`` waits on the ``valid`` of both inputs."""
+        return self.is_join
+
+    @property
+    def skid_after(self):
+        """Its output passes a skid buffer (``lower.py``): a MAC stage, whose pipeline
+        enable (``~o.valid | o.ready``) fans out to every register of its adder trees
+        and reaches back through window and pad. Behind a skid buffer ``o.ready`` is a
+        flip-flop, so that enable is one LUT after two registers, and the ``ready``
+        path of the network is cut after every MAC stage."""
+        return self.is_mvu
 
     def report(self):
         """Fields the report adds for this kind of stage."""
