@@ -52,10 +52,10 @@ class Accelerator(wiring.Component):
         The output, one beat per inference for a vector output.
 
     A :class:`~hw.skid.SkidBuffer` follows every MAC stage, and the inputs of
-    joins get a FIFO (a join or rate buffer of the plan) or else a skid buffer
-    (``Plan.skids``): both register ``ready``, so its combinational path spans
-    the cores of a MAC stage and the lane-wise stages before it, never the
-    network.
+    MAC stages and joins get a FIFO (a join or rate buffer of the plan) or else
+    a skid buffer (``Plan.skids``): both register ``ready``, so its
+    combinational path spans the cores of one stage and a few lane-wise stages,
+    never the network.
     """
 
     def __init__(self, plan):
