@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # the repositor
 from bench import timing  # noqa: E402
 
 CLK = "$glbnet$bridge.accelerator.add_add.clk"
+RES7 = "bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7"
 
 
 def _step(kind, delay, src, dst):
@@ -21,8 +22,7 @@ REPORT = {
         {"from": "<async>", "to": f"posedge {CLK}",
          "path": [_step("routing", 1.1, "rx_buffer.buf.buf0", "bridge.uart_rx.sync")]},
         {"from": f"posedge {CLK}", "to": f"posedge {CLK}",
-         "path": [_step("clk-to-q", 0.52, "bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7",
-                        "bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7"),
+         "path": [_step("clk-to-q", 0.52, RES7, RES7),
                   _step("routing", 2.96, "x", "$nextpnr_CCU2C_643$CCU2_COMB0"),
                   _step("setup", 0.0, "y",
                         "bridge.accelerator.block_conv2_q_mvu.o__payload[7]_TRELLIS_FF_Q")]},

@@ -136,9 +136,10 @@ TARGET_MHZ = {"ecp5": 100, "ice40": 50, "xilinx": 100}
 #: output, setup, the enable and the wire into the first adder.
 STAGE_OVERHEAD_NS = {"ecp5": 3.0, "ice40": 4.0, "xilinx": 1.5}
 #: Nanoseconds one level of an adder tree takes with its routing: a carry chain over an
-#: accumulator's 10 to 20 bits and the wire to the next level (nextpnr-ecp5 at speed
-#: grade 6 and nextpnr-ice40 critical paths; for Artix-7 -1 the three levels per stage
-#: the cores had before, untimed without Vivado).
+#: accumulator's 10 to 20 bits and the wire to the next level. ECP5: read off nextpnr-ecp5
+#: (-6) critical paths of the small CNN (a carry chain 0.5 to 1.5 ns, a wire 0.6 to 2 ns);
+#: iCE40: an estimate, not measured (no design of bench.timing places on the UP5K);
+#: Artix-7 -1: the three levels per stage the cores had before, untimed without Vivado.
 ADDER_LEVEL_NS = {"ecp5": 3.0, "ice40": 6.0, "xilinx": 2.5}
 
 
