@@ -69,7 +69,8 @@ class EngineClocks:
         board and a flash model whose data arrive ``read_latency`` cycles late, which
         is what the board's PHY and wires amount to (docs/boards.md)."""
         return {"part": self.part, "divider": self.divider, "read_latency": self.read_latency,
-                "output_delay": self.read_latency, "flash_period_ns": self.flash_period_ns}
+                "output_delay": self.read_latency, "flash_period_ns": self.flash_period_ns,
+                "engine_period_ns": self.engine_period_ns}
 
     def as_dict(self):
         return {"engine_hz": self.engine_hz, "flash_hz": self.flash_hz,

@@ -33,7 +33,7 @@ from .flash_layout import flash_layout, weights_image
 from .qspi_port import QSPIFlashPort
 from .registry import Board, BoardError, get_board
 from .toolchain import NEXTPNR_SEED, BoardClock, build
-from .top import DEFAULT_BAUD, UARTBridge, clocks_per_bit
+from .top import DEFAULT_BAUD, UARTBridge, clocks_per_bit, connect_pins
 
 __all__ = ["EngineBoardTop", "build_engine"]
 
@@ -147,15 +147,7 @@ class EngineBoardTop(Elaboratable):
         wiring.connect(m, crossing.port_req, self.port.req)
         wiring.connect(m, self.port.o, crossing.port_data)
 
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
-        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
-        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
-        for index, signal in enumerate([bridge.activity, bridge.result, bridge.error]):
-            if index < self.board.leds:
-                m.submodules[f"led{index}"] = led = io.Buffer("o", platform.request(
-                    "led", index, dir="-"))
-                m.d.comb += led.o.eq(signal)
+        connect_pins(m, platform, bridge, self.board)
         return m
 
     def _clocks(self, m, platform):

@@ -204,13 +204,19 @@ class BoardTop(Elaboratable):
         m.submodules.bridge = bridge = self.bridge
         if platform is None:
             return m
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
-        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
-        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
-        for index, signal in enumerate([bridge.activity, bridge.result, bridge.error]):
-            if index < self.board.leds:
-                m.submodules[f"led{index}"] = led = io.Buffer("o", platform.request(
-                    "led", index, dir="-"))
-                m.d.comb += led.o.eq(signal)
+        connect_pins(m, platform, bridge, self.board)
         return m
+
+
+def connect_pins(m, platform, bridge, board):
+    """The bridge's UART to the board's USB serial pins, and its activity, result and
+    error flags to as many of the board's LEDs as it has."""
+    uart = platform.request("uart", 0, dir="-")
+    m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+    m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+    m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
+    for index, signal in enumerate([bridge.activity, bridge.result, bridge.error]):
+        if index < board.leds:
+            m.submodules[f"led{index}"] = led = io.Buffer("o", platform.request(
+                "led", index, dir="-"))
+            m.d.comb += led.o.eq(signal)

@@ -23,6 +23,10 @@ class SlidingWindow(wiring.Component):
     ``kernel`` shift register that takes one new column per input pixel. A pixel
     goes in every cycle unless a finished window waits on ``o``.
 
+    ``line_style`` is passed to synthesis as the line buffer's ``ram_style``:
+    ``"distributed"`` keeps a wide, shallow line buffer (a max pool's over many
+    channels) in LUT RAM, where block RAM would waste most of its depth.
+
     Members
     -------
     i : In(stream.Signature(lanes(shape, channels)))
@@ -30,11 +34,12 @@ class SlidingWindow(wiring.Component):
     """
 
     def __init__(self, shape: ShapeLike, channels: int, height: int, width: int, kernel: int,
-                 stride: int = 1):
+                 stride: int = 1, *, line_style=None):
         if kernel > height or kernel > width:
             raise ValueError(f"kernel {kernel} does not fit a {height}x{width} image")
         self.shape, self.channels = shape, channels
         self.height, self.width, self.kernel, self.stride = height, width, kernel, stride
+        self.line_style = line_style
         super().__init__({
             "i": In(stream.Signature(lanes(shape, channels))),
             "o": Out(stream.Signature(lanes(shape, kernel * kernel * channels))),
@@ -65,8 +70,9 @@ class SlidingWindow(wiring.Component):
 
         # Column of the k pixels above and at the new one, oldest row first.
         if k > 1:
+            attrs = {"ram_style": self.line_style} if self.line_style else None
             m.submodules.lines = lines = Memory(shape=unsigned((k - 1) * pix_bits),
-                                                depth=self.width, init=[])
+                                                depth=self.width, init=[], attrs=attrs)
             wr = lines.write_port()
             rd = lines.read_port(transparent_for=(wr,))
             # The column of the next pixel, read as this one is taken. Addressed from x

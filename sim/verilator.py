@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ from pathlib import Path
 from .lanes import pack, unpack
 
 __all__ = ["StreamPort", "SimResult", "SimulationError", "ensure_verilator", "simulate"]
+
+#: The period of ``clk`` in every simulation (``sim/tb/stream_tb.py``'s ``PERIOD_NS``).
+CLK_PERIOD_NS = 10
 
 
 class SimulationError(RuntimeError):
@@ -256,6 +260,34 @@ def _build_locked(verilog, top, build_dir, progress):
     return runner
 
 
+class _ProgressWatch(threading.Thread):
+    """While a simulation runs, a line every ``every`` seconds with where it is (the
+    bench leaves its cycle and beat counts in a file every so many cycles)."""
+
+    def __init__(self, path, n_in, n_out, say, every=15.0):
+        super().__init__(daemon=True)
+        self.path, self.n_in, self.n_out, self.say, self.every = path, n_in, n_out, say, every
+        self.done = threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self):
+        last = None
+        while not self.done.wait(self.every):
+            try:
+                state = json.loads(Path(self.path).read_text())
+            except (OSError, ValueError):
+                continue
+            if state != last:
+                last = state
+                self.say(f"  ... {state['cycles']:,} cycles simulated, {state['in']:,} of "
+                         f"{self.n_in:,} input beats in, {state['out']:,} of {self.n_out:,} "
+                         f"output beats out ({time.monotonic() - self.t0:.0f} s)")
+
+    def stop(self):
+        self.done.set()
+        self.join()
+
+
 def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
              timeout_cycles=None, progress=None, plusargs=(), clocks=None, skip_idle=False):
     """Drive ``inputs`` into ``top`` and collect ``outputs``.
@@ -293,14 +325,19 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
         "clocks": dict(clocks or {}), "skip_idle": bool(skip_idle),
         "results": str(result_path),
     }
+    progress_path = build_dir / f"progress_{os.getpid()}.json"
+    job["progress"] = str(progress_path)
     job_path.write_text(json.dumps(job))
-    if result_path.exists():
-        result_path.unlink()
+    for stale in (result_path, progress_path):
+        if stale.exists():
+            stale.unlink()
     _say(progress, f"simulating {top}: {n_in:,} input beats, {n_out:,} output beats"
                    + (f", stalls {stall:.0%}" if stall else "") + "...")
     t = time.monotonic()
     log = build_dir / f"sim_{os.getpid()}.log"
     results_xml = build_dir / f"results_{os.getpid()}.xml"
+    watch = _ProgressWatch(progress_path, n_in, n_out, lambda text: _say(progress, text))
+    watch.start()
     try:
         runner.test(test_module="sim.tb.stream_tb", hdl_toplevel=top, hdl_toplevel_lang="verilog",
                     build_dir=build_dir,
@@ -312,6 +349,8 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
         failed, note = 1, str(err)
     else:
         note = ""
+    finally:
+        watch.stop()
     if failed or not result_path.exists():
         detail = ""
         if result_path.exists():

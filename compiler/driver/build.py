@@ -212,7 +212,7 @@ def build(model, options: BuildOptions, stream=None):
     fabric = FABRICS[board.family]
     engine, plan = options.engine, None
     if engine != "layer":
-        check_cost(graph_cost(graph, options.verify or DATAFLOW_VERIFY))
+        check_cost(graph_cost(graph, DATAFLOW_VERIFY if options.verify is None else options.verify))
         pgraph = prepare(graph)
         try:
             plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
@@ -352,16 +352,20 @@ def _board_build(board, plan, out, options, progress):
     with deep_recursion():           # the board top is converted by Amaranth too
         res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
                           progress=progress.note)
+    return board_result(res, out)
+
+
+def board_result(res, out):
+    """What the report and ``build.json`` keep of a board build (a ``BoardBuildResult``),
+    its paths relative to the output directory ``out``, which they must stay inside."""
     out.check_inside()
-    out_dir = out.root
-    summary = res.summary if hasattr(res, "summary") else ""
     return {
-        "tool": res.tool if hasattr(res, "tool") else None,
-        "summary": summary,
+        "tool": res.tool,
+        "summary": res.summary,
         "utilization": res.utilization,
         "fmax_mhz": res.fmax_mhz,
-        "bitstream": (str(Path(res.bitstream).relative_to(out_dir))
+        "bitstream": (str(Path(res.bitstream).relative_to(out.root))
                       if res.bitstream else None),
-        "files": [str(Path(f).relative_to(out_dir)) if Path(f).is_absolute() else
+        "files": [str(Path(f).relative_to(out.root)) if Path(f).is_absolute() else
                   f"board/{f}" for f in res.files],
     }

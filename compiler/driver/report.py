@@ -161,16 +161,8 @@ def report_markdown(data):
 
     s = data.get("synthesis")
     if s:
-        lines += ["## Synthesis", "", s.get("summary", ""), ""]
-        util = s.get("utilization") or {}
-        if util:
-            budget = data.get("budget") or {}
-            rows = [[k, util[k], data["estimate"].get(k, "-"), budget.get(k, "-")]
-                    for k in ("luts", "ffs", "brams", "dsps") if k in util]
-            lines += [markdown_table(["resource", f"measured ({s.get('tool', '?')})",
-                                      "estimated", "available"], rows, "lrrr"), ""]
-        if s.get("fmax_mhz"):
-            lines += [f"Fmax: {s['fmax_mhz']:.1f} MHz (board clock {b['clock_mhz']:g} MHz)", ""]
+        lines += synthesis_lines(s, data["estimate"], data.get("budget") or {},
+                                 clock_mhz=b["clock_mhz"])
 
     if v:
         ok = "bit-exact" if v["bit_exact"] else f"MISMATCH ({v['mismatches']} outputs differ)"
@@ -179,6 +171,22 @@ def report_markdown(data):
                   "without stalls and with random valid/ready stalls on the input and output "
                   f"streams: {ok} against the golden integer model.", ""]
     return "\n".join(lines)
+
+
+def synthesis_lines(s, estimate, budget, clock_mhz=None):
+    """The report's synthesis section: the tool's summary, measured against estimated and
+    available resources, and Fmax where the tool measured it."""
+    lines = ["## Synthesis", "", s.get("summary", "") or "", ""]
+    util = s.get("utilization") or {}
+    if util:
+        rows = [[k, util[k], estimate.get(k, "-"), budget.get(k, "-")]
+                for k in ("luts", "ffs", "brams", "dsps") if k in util]
+        lines += [markdown_table(["resource", f"measured ({s.get('tool', '?')})",
+                                  "estimated", "available"], rows, "lrrr"), ""]
+    if s.get("fmax_mhz"):
+        clock = f" (board clock {clock_mhz:g} MHz)" if clock_mhz else ""
+        lines += [f"Fmax: {s['fmax_mhz']:.1f} MHz{clock}", ""]
+    return lines
 
 
 def write_report(result, out):

@@ -117,11 +117,19 @@ class LayerEngine(wiring.Component):
         # The weight buffer: two halves of words of pe x simd weights.
         wlayout = data.ArrayLayout(weight_layout(c.fmt), pe * simd)
         m.submodules.wbuf = wbuf = Memory(shape=wlayout, depth=2 * c.wbuf_words, init=[])
-        wwr = wbuf.write_port(granularity=c.decoder_lanes)
+        wwr = wbuf.write_port()
         wrd = wbuf.read_port(domain="sync")
-        m.d.comb += [wwr.addr.eq(loader.wbuf_addr), wwr.en.eq(loader.wbuf_en << loader.wbuf_col)]
-        # Every column gets the decoder's beat; the enable picks the one being filled.
-        m.d.comb += wwr.data.as_value().eq(loader.wbuf_data.as_value().replicate(w_per_word))
+        # A word is written whole with its last column: the columns before it wait in
+        # registers. Written column by column, each decoder beat would need its own
+        # write enable, and block RAM gives those to 9-bit lanes only (a 16-bit beat
+        # would take two, wasting a ninth of the buffer).
+        beat = loader.wbuf_data.as_value()
+        staged = [Signal.like(beat, name=f"wbuf_col{n}") for n in range(w_per_word - 1)]
+        for n, col in enumerate(staged):
+            with m.If(loader.wbuf_en & (loader.wbuf_col == n)):
+                m.d.sync += col.eq(beat)
+        m.d.comb += [wwr.addr.eq(loader.wbuf_addr), wwr.data.as_value().eq(Cat(*staged, beat)),
+                     wwr.en.eq(loader.wbuf_en & (loader.wbuf_col == w_per_word - 1))]
 
         # The activation memory: words of simd lanes; results are written pe lanes at a time.
         m.submodules.act = act = Memory(shape=lanes(c.act_shape, simd), depth=c.mem_depth,
@@ -324,7 +332,9 @@ class LayerEngine(wiring.Component):
             if pp:
                 pool.append(Pad(c.act_shape, channels, oh, ow, pp, value=lo))
                 ph, pw = oh + 2 * pp, ow + 2 * pp
-            pool += [SlidingWindow(c.act_shape, channels, ph, pw, pk, ps),
+            # A pixel of every channel is wide and a row short: LUT RAM, not block RAM.
+            pool += [SlidingWindow(c.act_shape, channels, ph, pw, pk, ps,
+                                   line_style="distributed"),
                      WindowMax(c.act_shape, channels, pk * pk)]
             for n, core in enumerate(pool):
                 m.submodules[f"stem_pool{n}"] = core

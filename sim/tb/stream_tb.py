@@ -24,7 +24,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.simtime import get_sim_time
 
-PERIOD_NS = 10
+PERIOD_NS = 10                  # sim.verilator.CLK_PERIOD_NS
+#: Cycles between the progress notes the bench leaves for its caller.
+PROGRESS = 500_000
 
 
 class _Port:
@@ -79,6 +81,16 @@ async def stream_job(dut):
     start = get_sim_time(unit="ns")
     cycle = 0
     timeout = False
+    shown = [0]
+
+    def show(cycle):
+        # For the caller's progress line: where the simulation is (every PROGRESS cycles).
+        if job.get("progress") and cycle - shown[0] >= PROGRESS:
+            shown[0] = cycle
+            with open(job["progress"], "w") as f:
+                json.dump({"cycles": cycle, "in": sum(p.next for p in ins),
+                           "out": sum(len(p.words) for p in outs)}, f)
+
     idle = False               # no output was valid in the last cycle: may skip ahead
     while any(len(p.words) < p.count for p in outs):
         cycle = round((get_sim_time(unit="ns") - start) / PERIOD_NS)
@@ -91,10 +103,15 @@ async def stream_job(dut):
             for p in outs:
                 p.ready.value = 0
             await ReadOnly()
-            if not any(int(p.valid.value) for p in outs):
+            while not any(int(p.valid.value) for p in outs):
+                cycle = round((get_sim_time(unit="ns") - start) / PERIOD_NS)
                 left = job["timeout_cycles"] - cycle
+                if left <= 0:
+                    break
+                show(cycle)
                 await First(*(RisingEdge(p.valid) for p in outs),
-                            Timer(left * PERIOD_NS, unit="ns"))
+                            Timer(min(left, PROGRESS) * PERIOD_NS, unit="ns"))
+                await ReadOnly()
             await RisingEdge(dut.clk)
             idle = False
             continue
@@ -122,6 +139,7 @@ async def stream_job(dut):
                                else int(value))
                 p.cycles.append(cycle)
         idle = job.get("skip_idle", False) and not any(int(p.valid.value) for p in outs)
+        show(cycle)
         await RisingEdge(dut.clk)
 
     cycle = round((get_sim_time(unit="ns") - start) / PERIOD_NS)

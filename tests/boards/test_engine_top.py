@@ -406,4 +406,14 @@ def test_ulx3s_engine_bitstream(tmp_path):
     manifest, _ = read_manifest(out)
     assert manifest["bitstream"] == "top.bit"
     assert manifest["flash_images"][0]["offset"] == 0x400000
+    # `flash --write-flash --dry-run`: the weights at the board's offset, in quad mode,
+    # and the bitstream.
+    from boards.flash import flash
+    (tmp_path / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    printed = []
+    commands = flash(out, to_flash=True, dry_run=True, progress=printed.append)
+    text = "\n".join(printed)
+    assert any("weights.bin" in " ".join(c) for c in commands), text
+    assert "0x400000" in text or str(0x400000) in text, text
+    assert any("top.bit" in " ".join(c) for c in commands), text
     print(f"ulx3s engine: {res.summary}; steps {[(t, round(s)) for t, s in res.steps]}")

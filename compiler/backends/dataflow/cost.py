@@ -27,6 +27,7 @@ class Fabric:
     lut_inputs: int          # 4 or 6
     bram_configs: tuple      # (width, depth) aspect ratios of one block RAM
     small_memory_bits: int   # memories up to this size go to LUTs/FFs
+    byte_lane: int = 1       # bits a write enable of a block RAM covers (its byte lanes)
 
     def mux_luts(self, ways, bits):
         """LUTs for a ``ways``-to-1 multiplexer ``bits`` wide."""
@@ -37,27 +38,44 @@ class Fabric:
             luts += n
         return luts * bits
 
-    def memory(self, width, depth):
+    def memory(self, width, depth, granularity=None, copies=1, *, style=None, rom=False):
         """``(brams, luts)`` for a ``width`` x ``depth`` memory.
 
         Small or shallow memories are logic (LUT RAM/ROM): a block RAM would
-        waste most of its depth.
+        waste most of its depth; so are ROMs up to :data:`LOGIC_ROM_DEPTH` deep,
+        and memories whose ``style`` (``ram_style``) is ``"distributed"``. A write
+        port of ``granularity`` bits per enable puts each granule in whole byte
+        lanes of a block RAM (a 16-bit granule takes two 9-bit lanes), which is how
+        synthesis maps it. ``copies``: the memory is held that many times (one per
+        read port beyond a block RAM's).
         """
         per_lut = 2 ** self.lut_inputs                        # one LUT is a 2**inputs x 1 ROM
-        if depth <= 1:
+        if depth <= 1 or width == 0:
             return 0, 0                                       # one word: constants
-        if width * depth <= self.small_memory_bits or depth <= per_lut:
-            return 0, -(-depth // per_lut) * width
-        return min(-(-width // w) * -(-depth // d) for w, d in self.bram_configs), 0
+        if (width * depth <= self.small_memory_bits or depth <= per_lut
+                or style == "distributed" or (rom and depth <= LOGIC_ROM_DEPTH)):
+            return 0, copies * -(-depth // per_lut) * width
+        return copies * min(-(-self._lane_bits(width, granularity, w) // w) * -(-depth // d)
+                            for w, d in self.bram_configs), 0
 
+    def _lane_bits(self, width, granularity, bram_width):
+        """Bits of block RAM width a ``width``-bit word with write ``granularity`` takes."""
+        if not granularity or granularity >= width:
+            return width
+        lane = self.byte_lane if bram_width >= self.byte_lane else bram_width
+        return (width // granularity) * -(-granularity // lane) * lane
+
+
+#: ROMs up to this deep are logic: synthesis folds their constant bits into LUTs.
+LOGIC_ROM_DEPTH = 64
 
 _18K = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 
 FABRICS = {
     # RAMB18 (18 Kib); a LUT6 holds 64 x 1 of ROM.
-    "xilinx": Fabric("xilinx", 6, _18K, 2048),
+    "xilinx": Fabric("xilinx", 6, _18K, 2048, byte_lane=9),
     # DP16KD (18 Kib), 36 bits wide at most in pseudo dual port mode.
-    "ecp5": Fabric("ecp5", 4, _18K, 1024),
+    "ecp5": Fabric("ecp5", 4, _18K, 1024, byte_lane=9),
     # EBR (4 Kib); no distributed RAM, so small memories become logic.
     "ice40": Fabric("ice40", 4, ((2, 2048), (4, 1024), (8, 512), (16, 256)), 512),
 }

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 from ...errors import BuildError
 from ..dataflow.cost import Resources
+from hw.engine.engine import LayerEngine
+
+from ..memories import MemorySpec, count_brams, design_memories
 from .lower import DECODER_LANES, lower_engine
 from .schedule import allocate, schedule
 from .timing import PIPELINE_CYCLES, FlashRate, step_timings
@@ -31,7 +34,7 @@ __all__ = ["EnginePlan", "plan_engine", "buffers", "LUT_MODEL", "PES", "SIMDS"]
 PES = (1, 2, 4, 8, 16, 32, 64)
 SIMDS = (8, 16, 32, 64, 128)
 #: Banks within this fraction of the fastest count as fast; the smallest of them wins.
-TIE = 0.03
+TIE = 0.01
 #: Share of the board's LUTs and block RAM a plan may take (room for the UART, the
 #: flash path and routing).
 SHARE = 0.8
@@ -59,10 +62,11 @@ class Buffer:
     depth: int
     brams: int
     luts: int
+    copies: int = 1          # memories of this shape (thresholds: one per lane)
 
     @property
     def bits(self):
-        return self.width * self.depth
+        return self.width * self.depth * self.copies
 
 
 @dataclass
@@ -97,42 +101,74 @@ def _digit_bits(fmt):
     return fmt.digits * (2 + fmt.shift_bits)
 
 
-def buffers(fabric, config, *, stem_line=None):
-    """The engine's memories: ``[Buffer]`` with their block RAMs on ``fabric``.
+#: Bits of one loader command (``hw.engine.loader.entry_layout``: 106 for ResNet-18);
+#: the exact width counts once the design exists (:func:`design_buffers`).
+LOADER_ENTRY_BITS = 112
+#: The board top's UART receive FIFO (``boards.top.UARTBridge``, 512 bytes).
+HOST_FIFO_BYTES = 512
 
-    ``stem_line`` is ``(kernel, padded width, channels, lane bits)`` of the stem's
-    line buffer, if there is a stem.
-    """
+
+def buffers(fabric, config):
+    """The engine's memories, estimated from its configuration: ``[Buffer]`` with their
+    block RAMs on ``fabric``. :func:`design_buffers` counts the elaborated design."""
     c = config
     wbits = _digit_bits(c.fmt)
-    mems = [("activations", c.simd * c.act_shape.width, c.mem_depth),
-            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words),
-            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth),
-            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo)]
+    act = c.act_shape.width
+    mems = [("activations", c.simd * act, c.mem_depth, c.pe * act, 1),
+            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words,
+             c.decoder_lanes * wbits, 1),
+            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth, None, c.pe),
+            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo - 1, None, 1),
+            ("loader commands", LOADER_ENTRY_BITS, len(c.entries), None, 1)]
+    s = c.stem
+    if s is not None:
+        mems.append(("stem line buffer", (s.kernel - 1) * s.channels * s.in_shape.width,
+                     s.width + 2 * s.pad, None, 1))
+        if s.pool:
+            k, pad = s.pool["kernel"], s.pool["pad"]
+            mems.append(("stem pool line buffer", (k - 1) * s.groups * c.pe * act,
+                         _stem_conv_w(s) + 2 * pad, None, 1))
+    mems.append(("UART receive FIFO (board top)", 8, HOST_FIFO_BYTES - 1, None, 1))
     out = []
-    for name, width, depth in mems:
-        brams, luts = fabric.memory(width, depth)
-        if name.startswith("thresholds"):
-            brams, luts = brams * c.pe, luts * c.pe
-        out.append(Buffer(name, width, depth, brams, luts))
-    if stem_line is not None:
-        k, width, channels, bits = stem_line
-        brams, luts = fabric.memory(channels * bits, (k - 1) * width)
-        out.append(Buffer("stem line buffer", channels * bits, (k - 1) * width, brams, luts))
+    for name, width, depth, granularity, copies in mems:
+        brams, luts = fabric.memory(width, depth, granularity, copies)
+        out.append(Buffer(name, width, depth, brams, luts, copies))
     return out
+
+
+def _stem_conv_w(s):
+    return (s.width + 2 * s.pad - s.kernel) // s.stride + 1
+
+
+#: Friendly names of the engine's memories in the report, by their place in the design.
+_NAMES = (("act", "activations"), ("wbuf", "weights (two halves)"),
+          ("epilogue.table", "thresholds (per lane)"), ("stream_fifo", "stream FIFO"),
+          ("loader.rom", "loader commands"), ("steps", "step table"),
+          ("stem_in", "stem line buffer"), ("stem_pool", "stem pool line buffer"),
+          ("bank.queue", "bank result queue"), ("decoder", "decoder"))
+
+
+def design_buffers(fabric, engine):
+    """The memories of the elaborated ``engine`` (and the board top's UART FIFO) as
+    ``[Buffer]``: what synthesis will map, memories of one kind in one row."""
+    rows = {}
+    mems = design_memories(engine) + [
+        MemorySpec("host", 8, HOST_FIFO_BYTES - 1, 8, 1)]
+    for mem, brams, luts in count_brams(fabric, mems):
+        name = next((n for p, n in _NAMES if mem.name.startswith(p)),
+                    "UART receive FIFO (board top)" if mem.name == "host" else mem.name)
+        b = rows.get(name)
+        if b is None:
+            rows[name] = Buffer(name, mem.width, mem.depth, brams, luts)
+        else:
+            b.brams, b.luts, b.copies = b.brams + brams, b.luts + luts, b.copies + 1
+    return list(rows.values())
 
 
 def estimate_luts(pe, simd, fmt, acc_width):
     m = LUT_MODEL
     return int(m["base"] + m["per_mac_bit"] * pe * simd * _digit_bits(fmt)
                + m["per_pe_bit"] * pe * acc_width)
-
-
-def _stem_line(graph, build):
-    s = build.config.stem
-    if s is None:
-        return None
-    return (s.kernel, s.width + 2 * s.pad, s.channels, s.in_shape.width)
 
 
 def _estimate(build, pe, rate):
@@ -199,7 +235,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
                 continue
             cfg = _scaled_config(ref, p)
             luts = estimate_luts(p, s, cfg.fmt, cfg.acc_width)
-            bufs = buffers(fabric, cfg, stem_line=_stem_line(graph, ref))
+            bufs = buffers(fabric, cfg)
             brams = sum(b.brams for b in bufs)
             luts += sum(b.luts for b in bufs)
             fits = luts <= share * budget["luts"] and brams <= budget["brams"]
@@ -213,40 +249,60 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
     if not fitting:
         raise BuildError(_refusal(graph, fabric, budget, candidates, probes, share))
     # The fastest few, lowered exactly, each with the largest stream FIFO the block RAM
-    # left allows (the flash runs ahead through compute-bound steps as far as it holds).
-    fastest = sorted(fitting, key=lambda c: c[2])[:REFINE]
-    refined = []
-    for p, s, _, luts, _, _ in fastest:
-        build = probes[s] if probes[s].config.pe == p else lower_engine(graph, pe=p, simd=s)
-        build, timings, bufs = _with_fifo(graph, fabric, budget, rate, build)
-        cycles = sum(t.cycles for t in timings)
-        refined.append((cycles, luts, p, s, build, timings, bufs))
-    quickest = min(r[0] for r in refined)
-    cycles, luts, p, s, build, timings, bufs = min(
-        (r for r in refined if r[0] <= quickest * (1 + TIE)), key=lambda r: (r[1], r[0]))
-    luts = estimate_luts(p, s, build.config.fmt, build.config.acc_width) + \
-        sum(b.luts for b in bufs)
-    res = Resources(luts=luts, ffs=int(FF_PER_LUT * luts), brams=sum(b.brams for b in bufs))
-    return EnginePlan(build, rate, timings, bufs, res, candidates=sorted(candidates),
-                      budget=dict(budget))
+    # left allows (the flash runs ahead through compute-bound steps as far as it holds);
+    # the winner's memories are then counted in its elaborated design, and if they do
+    # not fit after all, the next fastest are tried.
+    fitting.sort(key=lambda c: c[2])
+    refined, tried = [], None
+    while fitting or refined:
+        for p, s, _, luts, _, _ in fitting[:REFINE]:
+            build = probes[s] if probes[s].config.pe == p else lower_engine(graph, pe=p, simd=s)
+            estimate = buffers(fabric, build.config)
+            build, timings, _ = _with_fifo(fabric, budget, rate, build, estimate)
+            refined.append((sum(t.cycles for t in timings), luts, build))
+        del fitting[:REFINE]
+        quickest = min(r[0] for r in refined)
+        pick = min((r for r in refined if r[0] <= quickest * (1 + TIE)),
+                   key=lambda r: (r[1], r[0]))
+        refined.remove(pick)
+        build = pick[2]
+        design = design_buffers(fabric, LayerEngine(build.config))
+        tried = tried or (build, design)
+        if sum(b.brams for b in design) > budget["brams"]:
+            continue
+        build, timings, bufs = _with_fifo(fabric, budget, rate, build, design)
+        luts = estimate_luts(build.config.pe, build.config.simd, build.config.fmt,
+                             build.config.acc_width) + sum(b.luts for b in bufs)
+        res = Resources(luts=luts, ffs=int(FF_PER_LUT * luts),
+                        brams=sum(b.brams for b in bufs))
+        return EnginePlan(build, rate, timings, bufs, res, candidates=sorted(candidates),
+                          budget=dict(budget))
+    build, design = tried
+    raise BuildError(_refusal_lines(
+        f"layer engine: the fastest engines that fit by estimate do not fit once built: "
+        f"PE {build.config.pe} x SIMD {build.config.simd} needs "
+        f"{sum(b.brams for b in design)} block RAMs; the board has {budget['brams']}. "
+        f"Block RAM per buffer:", design))
 
 
-def _with_fifo(graph, fabric, budget, rate, build):
+def _with_fifo(fabric, budget, rate, build, bufs):
     """``(build, timings, buffers)`` with the stream FIFO that gives the fewest cycles
-    within :data:`BRAM_SHARE` of the board's block RAM (at least the base FIFO)."""
+    within :data:`BRAM_SHARE` of the board's block RAM (at least the base FIFO);
+    ``bufs`` are the build's buffers, whose stream FIFO row is replaced."""
     from dataclasses import replace
-    stem = _stem_line(graph, build)
+    others = [b for b in bufs if b.name != "stream FIFO"]
     best = None
     for depth in FIFO_DEPTHS:
         cfg = replace(build.config, stream_fifo=depth)
-        bufs = buffers(fabric, cfg, stem_line=stem)
-        if depth != FIFO_DEPTHS[0] and sum(b.brams for b in bufs) > BRAM_SHARE * budget["brams"]:
+        fifo = next(b for b in buffers(fabric, cfg) if b.name == "stream FIFO")
+        total = sum(b.brams for b in others) + fifo.brams
+        if depth != FIFO_DEPTHS[0] and total > BRAM_SHARE * budget["brams"]:
             continue
         timings = step_timings(build, rate, depth * cfg.word_bytes)
         cycles = sum(t.cycles for t in timings)
         # A deeper FIFO only where it buys at least 0.5%.
         if best is None or cycles < 0.995 * best[0]:
-            best = (cycles, cfg, timings, bufs)
+            best = (cycles, cfg, timings, others + [fifo])
     _, cfg, timings, bufs = best
     return replace(build, config=cfg), timings, bufs
 
@@ -265,18 +321,30 @@ def _scaled_config(ref, pe):
         table = max(table if c.pe == pe else 1, g * c.stem.levels,
                     max((sum(t.shape[1] for t in s.sets if t is not None)
                          for s in ref.steps[1:]), default=1))
-    return replace(c, pe=pe, wbuf_words=wbuf, table_depth=table)
+        stem_cfg = replace(c.stem, groups=g)
+    else:
+        stem_cfg = None
+    # The loader has a few commands per group of output channels: as many more groups
+    # as the bank has fewer PEs.
+    entries = c.entries[:1] * max(1, len(c.entries) * c.pe // pe)
+    return replace(c, pe=pe, wbuf_words=wbuf, table_depth=table, stem=stem_cfg,
+                   entries=entries)
 
 
 def _refusal(graph, fabric, budget, candidates, probes, share):
     smallest = min(candidates, key=lambda c: (c[4], c[3]))
     p, s = smallest[0], smallest[1]
     cfg = _scaled_config(probes[s], p)
-    bufs = buffers(fabric, cfg, stem_line=_stem_line(graph, probes[s]))
-    lines = [f"layer engine: the smallest engine for this model (PE {p} x SIMD {s}) needs "
-             f"{smallest[4]} block RAMs and about {smallest[3]:,} LUTs; the board has "
-             f"{budget['brams']} block RAMs and {budget['luts']:,} LUTs "
-             f"({share:.0%} usable). Block RAM per buffer:"]
+    bufs = buffers(fabric, cfg)
+    return _refusal_lines(
+        f"layer engine: the smallest engine for this model (PE {p} x SIMD {s}) needs "
+        f"{smallest[4]} block RAMs and about {smallest[3]:,} LUTs; the board has "
+        f"{budget['brams']} block RAMs and {budget['luts']:,} LUTs "
+        f"({share:.0%} usable). Block RAM per buffer:", bufs)
+
+
+def _refusal_lines(head, bufs):
+    lines = [head]
     for b in bufs:
         lines.append(f"  {b.name}: {b.depth:,} x {b.width} bits = {b.bits / 8192:,.1f} KiB, "
                      f"{b.brams} block RAMs")

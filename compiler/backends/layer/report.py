@@ -2,6 +2,7 @@
 
 import json
 
+from ...driver.report import synthesis_lines
 from ...table import markdown_table
 
 __all__ = ["engine_report_dict", "engine_report_markdown", "write_engine_report"]
@@ -102,15 +103,7 @@ def engine_report_markdown(data):
                                   for x in data["candidates"]], "lrrrl"), ""]
     s = data.get("synthesis")
     if s:
-        lines += ["## Synthesis", "", s.get("summary", "") or "", ""]
-        util = s.get("utilization") or {}
-        if util:
-            rows = [[k, util[k], e.get(k, "-"), budget.get(k, "-")]
-                    for k in ("luts", "ffs", "brams", "dsps") if k in util]
-            lines += [markdown_table(["resource", f"measured ({s.get('tool', '?')})",
-                                      "estimated", "available"], rows, "lrrr"), ""]
-        if s.get("fmax_mhz"):
-            lines += [f"Fmax: {s['fmax_mhz']:.1f} MHz", ""]
+        lines += synthesis_lines(s, e, budget)
         lines += [f"`weights.bin` goes to flash offset 0x{s.get('weights_flash_offset') or 0:x} "
                   "(`python -m compiler flash` writes it there).", ""]
     if v:

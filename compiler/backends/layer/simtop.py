@@ -20,13 +20,14 @@ __all__ = ["EngineSimTop", "FlashSetup", "ROM_VERILOG"]
 
 
 class FlashSetup:
-    """How the flash is read: the part, the SCLK divider in the flash domain, latencies."""
+    """How the flash is read: the part, the SCLK divider in the flash domain, latencies,
+    and the periods of the flash and engine clocks on the board."""
 
     def __init__(self, *, part="S25FL128S", divider=2, read_latency=2, output_delay=2,
-                 flash_period_ns=7.5):
+                 flash_period_ns=7.5, engine_period_ns=10.0):
         self.part, self.divider = part, divider
         self.read_latency, self.output_delay = read_latency, output_delay
-        self.flash_period_ns = flash_period_ns
+        self.flash_period_ns, self.engine_period_ns = flash_period_ns, engine_period_ns
 
 
 class EngineSimTop(wiring.Component):

@@ -38,6 +38,14 @@ def engine_input_beats(x):
     return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]).tolist()
 
 
+def sim_clocks(setup):
+    """The simulation's further clocks: the bench's ``clk`` is the engine's, and the
+    flash clock keeps its ratio to it as on the board, so simulated cycles are engine
+    cycles at the board's clocks."""
+    from sim.verilator import CLK_PERIOD_NS
+    return {"flash_clk": setup.flash_period_ns * CLK_PERIOD_NS / setup.engine_period_ns}
+
+
 def verify_engine(build, graph, x, *, verilog_path, build_dir, weights_bin, setup=None,
                   seed=0, stalls=(0.0, 0.3), progress=None):
     """Run the inputs ``x`` through the simulated engine; compare with the golden model.
@@ -63,7 +71,7 @@ def verify_engine(build, graph, x, *, verilog_path, build_dir, weights_bin, setu
         runs[stall] = simulate(verilog_path, TOP, {i_port: engine_input_beats(x)},
                                {o_port: n * classes}, build_dir=build_dir, stall=stall,
                                seed=seed, progress=say, plusargs=[hex_plusarg(hex_path)],
-                               clocks={"flash_clk": setup.flash_period_ns}, skip_idle=True,
+                               clocks=sim_clocks(setup), skip_idle=True,
                                timeout_cycles=None)
     mismatches = 0
     for res in runs.values():
