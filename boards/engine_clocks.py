@@ -13,7 +13,7 @@ board       engine (``sync``)           flash reader (``flash``)       SCLK     
 ==========  ==========================  =============================  =======  =======
 Arty A7     100 MHz, the oscillator     100 MHz, MMCME2_ADV, divider   50 MHz   25 MB/s
                                         2, read latency 3
-ULX3S       50 MHz, EHXPLLL CLKOP       62.5 MHz, EHXPLLL CLKOS,       31.25    15.6
+ULX3S       25 MHz, EHXPLLL CLKOP       62.5 MHz, EHXPLLL CLKOS,       31.25    15.6
                                         divider 2, read latency 3      MHz      MB/s
 ==========  ==========================  =============================  =======  =======
 
@@ -88,9 +88,9 @@ _ARTY = dict(engine_hz=100_000_000, flash_hz=100_000_000, divider=2, read_latenc
 ENGINE_CLOCKS = {c.board: c for c in [
     EngineClocks("arty_a7_35", **_ARTY),
     EngineClocks("arty_a7_100", **_ARTY),
-    EngineClocks("ulx3s", engine_hz=50_000_000, flash_hz=62_500_000, divider=2,
+    EngineClocks("ulx3s", engine_hz=25_000_000, flash_hz=62_500_000, divider=2,
                  read_latency=3, part="IS25LP128F",
-                 source="EHXPLLL: 25 MHz -> VCO 500 MHz, CLKOP / 10 (engine), CLKOS / 8 "
+                 source="EHXPLLL: 25 MHz -> VCO 500 MHz, CLKOP / 20 (engine), CLKOS / 8 "
                         "(flash); SCLK at flash / 2 keeps 2 ns of slack with USRMCLK's "
                         "undocumented delay budgeted at up to 12 ns"),
 ]}

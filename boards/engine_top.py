@@ -165,7 +165,10 @@ class EngineBoardTop(Elaboratable):
         if self.board.family == "ecp5":
             m.submodules.clk_buffer = clkin = io.Buffer(
                 "i", platform.request(platform.default_clk, dir="-"))
-            engine_clk, flash_clk = Signal(name="pll_engine_clk"), Signal(name="pll_flash_clk")
+            # Kept by name: the LPF constrains these nets, and Yosys would otherwise name
+            # each clock after any alias it likes (bridge.accelerator.bank.clk, once).
+            engine_clk = Signal(name="pll_engine_clk", attrs={"keep": 1})
+            flash_clk = Signal(name="pll_flash_clk", attrs={"keep": 1})
             m.submodules.pll, locked = ecp5_pll(clkin.i, self.board.clock_hz,
                                                 engine_clk, c.engine_hz, flash_clk, c.flash_hz)
             m.domains.sync = ClockDomain("sync")

@@ -30,7 +30,7 @@ from .lanes import pack, unpack
 
 __all__ = ["StreamPort", "SimResult", "SimulationError", "ensure_verilator", "simulate"]
 
-#: The period of ``clk`` in every simulation (``sim/tb/stream_tb.py``'s ``PERIOD_NS``).
+#: The period of ``clk`` in every simulation (the job tells ``sim/tb/stream_tb.py``).
 CLK_PERIOD_NS = 10
 
 
@@ -322,6 +322,7 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
         "outputs": [{"port": p.name, "prefix": p.prefix, "count": int(n)}
                     for p, n in outputs.items()],
         "stall": float(stall), "seed": int(seed), "timeout_cycles": int(timeout_cycles),
+        "clk_period_ns": CLK_PERIOD_NS,
         "clocks": dict(clocks or {}), "skip_idle": bool(skip_idle),
         "results": str(result_path),
     }

@@ -2,7 +2,7 @@
 
 It reads its job from the JSON file named by ``$SHIFTADD_TB_JOB`` (written by
 :func:`sim.verilator.simulate`): packed input beats per input port, a count per
-output port, a stall probability, a seed and a timeout. Every cycle it
+output port, a stall probability, a seed, a timeout and the clock periods. Every cycle it
 
 1. drives each input: a pending beat with ``valid`` high, or, on a random
    fraction ``stall`` of the cycles before a beat is offered, ``valid`` low
@@ -24,7 +24,6 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.simtime import get_sim_time
 
-PERIOD_NS = 10                  # sim.verilator.CLK_PERIOD_NS
 #: Cycles between the progress notes the bench leaves for its caller.
 PROGRESS = 500_000
 
@@ -62,10 +61,11 @@ async def stream_job(dut):
         job = json.load(f)
     rng = random.Random(job["seed"])
     stall = job["stall"]
+    clk_ns = job["clk_period_ns"]
     ins = [_Input(dut, s) for s in job["inputs"]]
     outs = [_Output(dut, s) for s in job["outputs"]]
 
-    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start())
+    cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns", impl="gpi").start())
     for name, period in job.get("clocks", {}).items():
         # Further clock domains (the flash's), free-running at their own period.
         cocotb.start_soon(Clock(getattr(dut, name), period, unit="ns", impl="gpi").start())
@@ -93,7 +93,7 @@ async def stream_job(dut):
 
     idle = False               # no output was valid in the last cycle: may skip ahead
     while any(len(p.words) < p.count for p in outs):
-        cycle = round((get_sim_time(unit="ns") - start) / PERIOD_NS)
+        cycle = round((get_sim_time(unit="ns") - start) / clk_ns)
         if cycle >= job["timeout_cycles"]:
             timeout = True
             break
@@ -104,13 +104,13 @@ async def stream_job(dut):
                 p.ready.value = 0
             await ReadOnly()
             while not any(int(p.valid.value) for p in outs):
-                cycle = round((get_sim_time(unit="ns") - start) / PERIOD_NS)
+                cycle = round((get_sim_time(unit="ns") - start) / clk_ns)
                 left = job["timeout_cycles"] - cycle
                 if left <= 0:
                     break
                 show(cycle)
                 await First(*(RisingEdge(p.valid) for p in outs),
-                            Timer(min(left, PROGRESS) * PERIOD_NS, unit="ns"))
+                            Timer(min(left, PROGRESS) * clk_ns, unit="ns"))
                 await ReadOnly()
             await RisingEdge(dut.clk)
             idle = False
@@ -142,7 +142,7 @@ async def stream_job(dut):
         show(cycle)
         await RisingEdge(dut.clk)
 
-    cycle = round((get_sim_time(unit="ns") - start) / PERIOD_NS)
+    cycle = round((get_sim_time(unit="ns") - start) / clk_ns)
     with open(job["results"], "w") as f:
         json.dump({
             "outputs": {p.name: p.words for p in outs},

@@ -20,10 +20,10 @@ exactly; the report lists its steps with what bounds each.
 
 from dataclasses import dataclass, field
 
-from ...errors import BuildError
-from ..dataflow.cost import Resources
 from hw.engine.engine import LayerEngine
 
+from ...errors import BuildError
+from ..dataflow.cost import Resources
 from ..memories import MemorySpec, count_brams, design_memories
 from .lower import DECODER_LANES, lower_engine
 from .schedule import allocate, schedule
@@ -51,6 +51,10 @@ REFINE = 4
 #: ResNet-18 engines (ternary at 4x8 and 8x8: 4,615 and 6,271 LUTs; LAT2, 3 digits of
 #: shift <= 5, at 8x8: 14,342), measured with ``python -m bench.engine_fps --synth``.
 LUT_MODEL = {"base": 2960, "per_mac_bit": 9.7, "per_pe_bit": 17.3}
+#: LUTs of a family per LUT6 of that model: ECP5's LUT4s (carry chains included) from
+#: nextpnr on ResNet-18's 32 x 32 engine, 56,395 logic and carry LUT4s where
+#: ``synth_xilinx`` gave 34,078 LUT6 of logic.
+LUT_FACTOR = {"xilinx": 1.0, "ecp5": 1.65, "ice40": 1.65}
 #: Flip-flops as a share of LUTs in the same runs.
 FF_PER_LUT = 0.8
 
@@ -101,11 +105,14 @@ def _digit_bits(fmt):
     return fmt.digits * (2 + fmt.shift_bits)
 
 
-#: Bits of one loader command (``hw.engine.loader.entry_layout``: 106 for ResNet-18);
-#: the exact width counts once the design exists (:func:`design_buffers`).
-LOADER_ENTRY_BITS = 112
+#: Bits of one loader command that vary between commands, which is what synthesis
+#: keeps of the ROM (47 of ``hw.engine.loader.entry_layout``'s 106 for ResNet-18); the
+#: exact count is taken once the design exists (:func:`design_buffers`).
+LOADER_ENTRY_BITS = 56
 #: The board top's UART receive FIFO (``boards.top.UARTBridge``, 512 bytes).
 HOST_FIFO_BYTES = 512
+HOST_FIFO = "UART receive FIFO (board top)"
+STREAM_FIFO = "stream FIFO"
 
 
 def buffers(fabric, config):
@@ -114,26 +121,32 @@ def buffers(fabric, config):
     c = config
     wbits = _digit_bits(c.fmt)
     act = c.act_shape.width
-    mems = [("activations", c.simd * act, c.mem_depth, c.pe * act, 1),
-            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words,
-             c.decoder_lanes * wbits, 1),
-            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth, None, c.pe),
-            ("stream FIFO", 8 * c.word_bytes, c.stream_fifo - 1, None, 1),
-            ("loader commands", LOADER_ENTRY_BITS, len(c.entries), None, 1)]
+    # name, width, depth, and as Fabric.memory takes them: granularity, copies, options
+    mems = [("activations", c.simd * act, c.mem_depth, c.pe * act, 1, {}),
+            ("weights (two halves)", c.pe * c.simd * wbits, 2 * c.wbuf_words, None, 1, {}),
+            ("thresholds (per lane)", c.acc_width + 1, 2 * c.table_depth, None, c.pe, {}),
+            ("loader commands", LOADER_ENTRY_BITS, len(c.entries), None, 1, {"rom": True})]
     s = c.stem
     if s is not None:
         mems.append(("stem line buffer", (s.kernel - 1) * s.channels * s.in_shape.width,
-                     s.width + 2 * s.pad, None, 1))
+                     s.width + 2 * s.pad, None, 1, {}))
         if s.pool:
             k, pad = s.pool["kernel"], s.pool["pad"]
             mems.append(("stem pool line buffer", (k - 1) * s.groups * c.pe * act,
-                         _stem_conv_w(s) + 2 * pad, None, 1))
-    mems.append(("UART receive FIFO (board top)", 8, HOST_FIFO_BYTES - 1, None, 1))
+                         _stem_conv_w(s) + 2 * pad, None, 1, {"style": "distributed"}))
+    mems.append((HOST_FIFO, 8, HOST_FIFO_BYTES - 1, None, 1, {}))
     out = []
-    for name, width, depth, granularity, copies in mems:
-        brams, luts = fabric.memory(width, depth, granularity, copies)
+    for name, width, depth, granularity, copies, options in mems:
+        brams, luts = fabric.memory(width, depth, granularity, copies, **options)
         out.append(Buffer(name, width, depth, brams, luts, copies))
-    return out
+    return out + [_stream_fifo(fabric, c)]
+
+
+def _stream_fifo(fabric, config):
+    """The stream FIFO's buffer: ``hw.fifo.StreamFIFO`` keeps one beat in its output
+    register, the rest in memory."""
+    width, depth = 8 * config.word_bytes, config.stream_fifo - 1
+    return Buffer(STREAM_FIFO, width, depth, *fabric.memory(width, depth))
 
 
 def _stem_conv_w(s):
@@ -142,10 +155,11 @@ def _stem_conv_w(s):
 
 #: Friendly names of the engine's memories in the report, by their place in the design.
 _NAMES = (("act", "activations"), ("wbuf", "weights (two halves)"),
-          ("epilogue.table", "thresholds (per lane)"), ("stream_fifo", "stream FIFO"),
+          ("epilogue.table", "thresholds (per lane)"), ("stream_fifo", STREAM_FIFO),
           ("loader.rom", "loader commands"), ("steps", "step table"),
           ("stem_in", "stem line buffer"), ("stem_pool", "stem pool line buffer"),
-          ("bank.queue", "bank result queue"), ("decoder", "decoder"))
+          ("bank.queue", "bank result queue"), ("decoder", "decoder"),
+          ("host", HOST_FIFO))
 
 
 def design_buffers(fabric, engine):
@@ -155,8 +169,7 @@ def design_buffers(fabric, engine):
     mems = design_memories(engine) + [
         MemorySpec("host", 8, HOST_FIFO_BYTES - 1, 8, 1)]
     for mem, brams, luts in count_brams(fabric, mems):
-        name = next((n for p, n in _NAMES if mem.name.startswith(p)),
-                    "UART receive FIFO (board top)" if mem.name == "host" else mem.name)
+        name = next((n for p, n in _NAMES if mem.name.startswith(p)), mem.name)
         b = rows.get(name)
         if b is None:
             rows[name] = Buffer(name, mem.width, mem.depth, brams, luts)
@@ -165,10 +178,10 @@ def design_buffers(fabric, engine):
     return list(rows.values())
 
 
-def estimate_luts(pe, simd, fmt, acc_width):
+def estimate_luts(pe, simd, fmt, acc_width, family="xilinx"):
     m = LUT_MODEL
-    return int(m["base"] + m["per_mac_bit"] * pe * simd * _digit_bits(fmt)
-               + m["per_pe_bit"] * pe * acc_width)
+    return int(LUT_FACTOR[family] * (m["base"] + m["per_mac_bit"] * pe * simd * _digit_bits(fmt)
+                                     + m["per_pe_bit"] * pe * acc_width))
 
 
 def _estimate(build, pe, rate):
@@ -234,7 +247,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
             if not _bank_ok(p, s):
                 continue
             cfg = _scaled_config(ref, p)
-            luts = estimate_luts(p, s, cfg.fmt, cfg.acc_width)
+            luts = estimate_luts(p, s, cfg.fmt, cfg.acc_width, fabric.name)
             bufs = buffers(fabric, cfg)
             brams = sum(b.brams for b in bufs)
             luts += sum(b.luts for b in bufs)
@@ -247,7 +260,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
                          "model")
     fitting = [c for c in candidates if c[5]]
     if not fitting:
-        raise BuildError(_refusal(graph, fabric, budget, candidates, probes, share))
+        raise BuildError(_refusal(fabric, budget, candidates, probes, share))
     # The fastest few, lowered exactly, each with the largest stream FIFO the block RAM
     # left allows (the flash runs ahead through compute-bound steps as far as it holds);
     # the winner's memories are then counted in its elaborated design, and if they do
@@ -272,7 +285,7 @@ def plan_engine(graph, fabric, budget, rate, *, pe=None, simd=None, share=SHARE)
             continue
         build, timings, bufs = _with_fifo(fabric, budget, rate, build, design)
         luts = estimate_luts(build.config.pe, build.config.simd, build.config.fmt,
-                             build.config.acc_width) + sum(b.luts for b in bufs)
+                             build.config.acc_width, fabric.name) + sum(b.luts for b in bufs)
         res = Resources(luts=luts, ffs=int(FF_PER_LUT * luts),
                         brams=sum(b.brams for b in bufs))
         return EnginePlan(build, rate, timings, bufs, res, candidates=sorted(candidates),
@@ -290,11 +303,11 @@ def _with_fifo(fabric, budget, rate, build, bufs):
     within :data:`BRAM_SHARE` of the board's block RAM (at least the base FIFO);
     ``bufs`` are the build's buffers, whose stream FIFO row is replaced."""
     from dataclasses import replace
-    others = [b for b in bufs if b.name != "stream FIFO"]
+    others = [b for b in bufs if b.name != STREAM_FIFO]
     best = None
     for depth in FIFO_DEPTHS:
         cfg = replace(build.config, stream_fifo=depth)
-        fifo = next(b for b in buffers(fabric, cfg) if b.name == "stream FIFO")
+        fifo = _stream_fifo(fabric, cfg)
         total = sum(b.brams for b in others) + fifo.brams
         if depth != FIFO_DEPTHS[0] and total > BRAM_SHARE * budget["brams"]:
             continue
@@ -331,7 +344,7 @@ def _scaled_config(ref, pe):
                    entries=entries)
 
 
-def _refusal(graph, fabric, budget, candidates, probes, share):
+def _refusal(fabric, budget, candidates, probes, share):
     smallest = min(candidates, key=lambda c: (c[4], c[3]))
     p, s = smallest[0], smallest[1]
     cfg = _scaled_config(probes[s], p)
@@ -347,6 +360,6 @@ def _refusal_lines(head, bufs):
     lines = [head]
     for b in bufs:
         lines.append(f"  {b.name}: {b.depth:,} x {b.width} bits = {b.bits / 8192:,.1f} KiB, "
-                     f"{b.brams} block RAMs")
+                     f"{b.brams} block RAM{'s' if b.brams != 1 else ''}")
     lines.append("Use a board with more block RAM, or fewer channels or activation bits.")
     return "\n".join(lines)

@@ -11,9 +11,10 @@ from sim.verilator import CLK_PERIOD_NS
 
 @pytest.mark.parametrize("board", sorted(ENGINE_CLOCKS))
 def test_flash_clock_keeps_the_boards_ratio(board):
-    """On the ULX3S the engine runs at 50 MHz and the flash at 62.5 MHz: simulated with
-    the bench's 100 MHz clock as the engine's, the flash must run at 125 MHz, or a
-    stream-bound engine looks twice as slow (16.2 M cycles against 9.1 M, once)."""
+    """On the ULX3S the engine runs at 25 MHz and the flash at 62.5 MHz: simulated with
+    the bench's 100 MHz clock as the engine's, the flash must run at 250 MHz, or a
+    stream-bound engine looks slower than it is (16.2 M cycles against 9.1 M, once,
+    when the ratio was 50 : 62.5)."""
     c = ENGINE_CLOCKS[board]
     flash_ns = sim_clocks(FlashSetup(**c.sim_flash_setup()))["flash_clk"]
     assert CLK_PERIOD_NS / flash_ns == pytest.approx(c.flash_hz / c.engine_hz)
