@@ -116,7 +116,6 @@ class Harness(Elaboratable):
 
 def measure_harness(design, board, out, model_path=None):
     """Build one design's accelerator in :class:`Harness`; returns a row dict."""
-    from boards import BoardError
     from boards.toolchain import build as build_board
     from compiler.driver.build import BuildOptions, build
     from compiler.errors import BuildError
@@ -133,31 +132,16 @@ def measure_harness(design, board, out, model_path=None):
         return row
     row["cycles"] = result.plan.cycles
     board_dir = Path(out) / "harness"
-    try:
-        with deep_recursion():
-            synth = build_board(board, Harness(Accelerator(result.plan)), board_dir,
-                                progress=lambda line: None)
-        row.update(luts=synth.utilization.get("luts"), ffs=synth.utilization.get("ffs"),
-                   fmax=synth.fmax_mhz)
-    except BoardError:
-        if not _abc9_crashed(board_dir):
-            raise
-        _run_classic_abc(board_dir)
-        row["note"] = "classic ABC (ABC9 assertion)"
-        _from_report(row, board_dir)
+    with deep_recursion():
+        synth = build_board(board, Harness(Accelerator(result.plan)), board_dir,
+                            progress=lambda line: None)
+    row.update(luts=synth.utilization.get("luts"), ffs=synth.utilization.get("ffs"),
+               fmax=synth.fmax_mhz)
+    _abc_note(row, board_dir)
     path = critical_path(json.loads((board_dir / "top_report.json").read_text()))
     if path:
         row["path_from"], row["path_to"], row["path_ns"] = path
     return row
-
-
-def _from_report(row, board_dir):
-    from boards import reports
-    report = json.loads((board_dir / "top_report.json").read_text())
-    util = report["utilization"]
-    comb = util.get("TRELLIS_COMB", util.get("ICESTORM_LC", {})).get("used")
-    ffs = util.get("TRELLIS_FF", {}).get("used")
-    row.update(luts=comb, ffs=ffs, fmax=reports.nextpnr_fmax(report))
 
 
 def measure(design, board, out, verify=0, model_path=None):
@@ -175,20 +159,12 @@ def measure(design, board, out, verify=0, model_path=None):
     try:
         result = build(model_path or spec["model"], options, stream=log)
     except BuildError as e:
-        if not _abc9_crashed(board_dir):
-            row["error"] = str(e).splitlines()[0]
-            return row
-        # Yosys' ABC9 can stop on an assertion in its reintegration that the board flow
-        # does not recognize yet; the classic-ABC script it writes beside it still maps.
-        options.synth = False
-        result = build(model_path or spec["model"], options, stream=io.StringIO())
-        _run_classic_abc(board_dir)
-        row["note"] = "classic ABC (ABC9 assertion)"
-        _from_report(row, board_dir)
-    else:
-        s = result.synthesis or {}
-        u = s.get("utilization") or {}
-        row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"))
+        row["error"] = str(e).splitlines()[0]
+        return row
+    s = result.synthesis or {}
+    u = s.get("utilization") or {}
+    row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"))
+    _abc_note(row, board_dir)
     row["seconds"] = round(time.monotonic() - t0)
     row["cycles"] = result.plan.cycles
     if verify:
@@ -202,32 +178,10 @@ def measure(design, board, out, verify=0, model_path=None):
     return row
 
 
-_ABC9_REINTEGRATE = "ABC_OPS_REINTEGRATE pass"
-
-
-def _abc9_crashed(board_dir):
-    """Did Yosys stop inside ABC9's reintegration (an ECP5 build's ``top.rpt``)?"""
-    rpt = board_dir / "top.rpt"
-    if not rpt.exists() or not (board_dir / "top_abc.ys").exists():
-        return False
-    text = rpt.read_text(errors="replace")
-    tail = text[text.rfind(_ABC9_REINTEGRATE):] if _ABC9_REINTEGRATE in text else ""
-    return "ERROR: Assert" in tail
-
-
-def _run_classic_abc(board_dir):
-    """The board's own commands (``build_top.json``), Yosys on ``top_abc.ys``."""
-    import subprocess
-    from boards.tools import require, tool_environment
-    commands = json.loads((board_dir / "build_top.json").read_text())["commands"]
-    tools = [argv[0] for argv in commands]
-    env = tool_environment(tools)
-    for argv in commands:
-        if argv[0] == "yosys":
-            argv = [*argv[:-1], "top_abc.ys"]
-        with open(board_dir / f"{argv[0]}.log", "wb") as f:
-            subprocess.run([require(argv[0]), *argv[1:]], cwd=board_dir, env=env, stdout=f,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True)
+def _abc_note(row, board_dir):
+    """The board flow keeps the log of an ABC9 failure beside the classic-ABC build."""
+    if (board_dir / "top_abc9.rpt").exists():
+        row["note"] = "classic ABC (ABC9 failed)"
 
 
 def table(rows):
