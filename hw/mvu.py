@@ -357,16 +357,21 @@ class RomMVU(wiring.Component):
         nf = Signal(range(self.nf), name="nf")
         sf = Signal(range(self.sf), name="sf")
         last_sf = sf == self.sf - 1
-        last_issue = busy & last_sf & (nf == self.nf - 1)
         addr = Signal(range(self.nf * self.sf), name="addr")     # nf * SF + sf, counted
+        # (nf, sf) is the last pair: a register, so ``i.ready`` does not wait for the
+        # counters' compares.
+        at_end = Signal()
+        last_issue = busy & at_end
         m.d.comb += self.i.ready.eq(en & (~busy | last_issue))
         with m.If(en):
             with m.If(busy):
-                m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1)]
+                m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1),
+                             at_end.eq(addr == self.nf * self.sf - 2)]
                 with m.If(last_sf):
                     m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0)]
+                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0),
+                             at_end.eq(self.nf * self.sf == 1)]
             with m.Elif(last_issue):
                 m.d.sync += busy.eq(0)
 
