@@ -11,6 +11,7 @@ timestamps, absolute paths or random seeds (nextpnr gets a fixed ``--seed``).
 """
 
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -250,15 +251,29 @@ def _last_error(path):
 
 
 def _abc9_failed(path):
-    """Did Yosys stop in ABC9's reintegration (the log at ``path`` says)?"""
+    """Did Yosys stop in ABC9's LUT mapping (the log at ``path`` says)? Its last step
+    header is one of ABC9's (an assertion in its reintegration, whichever file Yosys
+    names, or an exit with no message at all, as seen with Yosys 0.70)."""
+    return _abc9_error(path) is not None
+
+
+def _abc9_error(path):
+    """The line Yosys stopped with inside ABC9 ("" if it said nothing), or None."""
     try:
-        return _ABC9_FAILURE in path.read_text(errors="replace")
+        text = path.read_text(errors="replace")
     except OSError:
-        return False
+        return None
+    steps = _YOSYS_STEP.findall(text)
+    if not steps or not any(tag in steps[-1] for tag in _ABC9_STEPS):
+        return None
+    errors = [line.strip() for line in text[text.rfind(steps[-1]):].splitlines()
+              if line.startswith("ERROR")]
+    return errors[-1] if errors else ""
 
 
-def _abc9_note(log):
-    return (f"Yosys' ABC9 LUT mapping failed ({_ABC9_ASSERT}; its log is {log}); "
+def _abc9_note(log, error):
+    why = f" ({error[:160]})" if error else " (Yosys exited with no message)"
+    return (f"Yosys' ABC9 LUT mapping failed{why}; its log is {log}; "
             "synthesized with the classic ABC mapping instead.")
 
 
@@ -275,7 +290,8 @@ def _run_open(board, out_dir, name, result, progress, clocks):
                       tool_log=tool_log)
         except BoardError:
             script = out_dir / f"{name}_abc.ys"
-            if not (tool_log and script.exists() and _abc9_failed(out_dir / tool_log)):
+            error = _abc9_error(out_dir / tool_log) if tool_log else None
+            if not script.exists() or error is None:
                 raise
             kept = f"{name}_abc9.rpt"
             (out_dir / tool_log).replace(out_dir / kept)
@@ -283,7 +299,7 @@ def _run_open(board, out_dir, name, result, progress, clocks):
             progress("yosys: ABC9 failed; synthesizing again with ABC")
             _run_step([paths["yosys"], *argv[1:-1], script.name], "yosys", out_dir, env, result,
                       progress, label="synthesizing with ABC", tool_log=tool_log)
-            result.notes.append(_abc9_note(kept))
+            result.notes.append(_abc9_note(kept, error))
     for product in (f"{name}.rpt", f"{name}.tim"):       # Yosys and nextpnr logs
         if (out_dir / product).exists():
             result.logs[product] = product
@@ -317,12 +333,14 @@ def _check_timing(result):
 
 
 # Yosys' ABC9, the LUT mapper synth_ecp5 and synth_xilinx run, stops on some designs
-# (Yosys 0.70, the layer engine: "Assert `wire' failed in
-# passes/techmap/abc_ops_reintegrate.cc:596"); neither command has an option to skip it.
+# (Yosys 0.70: "Assert `wire' failed in passes/techmap/abc_ops_reintegrate.cc:596" on
+# the layer engine, "Assert `GetSize(conn.first) == GetSize(conn.second)' failed in
+# kernel/rtlil.cc" on pipelined dataflow designs, and exit 1 with no message on a
+# hard-wired 64-input ternary dot product); neither command has an option to skip it.
 # The fallback runs the synthesis script up to that step, maps with the classic ABC,
 # as these commands did before ABC9, and runs the rest.
-_ABC9_FAILURE = "abc_ops_reintegrate.cc"
-_ABC9_ASSERT = "Assert `wire' failed in abc_ops_reintegrate.cc"
+_YOSYS_STEP = re.compile(r"^[\d.]+ Executing (.*)$", re.MULTILINE)
+_ABC9_STEPS = ("ABC9", "XAIGER", "AIGER frontend", "ABC_OPS_REINTEGRATE")
 
 
 def _ecp5_abc_script(script, name):
@@ -372,7 +390,8 @@ def _run_yosys_xilinx(board, out_dir, name, result, progress):
                   result, progress, tool_log=rpt,
                   label="estimating Xilinx resources (synth_xilinx -family xc7)")
     except BoardError:
-        if not _abc9_failed(out_dir / rpt):
+        error = _abc9_error(out_dir / rpt)
+        if error is None:
             raise
         kept = f"{name}_yosys_xilinx_abc9.rpt"
         (out_dir / rpt).replace(out_dir / kept)
@@ -381,7 +400,7 @@ def _run_yosys_xilinx(board, out_dir, name, result, progress):
         _run_step([yosys, "-q", "-l", rpt, f"{name}_yosys_xilinx_abc.ys"], "yosys", out_dir,
                   env, result, progress, tool_log=rpt,
                   label="estimating Xilinx resources (synth_xilinx, LUTs by ABC)")
-        result.notes.append(_abc9_note(kept))
+        result.notes.append(_abc9_note(kept, error))
     result.logs[rpt] = rpt
     stat = json.loads((out_dir / f"{name}_yosys_xilinx_stat.json").read_text())
     result.utilization = reports.yosys_xilinx_utilization(stat, top=name)

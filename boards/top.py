@@ -81,8 +81,10 @@ class UARTBridge(wiring.Component):
         Sticky: a received frame was malformed or a byte was lost because the
         FIFO was full. A break clears it.
     reset : Out(1)
-        High while the accelerator is held in reset after start-up or a break
-        (not in the break's own cycle, which resets it too).
+        High while the accelerator is held in reset: after start-up, and from the
+        cycle after a break. The bridge resets its parts with this flip-flop alone,
+        never with the receiver's combinational break flag, so the reset net that
+        reaches every flip-flop of the accelerator starts at a register.
     """
 
     def __init__(self, accelerator, clocks_per_bit, *, rx_fifo_depth=512, led_cycles=1,
@@ -114,8 +116,6 @@ class UARTBridge(wiring.Component):
             m.d.sync += left.eq(left - 1)
         with m.Else():
             m.d.sync += self.reset.eq(0)
-        reset = Signal()
-        m.d.comb += reset.eq(rx.brk | self.reset)
         fifo = StreamFIFO(8, self.rx_fifo_depth)
         des = BytesToLanes(in_shape, self.in_format.count)
         ser = LanesToBytes(out_shape, self.out_format.count)
@@ -123,7 +123,7 @@ class UARTBridge(wiring.Component):
         for name, part in [("rx_fifo", fifo), ("bytes_to_lanes", des),
                            ("accelerator", self.accelerator), ("lanes_to_bytes", ser),
                            ("uart_tx", tx)]:
-            m.submodules[name] = ResetInserter(reset)(part)
+            m.submodules[name] = ResetInserter(self.reset)(part)
 
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         wiring.connect(m, rx.o, fifo.i)

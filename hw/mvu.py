@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .adder_tree import AdderTree
-from .elementwise import pow2_value, threshold_code
+from .elementwise import SEARCH_FROM, pow2_value, threshold_code, threshold_latency
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
@@ -67,6 +67,9 @@ class ConstantMVU(wiring.Component):
     out_lo : the code of "below every threshold"
     levels_per_stage : adder levels between pipeline registers
     in_pow2 : the input lanes are power-of-two activation codes
+    register_compares : end the threshold comparisons (or each search step) in a
+        register (:func:`~hw.elementwise.threshold_code`): one more cycle of latency
+        for a few thresholds, one per search step for many
 
     Members
     -------
@@ -78,8 +81,10 @@ class ConstantMVU(wiring.Component):
                  bias: Sequence[int] | None = None,
                  thresholds: Sequence[Sequence[int]] | None = None,
                  out_shape: ShapeLike | None = None, out_lo: int = 0,
-                 levels_per_stage: int | None = 3, in_pow2: bool = False):
+                 levels_per_stage: int | None = 3, in_pow2: bool = False,
+                 register_compares: bool = True):
         self.weights = _matrix(weights)
+        self.register_compares = register_compares
         self.in_pow2 = in_pow2
         self.n, self.k = len(self.weights), len(self.weights[0])
         self.bias = [int(b) for b in bias] if bias is not None else [0] * self.n
@@ -89,6 +94,8 @@ class ConstantMVU(wiring.Component):
         out_shape = out_shape if out_shape is not None else self.acc_shape
         self.tree = AdderTree(acc_width, levels_per_stage)
         self.levels = max(AdderTree.levels(self._terms_count(n)) for n in range(self.n))
+        self.compare_latency = (0 if self.thresholds is None else
+                                threshold_latency(len(self.thresholds[0]), register_compares))
         super().__init__({
             "i": In(stream.Signature(lanes(in_shape, self.k))),
             "o": Out(stream.Signature(lanes(out_shape, self.n))),
@@ -100,7 +107,7 @@ class ConstantMVU(wiring.Component):
     @property
     def latency(self):
         """Cycles from accepting a vector to presenting its result."""
-        return self.tree.latency(self.levels) + 1
+        return self.tree.latency(self.levels) + self.compare_latency + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -120,10 +127,11 @@ class ConstantMVU(wiring.Component):
             acc = self.tree.build(m, terms, en=en, name=f"acc{n}", levels=self.levels)
             results.append(acc if self.thresholds is None
                            else threshold_code(acc, self.thresholds[n], self.out_lo, m,
-                                               name=f"code{n}"))
+                                               name=f"code{n}",
+                                               en=en if self.register_compares else None))
 
         valid = self.i.valid
-        for stage in range(self.tree.latency(self.levels)):
+        for stage in range(self.tree.latency(self.levels) + self.compare_latency):
             v = Signal(name=f"valid_s{stage}")
             with m.If(en):
                 m.d.sync += v.eq(valid)
@@ -168,8 +176,9 @@ class RomLayout:
     """
 
     def __init__(self, weights: Sequence[Sequence[int]], *, pe: int, simd: int, acc_width: int,
-                 thresholds: Sequence[Sequence[int]] | None = None):
+                 thresholds: Sequence[Sequence[int]] | None = None, register_compares=True):
         self.weights = _matrix(weights)
+        self.register_compares = register_compares
         self.n, self.k = len(self.weights), len(self.weights[0])
         if self.n % pe or self.k % simd:
             raise ValueError(f"pe={pe} must divide N={self.n} and simd={simd} must divide "
@@ -212,6 +221,45 @@ class RomLayout:
             words.append(word)
         return self.pe * levels * tw, words
 
+    @property
+    def search_steps(self):
+        """Steps of a pipelined search, each with a threshold ROM of its own, or None
+        when one ROM holds every threshold (few thresholds, or not pipelined)."""
+        if self.thresholds is None or not self.register_compares:
+            return None
+        levels = len(self.thresholds[0])
+        return levels.bit_length() if levels >= SEARCH_FROM else None
+
+    def step_candidates(self, j):
+        """Positions of the thresholds search step ``j`` (bit ``j`` of the count) may
+        compare against: ``i + 2**j - 1`` for ``i`` a multiple of ``2**(j+1)``."""
+        levels = len(self.thresholds[0])
+        return [i + (1 << j) - 1 for i in range(0, levels, 2 << j) if i + (1 << j) - 1 < levels]
+
+    def threshold_roms(self):
+        """``[(suffix, word_bits, words)]``: the threshold ROM (suffix ``""``) or, for a
+        pipelined search, one ROM per step (suffix ``_s<j>``, step ``j`` sets bit ``j`` of
+        the count), each word holding the candidates of ``pe`` outputs."""
+        if self.thresholds is None:
+            return []
+        steps = self.search_steps
+        if steps is None:
+            return [("", *self.threshold_rom())]
+        tw = self.th_shape.width
+        roms = []
+        for j in reversed(range(steps)):
+            cands = self.step_candidates(j)
+            words = []
+            for nf in range(self.nf):
+                word = 0
+                for p in range(self.pe):
+                    row = self.thresholds[nf * self.pe + p]
+                    for c, pos in enumerate(cands):
+                        word |= (row[pos] & ((1 << tw) - 1)) << ((p * len(cands) + c) * tw)
+                words.append(word)
+            roms.append((f"_s{j}", self.pe * len(cands) * tw, words))
+        return roms
+
 
 class RomMVU(wiring.Component):
     """Matrix-vector unit with weights in ROM, folded onto ``pe`` x ``simd`` lanes.
@@ -225,7 +273,9 @@ class RomMVU(wiring.Component):
     ROM. The ROM contents are :class:`RomLayout`'s.
 
     Parameters are those of :class:`ConstantMVU`, plus ``pe`` (divides N) and
-    ``simd`` (divides K).
+    ``simd`` (divides K). ``levels_per_stage`` pipelines the adder tree over the
+    ``simd`` products, and with ``register_rom`` (the default) the weight word
+    passes a register after the ROM, whose read is slow. Neither changes the rate.
 
     Members
     -------
@@ -236,10 +286,15 @@ class RomMVU(wiring.Component):
     def __init__(self, weights: Sequence[Sequence[int]], *, in_shape: ShapeLike, acc_width: int,
                  pe: int, simd: int, bias: Sequence[int] | None = None,
                  thresholds: Sequence[Sequence[int]] | None = None,
-                 out_shape: ShapeLike | None = None, out_lo: int = 0, in_pow2: bool = False):
+                 out_shape: ShapeLike | None = None, out_lo: int = 0, in_pow2: bool = False,
+                 levels_per_stage: int | None = 3, register_compares: bool = True,
+                 register_rom: bool = True):
         self.in_pow2 = in_pow2
+        self.levels_per_stage = levels_per_stage
+        self.register_compares, self.register_rom = register_compares, register_rom
         self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
-                                         thresholds=thresholds)
+                                         thresholds=thresholds,
+                                         register_compares=register_compares)
         self.weights, self.thresholds = layout.weights, layout.thresholds
         self.n, self.k, self.pe, self.simd = layout.n, layout.k, pe, simd
         self.nf, self.sf = layout.nf, layout.sf
@@ -257,6 +312,20 @@ class RomMVU(wiring.Component):
     @property
     def cycles_per_vector(self):
         return self.nf * self.sf
+
+    @property
+    def tree_levels(self):
+        return AdderTree.levels(self.simd * self.encoding.digits)
+
+    @property
+    def latency(self):
+        """Cycles from accepting a vector to presenting its result, beyond the
+        ``cycles_per_vector`` of its work: ROM read, word register, tree, accumulator,
+        comparisons, output register."""
+        tree = AdderTree(self.acc_shape.width, self.levels_per_stage).latency(self.tree_levels)
+        compares = (0 if self.thresholds is None else
+                    threshold_latency(len(self.thresholds[0]), self.register_compares))
+        return 1 + int(self.register_rom) + tree + 1 + compares + 1
 
     def _product(self, x, wbits):
         """``w * x`` as a sum of shifted, conditionally negated copies of ``x``."""
@@ -288,16 +357,21 @@ class RomMVU(wiring.Component):
         nf = Signal(range(self.nf), name="nf")
         sf = Signal(range(self.sf), name="sf")
         last_sf = sf == self.sf - 1
-        last_issue = busy & last_sf & (nf == self.nf - 1)
         addr = Signal(range(self.nf * self.sf), name="addr")     # nf * SF + sf, counted
+        # (nf, sf) is the last pair: a register, so ``i.ready`` does not wait for the
+        # counters' compares.
+        at_end = Signal()
+        last_issue = busy & at_end
         m.d.comb += self.i.ready.eq(en & (~busy | last_issue))
         with m.If(en):
             with m.If(busy):
-                m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1)]
+                m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1),
+                             at_end.eq(addr == self.nf * self.sf - 2)]
                 with m.If(last_sf):
                     m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0)]
+                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0),
+                             at_end.eq(self.nf * self.sf == 1)]
             with m.Elif(last_issue):
                 m.d.sync += busy.eq(0)
 
@@ -316,23 +390,48 @@ class RomMVU(wiring.Component):
             m.d.sync += [chunk.as_value().eq(chunks[sf]), s1_valid.eq(busy),
                          s1_first.eq(sf == 0), s1_last.eq(last_sf), s1_group.eq(nf)]
 
-        # Stage 1: products and accumulation of pe channels.
+        # The ROM's read is slow (a block RAM's output is not registered): with
+        # register_rom its word and the chunk it goes with pass a register first.
+        word = rd.data
+        if self.register_rom:
+            word = Signal.like(rd.data, name="word")
+            chunk_r = Signal(lanes(self.in_shape, self.simd), name="chunk_r")
+            staged = [Signal.like(v, name=f"{v.name}_r") for v in
+                      (s1_valid, s1_first, s1_last, s1_group)]
+            with m.If(en):
+                m.d.sync += [word.eq(rd.data), chunk_r.as_value().eq(chunk.as_value())]
+                m.d.sync += [r.eq(v) for r, v in
+                             zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
+            chunk, (s1_valid, s1_first, s1_last, s1_group) = chunk_r, staged
+
+        # Stage 1: products, their (pipelined) adder tree, and accumulation of pe channels.
         accs = [Signal(signed(acc_w), name=f"acc{p}") for p in range(self.pe)]
         res = [Signal(signed(acc_w), name=f"res{p}") for p in range(self.pe)]
         res_valid = Signal()
         res_group = Signal.like(nf)
-        tree = AdderTree(acc_w)
-        biases = [Array(Const(self.bias[g * self.pe + p], signed(acc_w))
-                        for g in range(self.nf)) for p in range(self.pe)]
+        tree = AdderTree(acc_w, self.levels_per_stage)
+        partials = []
         for p in range(self.pe):
             terms = []
             for s in range(self.simd):
                 base = (p * self.simd + s) * enc.weight_bits
                 terms += [(t, False) for t in self._product(
-                    chunk[s], rd.data[base:base + enc.weight_bits])]
-            partial = tree.build(m, terms, name=f"mac{p}")
+                    chunk[s], word[base:base + enc.weight_bits])]
+            partials.append(tree.build(m, terms, en=en, name=f"mac{p}", levels=self.tree_levels))
+        # The flags travel with the partial sums through the tree's registers.
+        for stage in range(tree.latency(self.tree_levels)):
+            staged = [Signal.like(v, name=f"{label}_t{stage}") for v, label in
+                      zip((s1_valid, s1_first, s1_last, s1_group),
+                          ("s1_valid", "s1_first", "s1_last", "s1_group"))]
+            with m.If(en):
+                m.d.sync += [r.eq(v) for r, v in
+                             zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
+            s1_valid, s1_first, s1_last, s1_group = staged
+        biases = [Array(Const(self.bias[g * self.pe + p], signed(acc_w))
+                        for g in range(self.nf)) for p in range(self.pe)]
+        for p in range(self.pe):
             start = Mux(s1_first, biases[p][s1_group], accs[p])
-            total = (start + partial)[:acc_w].as_signed()
+            total = (start + partials[p])[:acc_w].as_signed()
             with m.If(en & s1_valid):
                 m.d.sync += accs[p].eq(total)
                 with m.If(s1_last):
@@ -341,7 +440,9 @@ class RomMVU(wiring.Component):
             m.d.sync += [res_valid.eq(s1_valid & s1_last), res_group.eq(s1_group)]
 
         # Stage 2: requantize the finished group and place it in the output beat.
-        if self.thresholds is not None:
+        if self.thresholds is not None and self.layout.search_steps:
+            outs, res_valid, res_group = self._search(m, en, res, res_valid, res_group, s1_group)
+        elif self.thresholds is not None:
             tw, twords = self.layout.th_shape.width, self.layout.threshold_rom()[1]
             levels = len(self.thresholds[0])
             m.submodules.thresholds = trom = Memory(
@@ -352,8 +453,15 @@ class RomMVU(wiring.Component):
             def row(p):
                 return [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw].as_signed()
                         for j in range(levels)]
-            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}")
+            pipelined = en if self.register_compares else None
+            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}", en=pipelined)
                     for p in range(self.pe)]
+            if self.register_compares:
+                v = Signal(name="res_valid_c")
+                g = Signal.like(nf, name="res_group_c")
+                with m.If(en):
+                    m.d.sync += [v.eq(res_valid), g.eq(res_group)]
+                res_valid, res_group = v, g
         else:
             outs = res
         with m.If(en):
@@ -364,3 +472,42 @@ class RomMVU(wiring.Component):
                         m.d.sync += [self.o.payload[g * self.pe + p].eq(outs[p])
                                      for p in range(self.pe)]
         return m
+
+    def _search(self, m, en, res, valid, group, acc_group):
+        """The pipelined binary search of a long staircase: step ``j`` compares with
+        the candidate its count so far picks from its own ROM, read for the group it
+        works on; value, count and group move a register per step. ``acc_group``
+        addresses the first step's ROM a cycle ahead, as the accumulator finishes."""
+        layout = self.layout
+        tw = layout.th_shape.width
+        bits = layout.search_steps
+        counts = [Const(0, bits)] * self.pe
+        values = res
+        address = acc_group
+        for (suffix, width, words), j in zip(layout.threshold_roms(), reversed(range(bits))):
+            rom = Memory(shape=unsigned(width), depth=len(words), init=words)
+            m.submodules[f"thresholds{suffix}"] = rom
+            rd = rom.read_port(domain="sync")
+            m.d.comb += [rd.addr.eq(address), rd.en.eq(en)]
+            n = len(layout.step_candidates(j))
+            nxt_counts, nxt_values = [], []
+            for p in range(self.pe):
+                table = Array(rd.data[(p * n + c) * tw:(p * n + c + 1) * tw].as_signed()
+                              for c in range(n))
+                slot = counts[p] >> (j + 1)
+                take = (slot < n) & (values[p] >= table[slot])
+                count = Signal(bits, name=f"code{p}_s{j}")
+                value = Signal.like(res[p], name=f"code{p}_v{j}")
+                with m.If(en):
+                    m.d.sync += [count.eq(Mux(take, counts[p] | (1 << j), counts[p])),
+                                 value.eq(values[p])]
+                nxt_counts.append(count)
+                nxt_values.append(value)
+            v = Signal(name=f"res_valid_s{j}")
+            g = Signal.like(group, name=f"res_group_s{j}")
+            with m.If(en):
+                m.d.sync += [v.eq(valid), g.eq(group)]
+            # The next step's ROM is read for this step's group, as it is compared.
+            address = group
+            counts, values, valid, group = nxt_counts, nxt_values, v, g
+        return [self.out_lo + c for c in counts], valid, group

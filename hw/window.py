@@ -75,7 +75,12 @@ class SlidingWindow(wiring.Component):
                                                 depth=self.width, init=[], attrs=attrs)
             wr = lines.write_port()
             rd = lines.read_port(transparent_for=(wr,))
-            m.d.comb += [rd.addr.eq(x_next), wr.addr.eq(x), wr.en.eq(take),
+            # The column of the next pixel, read as this one is taken. Addressed from x
+            # alone (not from x_next, which waits for ready), so the handshake only
+            # reaches the read enable: without a take the read data keeps the column
+            # of the pixel at x, which no write changes until x moves on.
+            x_inc = Mux(x == self.width - 1, 0, x + 1)
+            m.d.comb += [rd.addr.eq(x_inc), rd.en.eq(take), wr.addr.eq(x), wr.en.eq(take),
                          wr.data.eq(Cat(rd.data, new_pixel)[pix_bits:])]
             column = [rd.data[r * pix_bits:(r + 1) * pix_bits] for r in range(k - 1)]
             column.append(new_pixel)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.elementwise import Thresholds
+from hw.elementwise import Thresholds, threshold_latency
 from sim import golden
 
-from ..backends.dataflow.cost import Resources, threshold_luts
+from ..backends.dataflow.cost import Resources, compare_ffs, threshold_luts
 from ..backends.dataflow.stage import Stage
 from .base import Op, TensorSpec, fail, register
 from .levels import LEVEL_ATTRS, check_levels
@@ -34,7 +34,13 @@ class ThresholdStage(Stage):
         self.resources = Resources(luts=threshold_luts(fabric, self.in_channels,
                                                        self.thresholds.shape[1],
                                                        self.lane_in.width),
-                                   ffs=self.out_channels * self.out_lane.width + 1)
+                                   ffs=self.out_channels * self.out_lane.width + 1
+                                   + self.in_channels * compare_ffs(self.thresholds.shape[1],
+                                                                     self.lane_in.width))
+
+    @property
+    def latency_bound(self):
+        return super().latency_bound + threshold_latency(self.thresholds.shape[1])
 
     def elaboration(self):
         n = self.thresholds.size

@@ -27,7 +27,9 @@ from boards.qspi_timing import BOARD_DELAYS, fastest, margins
 from boards.reports import nextpnr_clock_fmax
 from boards.toolchain import (
     BoardBuildResult,
+    _abc9_error,
     _abc9_failed,
+    _abc9_note,
     _ecp5_abc_script,
     _run_yosys_xilinx,
 )
@@ -334,10 +336,24 @@ def test_ecp5_fallback_script_and_abc9_detection(tmp_path):
         "read_rtlil top.il\nsynth_ecp5 -run :map_luts  -top top\n"
         "techmap -map +/lattice/latches_map.v\nabc -lut 4 -dress\nclean\n"
         "synth_ecp5 -run map_cells:  -top top\nwrite_json top.json\n")
+    # The ends of Yosys 0.70 logs that stopped in ABC9: two assertions and a silent exit.
     log = tmp_path / "top.rpt"
-    log.write_text("ERROR: Assert `wire' failed in /workspace/YoWASP/yosys/yosys-src/passes/"
-                   "techmap/abc_ops_reintegrate.cc:596.\n")
-    assert _abc9_failed(log)
+    abc9 = ("2.46.20.4. Executing ABC9_EXE pass (technology mapping using ABC9).\n"
+            "2.46.20.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design "
+            "into module).\n")
+    for end, error in [
+            ("ERROR: Assert `wire' failed in /workspace/YoWASP/yosys/yosys-src/passes/"
+             "techmap/abc_ops_reintegrate.cc:596.\n", "Assert `wire' failed"),
+            ("ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
+             "/workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.\n", "GetSize"),
+            ("", None)]:
+        log.write_text("2.46.19. Executing TECHMAP pass.\n" + abc9 + end)
+        assert _abc9_failed(log)
+        note = _abc9_note("top_abc9.rpt", _abc9_error(log))
+        assert (error or "exited with no message") in note and "top_abc9.rpt" in note
+    # An error after ABC9 finished, or before it ran, is not ABC9's.
+    log.write_text(abc9 + "2.47. Executing OPT pass.\nERROR: something else\n")
+    assert not _abc9_failed(log)
     log.write_text("ERROR: something else\n")
     assert not _abc9_failed(log) and not _abc9_failed(tmp_path / "missing.rpt")
 
@@ -398,9 +414,10 @@ def test_ulx3s_engine_bitstream(tmp_path):
     assert 1000 < u["luts"] < 20_000 and u["brams"] >= 1
     # Where Yosys 0.70's ABC9 stops on an engine (it did on this one until the engine lost
     # its multipliers), the build says so, keeps its log and maps with ABC.
-    assert [n for n in res.notes if "ABC9" in n] in ([], [(
-        "Yosys' ABC9 LUT mapping failed (Assert `wire' failed in abc_ops_reintegrate.cc; "
-        "its log is top_abc9.rpt); synthesized with the classic ABC mapping instead.")])
+    abc9 = [n for n in res.notes if "ABC9" in n]
+    assert len(abc9) <= 1 and all(n.startswith("Yosys' ABC9 LUT mapping failed (") and n.endswith(
+        "; its log is top_abc9.rpt; synthesized with the classic ABC mapping instead.")
+        for n in abc9)
     if any("ABC9" in n for n in res.notes):
         assert "abc_ops_reintegrate" in (out / "top_abc9.rpt").read_text()
         assert "yosys: ABC9 failed; synthesizing again with ABC" in lines

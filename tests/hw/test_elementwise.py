@@ -74,6 +74,11 @@ def lanewise(design):
                                 out_lo))
     for code_bits, n in DECODE_CASES:
         cores.append(Pow2Decode(unsigned(code_bits), unsigned(2 ** code_bits - 1), n))
+    # The Thresholds cases again, compared (or searched) without pipeline registers.
+    for case, (in_shape, c, bits, out_signed) in enumerate(TH_CASES):
+        out_lo, _ = golden.int_range(bits, out_signed)
+        cores.append(Thresholds(in_shape, int_shape(bits, out_signed), _th_case(case)[2].tolist(),
+                                out_lo, pipelined=False))
     return design(cores, "lanewise")
 
 
@@ -95,10 +100,15 @@ def test_pow2_decode(lanewise, case):
             assert res.cycles <= count + 4
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "combinational"])
 @pytest.mark.parametrize("case", range(len(TH_CASES)), ids=lambda n: str(TH_CASES[n]))
-def test_thresholds_equal_requant(lanewise, case):
+def test_thresholds_equal_requant(lanewise, case, pipelined):
     in_shape, c, bits, out_signed = TH_CASES[case]
     port = len(RELU_CASES) + case
+    if not pipelined:
+        port += len(TH_CASES) + len(DECODE_CASES)
+    core = lanewise.core.cores[port]
+    assert core.pipelined == pipelined
     m, b, th = _th_case(case)
     lo, hi = shape_range(in_shape)
     rng = np.random.default_rng(case)
@@ -116,5 +126,5 @@ def test_thresholds_equal_requant(lanewise, case):
             golden.requant(x[:, inner], m[inner], b[inner], bits=bits, signed=out_signed))
         res = lanewise.check({f"i_{port}": x.tolist()}, {f"o_{port}": expected.tolist()},
                              stall=stall, seed=seed, extra=seed == 1)
-        if stall == 0.0:
-            assert res.cycles <= len(x) + 4
+        if stall == 0.0:     # a beat per cycle, whatever the pipeline's depth
+            assert res.cycles <= len(x) + core.latency + 3

@@ -16,7 +16,8 @@ measured LUTs, FFs and block RAMs per build (``docs/results.md``).
 
 from dataclasses import dataclass, field
 
-__all__ = ["Fabric", "Resources", "FABRICS", "fifo_cost", "window_cost", "threshold_luts"]
+__all__ = ["Fabric", "Resources", "FABRICS", "fifo_cost", "skid_cost", "window_cost",
+           "threshold_luts", "compare_ffs", "levels_per_stage", "TARGET_MHZ"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,36 @@ def fifo_cost(fabric, lane, channels, depth):
                      brams)
 
 
+def skid_cost(fabric, lane, channels):
+    """A :class:`hw.skid.SkidBuffer` of ``channels`` lanes: the output and skid registers,
+    a 2:1 multiplexer per output bit (skid or input), and the two flags."""
+    width = lane.width * channels
+    return Resources(luts=width + 2, ffs=2 * width + 2)
+
+
+# --- the clock ------------------------------------------------------------------------------
+
+#: The clock the cores are pipelined for, in MHz, per family (issue 10: 100 MHz on the
+#: ECP5-85F -6 and on Artix-7, 50 MHz on the iCE40UP5K).
+TARGET_MHZ = {"ecp5": 100, "ice40": 50, "xilinx": 100}
+#: Nanoseconds a clock period spends outside the adders of a pipeline stage: clock to
+#: output, setup, the enable and the wire into the first adder.
+STAGE_OVERHEAD_NS = {"ecp5": 3.0, "ice40": 4.0, "xilinx": 1.5}
+#: Nanoseconds one level of an adder tree takes with its routing: a carry chain over an
+#: accumulator's 10 to 20 bits and the wire to the next level. ECP5: read off nextpnr-ecp5
+#: (-6) critical paths of the small CNN (a carry chain 0.5 to 1.5 ns, a wire 0.6 to 2 ns);
+#: iCE40: an estimate, not measured (no design of bench.timing places on the UP5K);
+#: Artix-7 -1: the three levels per stage the cores had before, untimed without Vivado.
+ADDER_LEVEL_NS = {"ecp5": 3.0, "ice40": 6.0, "xilinx": 2.5}
+
+
+def levels_per_stage(fabric, mhz=None):
+    """Adder levels between pipeline registers (``hw.adder_tree``) that meet ``mhz``
+    (default: the family's ``TARGET_MHZ``)."""
+    period = 1000 / (mhz or TARGET_MHZ[fabric.name])
+    return max(1, int((period - STAGE_OVERHEAD_NS[fabric.name]) // ADDER_LEVEL_NS[fabric.name]))
+
+
 def window_cost(fabric, lane, channels, window):
     """Pad (if any) and sliding window: the window registers and the line buffers."""
     k, w = window.kernel, lane.width
@@ -171,3 +202,14 @@ def threshold_luts(fabric, lanes, levels, width, constants=True):
     else:
         table = fabric.mux_luts(levels, width)
     return lanes * (table + steps * width)
+
+
+def compare_ffs(levels, width):
+    """Registers of one pipelined requantizer (``hw.elementwise.threshold_code``,
+    ``hw.mvu.RomMVU``): a thermometer code of the comparisons, or per search step the
+    value and the count."""
+    from hw.elementwise import SEARCH_FROM
+    if levels < SEARCH_FROM:
+        return levels
+    steps = levels.bit_length()
+    return steps * (width + steps)

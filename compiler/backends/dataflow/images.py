@@ -66,9 +66,9 @@ def collect_roms(plan):
                            acc_width=stage.acc_width, thresholds=stage.thresholds)
         width, words = layout.weight_rom()
         roms.append(Rom(f"{stage.name}_weights", stage.name, "weights", width, words))
-        th = layout.threshold_rom()
-        if th is not None:
-            roms.append(Rom(f"{stage.name}_thresholds", stage.name, "thresholds", *th))
+        for suffix, width, words in layout.threshold_roms():
+            roms.append(Rom(f"{stage.name}_thresholds{suffix}", stage.name, "thresholds",
+                            width, words))
     for index, rom in enumerate(roms):
         rom.index = index
     return roms

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fifo import StreamFIFO
 from hw.join import Fork
 from hw.lanes import lanes
+from hw.skid import SkidBuffer
 
 __all__ = ["Accelerator", "deep_recursion"]
 
@@ -49,6 +50,12 @@ class Accelerator(wiring.Component):
         Input pixels in raster order (a vector input is one beat).
     o : Out(stream.Signature(lanes(output lane, N)))
         The output, one beat per inference for a vector output.
+
+    A :class:`~hw.skid.SkidBuffer` follows every MAC stage, and the inputs of
+    MAC stages and joins get a FIFO (a join or rate buffer of the plan) or else
+    a skid buffer (``Plan.skids``): both register ``ready``, so its
+    combinational path spans the cores of one stage and a few lane-wise stages,
+    never the network.
     """
 
     def __init__(self, plan):
@@ -72,8 +79,14 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, a.o, b.i)
             head = chain[0][1]
             outputs[stage.name] = chain[-1][1].o
+            if stage.skid_after:
+                skid = SkidBuffer(outputs[stage.name].payload.shape())
+                m.submodules[f"{stage.name}_skid"] = skid
+                wiring.connect(m, outputs[stage.name], skid.i)
+                outputs[stage.name] = skid.o
             inputs[stage.name] = [head.a, head.b] if stage.is_join else [head.i]
         outputs[plan.input_stage.name] = wiring.flipped(self.i)
+        skids = set(plan.skids)
 
         for name, source in outputs.items():
             consumers = plan.consumers(name)
@@ -87,14 +100,20 @@ class Accelerator(wiring.Component):
             else:
                 sources = [source]
             for src, (stage, index) in zip(sources, consumers):
+                key = (stage and stage.name, index)
+                if key in plan.fifo_depths:
+                    buf = StreamFIFO(src.payload.shape(), plan.fifo_depths[key])
+                    m.submodules[f"{stage.name}_fifo{index}"] = buf
+                elif key in skids:
+                    buf = SkidBuffer(src.payload.shape())
+                    m.submodules[f"{stage.name}_skid{index}"] = buf
+                else:
+                    buf = None
+                if buf is not None:
+                    wiring.connect(m, src, buf.i)
+                    src = buf.o
                 if stage is None:
                     wiring.connect(m, src, wiring.flipped(self.o))
-                    continue
-                depth = plan.fifo_depths.get((stage.name, index))
-                if depth:
-                    fifo = StreamFIFO(src.payload.shape(), depth)
-                    m.submodules[f"{stage.name}_fifo{index}"] = fifo
-                    wiring.connect(m, src, fifo.i)
-                    src = fifo.o
-                wiring.connect(m, src, inputs[stage.name][index])
+                else:
+                    wiring.connect(m, src, inputs[stage.name][index])
         return m

@@ -14,11 +14,12 @@ import numpy as np
 from amaranth.hdl import Const
 
 from hw.adder_tree import AdderTree
+from hw.elementwise import SEARCH_FROM, threshold_latency
 from hw.mvu import ConstantMVU, RomMVU
 from hw.lanes import shape_for_range
 
 from ...ops.weights import csd_counts
-from .cost import ROM_MVU_CONTROL_FFS, Resources, threshold_luts
+from .cost import ROM_MVU_CONTROL_FFS, Resources, compare_ffs, threshold_luts
 from .stage import Stage
 
 __all__ = ["MvuStage", "signed_width", "divisors"]
@@ -44,6 +45,7 @@ class MvuStage(Stage):
     in_pow2: bool = False            # input lanes are pow2 codes (decode fused in the MVU)
     pe: int = 1
     simd: int = 1
+    levels_per_stage: int = 3        # adder levels between registers (cost.levels_per_stage)
 
     is_mvu = True
 
@@ -92,15 +94,26 @@ class MvuStage(Stage):
         return self.n * self.k * self.weight_field_bits
 
     @property
-    def latency_bound(self):
-        """The stage's registers plus the adder tree's pipeline (``hw.adder_tree``: a
-        register every three levels over the longest row's terms) and, folded, the
-        ROM read and the accumulation of ``k / simd`` partial sums."""
+    def compare_latency(self):
+        """Registers of the pipelined requantizer (``hw.elementwise.threshold_code``)."""
+        return 0 if self.thresholds is None else threshold_latency(self.thresholds.shape[1])
+
+    @property
+    def tree_stages(self):
+        """Pipeline registers of the adder tree (``hw.adder_tree``: one every
+        ``levels_per_stage`` levels, and one at the end)."""
         terms = (self._max_row_terms if self.placement == "hardwired"
                  else self.simd * self._max_digits)
-        tree = -(-AdderTree.levels(terms + 1) // 3) + 1
-        folded = 0 if self.placement == "hardwired" else self.cycles_per_vector + 4
-        return super().latency_bound + tree + folded
+        return -(-AdderTree.levels(terms) // self.levels_per_stage)
+
+    @property
+    def latency_bound(self):
+        """The stage's registers, the adder tree's pipeline, the requantizer's and the
+        output register and, folded, the ``cycles_per_vector`` of a vector's work, the
+        ROM read, the weight word register and the accumulator (``hw.mvu``)."""
+        folded = 0 if self.placement == "hardwired" else self.cycles_per_vector + 3
+        return (super().latency_bound + self.tree_stages + self.compare_latency + 1
+                + folded)
 
     def fold(self, placement, pe=None, simd=None):
         self.placement = placement
@@ -126,7 +139,7 @@ class MvuStage(Stage):
     def mvu(self):
         kw = dict(in_shape=self.in_lanes[0], acc_width=self.acc_width, bias=self.bias,
                   thresholds=self.thresholds, out_shape=self.out_lane, out_lo=self.out_lo,
-                  in_pow2=self.in_pow2)
+                  in_pow2=self.in_pow2, levels_per_stage=self.levels_per_stage)
         if self.placement == "hardwired":
             return ConstantMVU(self.weights, **kw)
         return RomMVU(self.weights, pe=self.pe, simd=self.simd, **kw)
@@ -149,10 +162,13 @@ class MvuStage(Stage):
             # Early adders see input-wide operands, late ones the full accumulator.
             res.luts += adds * (in_w + acc_w + 1) // 2
             levels = max(1, int(np.ceil(np.log2(max(terms / self.n, 2)))))
-            # Pipeline registers every three adder levels, and the output register.
-            res.ffs += self.n * acc_w * (levels // 3 + 1) // 2 + self.n * acc_w
+            # Pipeline registers every levels_per_stage adder levels (each level halves
+            # the partial sums), and the sum's register.
+            res.ffs += (self.n * acc_w * (levels // self.levels_per_stage + 1) // 2
+                        + self.n * acc_w)
             if self.thresholds is not None:
                 res.luts += threshold_luts(fabric, self.n, self.thresholds.shape[1], acc_w)
+                res.ffs += self.n * compare_ffs(self.thresholds.shape[1], acc_w)
             res.ffs += self.n * self.out_lane.width
             return res
         digits = self._max_digits
@@ -161,16 +177,26 @@ class MvuStage(Stage):
         shifter = in_w * shift_bits
         res.luts += terms * (acc_w + shifter + 1) + self.pe * acc_w * 2
         res.luts += fabric.mux_luts(self.k // self.simd, self.simd * in_w)   # input chunk select
-        res.ffs += (self.k * in_w + self.simd * in_w + self.pe * acc_w * 2
+        # The input vector, the chunk (twice), the weight word's register, the tree's
+        # pipeline registers, accumulator and result, the output beat.
+        res.ffs += (self.k * in_w + 2 * self.simd * in_w
+                    + self.pe * self.simd * self.weight_field_bits
+                    + self.pe * acc_w * (self.tree_stages + 2)
                     + self.n * self.out_lane.width + ROM_MVU_CONTROL_FFS)
         words = (self.n // self.pe) * (self.k // self.simd)
         brams, luts = fabric.memory(self.pe * self.simd * self.weight_field_bits, words)
         res += Resources(luts=luts, brams=brams)
         if self.thresholds is not None:
             levels = self.thresholds.shape[1]
-            brams, luts = fabric.memory(self.pe * levels * (acc_w + 1), self.n // self.pe)
-            res += Resources(luts=luts + threshold_luts(fabric, self.pe, levels, acc_w),
-                             brams=brams)
+            # One threshold ROM, or one per step of a search (hw.mvu.RomLayout), a step's
+            # words holding the half of the remaining candidates it may compare with.
+            steps = levels.bit_length() if levels >= SEARCH_FROM else 0
+            shares = [-(-levels // 2 ** (j + 1)) for j in range(steps)] or [levels]
+            for share in shares:
+                brams, luts = fabric.memory(self.pe * share * (acc_w + 1), self.n // self.pe)
+                res += Resources(luts=luts, brams=brams)
+            res += Resources(luts=threshold_luts(fabric, self.pe, levels, acc_w),
+                             ffs=self.pe * compare_ffs(levels, acc_w))
         return res
 
     def elaboration(self):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import BuildError
 from ...ops import op_of
 from . import buffers
-from .cost import Resources, fifo_cost
+from .cost import TARGET_MHZ, Resources, fifo_cost, levels_per_stage, skid_cost
 from .stage import lane_of
 from .widths import check_signal_widths
 
@@ -150,7 +150,28 @@ class Plan:
             total += s.resources
         for (name, i), depth in self.fifo_depths.items():
             total += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
+        for name, i in self.skids:
+            s = self[name]
+            total += (skid_cost(self.fabric, s.out_lane, s.out_channels) if i is None
+                      else skid_cost(self.fabric, s.in_lanes[i], s.in_channels))
         return total
+
+    @property
+    def skids(self) -> list[tuple[str, int | None]]:
+        """The skid buffers ``lower.py`` puts in: ``(stage, None)`` after a stage's output
+        (``Stage.skid_after``), ``(stage, input index)`` before an input
+        (``Stage.skid_before``) unless a FIFO is there, which registers ``ready`` too.
+        None below a 100 MHz target clock (the iCE40's 50 MHz): a 20 ns period holds
+        the ``ready`` path of several stages, and the small device needs the LUTs."""
+        if TARGET_MHZ[self.fabric.name] < 100:
+            return []
+        out = []
+        for s in self.stages[1:]:
+            out += [(s.name, i) for i, _ in enumerate(s.inputs)
+                    if s.skid_before and (s.name, i) not in self.fifo_depths]
+            if s.skid_after:
+                out.append((s.name, None))
+        return out
 
 
 # --- folding ------------------------------------------------------------------------------
@@ -372,6 +393,9 @@ def make_plan(graph: Graph, fabric: Fabric, *, budget: dict[str, int] | None = N
     if target_cycles is not None and target_cycles < 1:
         raise BuildError("--target-cycles must be a positive number of cycles")
     stages = Builder(graph).stages()
+    for s in stages:
+        if s.is_mvu:
+            s.levels_per_stage = levels_per_stage(fabric)
     plan = Plan(graph, stages, fabric, {}, budget=budget, placement=placement,
                 target_cycles=target_cycles)
     for s in stages:
