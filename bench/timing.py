@@ -34,6 +34,7 @@ from pathlib import Path
 
 from amaranth.hdl import Elaboratable
 
+from boards.reports import nextpnr_critical_path
 from compiler.table import markdown_table
 
 DESIGNS = {
@@ -60,32 +61,6 @@ def small_cnn_qpk(path):
                           finetune=Finetune(train.x, train.y, epochs=6, lr=2e-3, log=None))
     result.save(path)
     return path
-
-
-def _core(cell):
-    """``bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7`` -> the core's instance
-    path and the signal: ``block_conv2_q_mvu.res7``."""
-    name = cell.removeprefix("bridge.accelerator.").removeprefix("bridge.")
-    for marker in ("_TRELLIS", "_SB_", "_DP16KD", "_CCU2C", "$"):
-        cut = name.find(marker)
-        if cut > 0:
-            name = name[:cut]
-    return name
-
-
-def critical_path(report):
-    """``(from cell, to cell, ns)`` of the slowest clock's critical path in a nextpnr
-    ``--report`` JSON, or None."""
-    fmax = report.get("fmax", {})
-    if not fmax:
-        return None
-    clock = min(fmax, key=lambda c: fmax[c].get("achieved", float("inf")))
-    for path in report.get("critical_paths", []):
-        if path.get("from", "").endswith(clock) and path.get("to", "").endswith(clock):
-            steps = path["path"]
-            return (_core(steps[0]["from"]["cell"]), _core(steps[-1]["to"]["cell"]),
-                    round(sum(s["delay"] for s in steps), 2))
-    return None
 
 
 class Harness(Elaboratable):
@@ -138,7 +113,7 @@ def measure_harness(design, board, out, model_path=None):
     row.update(luts=synth.utilization.get("luts"), ffs=synth.utilization.get("ffs"),
                fmax=synth.fmax_mhz)
     _abc_note(row, board_dir)
-    path = critical_path(json.loads((board_dir / "top_report.json").read_text()))
+    path = nextpnr_critical_path(json.loads((board_dir / "top_report.json").read_text()))
     if path:
         row["path_from"], row["path_to"], row["path_ns"] = path
     return row
@@ -172,7 +147,7 @@ def measure(design, board, out, verify=0, model_path=None):
         row["bit_exact"] = result.verification["bit_exact"]
     report = board_dir / "top_report.json"
     if report.exists():
-        path = critical_path(json.loads(report.read_text()))
+        path = nextpnr_critical_path(json.loads(report.read_text()))
         if path:
             row["path_from"], row["path_to"], row["path_ns"] = path
     return row

@@ -27,7 +27,8 @@ from amaranth.hdl import (
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
-from .engine_clocks import ecp5_pll, engine_clocks, mmcm
+from .clocking import ecp5_pll, mmcm
+from .engine_clocks import engine_clocks
 from .flash_cdc import FlashCrossing, reset_cycles_needed
 from .flash_layout import flash_layout, weights_image
 from .qspi_port import QSPIFlashPort
@@ -75,13 +76,14 @@ class EngineBoardTop(Elaboratable):
     rx_fifo_depth : input bytes buffered while the engine stalls
     reset_cycles : engine clock cycles the bridge's reset lasts (default and least:
         :func:`~boards.flash_cdc.reset_cycles_needed` of the two clocks, at least 8)
+    engine_hz : the engine clock, if not the board's (:func:`~boards.engine_clocks.engine_clocks`)
     """
 
     def __init__(self, engine, board, *, baud=DEFAULT_BAUD, rx_fifo_depth=512,
-                 reset_cycles=None):
+                 reset_cycles=None, engine_hz=None):
         try:
             self.board = board if isinstance(board, Board) else get_board(board)
-            self.clocks = engine_clocks(self.board)
+            self.clocks = engine_clocks(self.board, engine_hz)
             self.layout = flash_layout(self.board.name)
             self.clocks_per_bit = clocks_per_bit(self.clocks.engine_hz, baud,
                                                  board_name=self.board.name,
@@ -221,12 +223,13 @@ def _arty_xdc(clocks):
 
 
 def build_engine(engine, board, out_dir, *, weights="weights.bin", baud=DEFAULT_BAUD,
-                 run_toolchain=True, progress=print, name="top", seed=NEXTPNR_SEED):
+                 run_toolchain=True, progress=print, name="top", seed=NEXTPNR_SEED,
+                 engine_hz=None):
     """Build ``engine`` for ``board`` in ``out_dir``: :func:`boards.toolchain.build` of an
     :class:`EngineBoardTop`, with ``weights`` (a path relative to ``out_dir``, or None)
     recorded as the flash image at the board's weight offset, read in quad mode.
     Returns the :class:`~boards.toolchain.BoardBuildResult`."""
-    top = EngineBoardTop(engine, board, baud=baud)
+    top = EngineBoardTop(engine, board, baud=baud, engine_hz=engine_hz)
     images = [] if weights is None else [weights_image(top.board.name, weights)]
     return build(top.board, top, out_dir, run_toolchain=run_toolchain, progress=progress,
                  name=name, seed=seed, flash_images=images)

@@ -36,7 +36,11 @@ class Board:
     platform_class : the amaranth-boards platform
     family : ``xilinx``, ``ecp5`` or ``ice40`` (keys of ``compiler.backends.dataflow.cost.FABRICS``)
     device : the FPGA part
-    clock_hz : the board oscillator that clocks the ``sync`` domain
+    clock_hz : the board's oscillator
+    default_clock_hz : the ``sync`` clock a build asks for unless told otherwise
+        (``build --clock``); made from the oscillator by the board's PLL where it
+        differs (:mod:`boards.clocking`). The clock the generated cores are
+        pipelined for: 100 MHz on the ECP5 and Artix-7, 50 MHz on the iCE40UP5K.
     luts, lut_kind : logic LUTs and their size (``LUT6`` or ``LUT4``)
     ffs : flip-flops
     brams, bram_kind, bram_bits : block RAMs, the primitive counted, its size in bits
@@ -69,6 +73,12 @@ class Board:
     leds: int
     sram_load: bool = True
     notes: tuple = field(default=())
+    default_clock_hz: int = None
+
+    @property
+    def sync_hz(self):
+        """The default ``sync`` clock."""
+        return self.default_clock_hz or self.clock_hz
 
     @property
     def budget(self):
@@ -106,7 +116,8 @@ BOARDS = {b.name: b for b in [
           clock_hz=25_000_000, luts=83_640, lut_kind="LUT4", ffs=83_640, brams=208,
           bram_kind="DP16KD", bram_bits=18 * 1024, dsps=156, dsp_kind="MULT18X18D",
           toolchain="Trellis", open_toolchain=True, loader_board="ulx3s",
-          uart_bridge="FT231X", uart_max_baud=3_000_000, leds=8),
+          uart_bridge="FT231X", uart_max_baud=3_000_000, leds=8,
+          default_clock_hz=100_000_000),
     # iCE40 UltraPlus iCE40UP5K (FPGA-DS-02008, table 1.1): 5,280 LUT4 each with a
     # flip-flop, 30 EBR of 4 Kib (120 Kib), 8 SB_MAC16 DSPs; also 4 SPRAM of 256 Kib
     # that the compiler does not use.
@@ -116,7 +127,7 @@ BOARDS = {b.name: b for b in [
           toolchain="IceStorm", open_toolchain=True, loader_board="ice40_generic",
           uart_bridge="FT2232H", uart_max_baud=12_000_000, leds=2,
           # openFPGALoader reaches the iCE40 through its SPI flash only.
-          sram_load=False),
+          sram_load=False, default_clock_hz=50_000_000),
 ]}
 
 # The Arty A7 comes as -35T and -100T; the -35T is the common, cheaper part, so a

@@ -105,6 +105,34 @@ def nextpnr_clock_fmax(report, mhz, net=None):
     return round(clocks[0][1]["achieved"], 2) if len(clocks) == 1 else None
 
 
+def nextpnr_critical_path(report):
+    """``(from, to, ns)`` of the slowest clock's critical path in a nextpnr ``--report``
+    JSON, each end as the core's instance path and signal
+    (``block_conv2_q_mvu.res7``), or None."""
+    fmax = report.get("fmax", {})
+    if not fmax:
+        return None
+    clock = min(fmax, key=lambda c: fmax[c].get("achieved", float("inf")))
+    for path in report.get("critical_paths", []):
+        if path.get("from", "").endswith(clock) and path.get("to", "").endswith(clock):
+            steps = path["path"]
+            if steps:
+                return (_core(steps[0]["from"]["cell"]), _core(steps[-1]["to"]["cell"]),
+                        round(sum(s["delay"] for s in steps), 2))
+    return None
+
+
+def _core(cell):
+    """``bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7`` -> the core and the
+    signal, ``block_conv2_q_mvu.res7``."""
+    name = cell.removeprefix("bridge.accelerator.").removeprefix("bridge.")
+    for marker in ("_TRELLIS", "_SB_", "_DP16KD", "_CCU2C", "$"):
+        cut = name.find(marker)
+        if cut > 0:
+            name = name[:cut]
+    return name
+
+
 _VIVADO_ROW = re.compile(r"^\|\s*(Slice LUTs|CLB LUTs|Slice Registers|CLB Registers|"
                          r"Block RAM Tile|RAMB36/FIFO|RAMB18|DSPs|LUT as Memory|Bonded IOB)"
                          r"\*?\s*\|\s*([\d.]+)\s*\|", re.M)

@@ -72,6 +72,14 @@ class BoardBuildResult:
     elapsed_s: float = 0.0
     notes: list = field(default_factory=list)
     clocks: dict = field(default_factory=dict)
+    critical_path: tuple = None      # (from, to, ns) of the slowest clock (nextpnr)
+
+    @property
+    def timing_met(self):
+        """True if every clock the tools timed meets its frequency, False if one does
+        not, None if nothing was timed."""
+        timed = [c for c in self.clocks.values() if c["fmax_mhz"] is not None]
+        return all(c["fmax_mhz"] >= c["mhz"] for c in timed) if timed else None
 
     @property
     def summary(self):
@@ -190,7 +198,8 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
         (out_dir / "utilization.json").write_text(json.dumps({
             "board": board.name, "tool": result.tool, "utilization": result.utilization,
             "fmax_mhz": result.fmax_mhz, "clock_mhz": result.clock_mhz,
-            "clocks": result.clocks, "notes": result.notes}, indent=1, sort_keys=True) + "\n")
+            "clocks": result.clocks, "notes": result.notes,
+            "critical_path": result.critical_path}, indent=1, sort_keys=True) + "\n")
         files.append("utilization.json")
     result.files = sorted(files + list(result.logs.values()))
     result.elapsed_s = time.monotonic() - t0
@@ -318,6 +327,7 @@ def _run_open(board, out_dir, name, result, progress, clocks):
             result.clocks[domain]["fmax_mhz"] = reports.nextpnr_clock_fmax(
                 report, clock.hz / 1e6, clock.net)
         result.fmax_mhz = result.clocks["sync"]["fmax_mhz"]
+    result.critical_path = reports.nextpnr_critical_path(report)
     _check_timing(result)
 
 
@@ -329,7 +339,7 @@ def _check_timing(result):
                                     f"is below its {c['mhz']:g} MHz clock.")
     elif result.fmax_mhz is not None and result.fmax_mhz < result.clock_mhz:
         result.notes.append(f"Timing NOT met: Fmax {result.fmax_mhz:.1f} MHz is below the "
-                            f"{result.clock_mhz:g} MHz board clock; fold the design further.")
+                            f"{result.clock_mhz:g} MHz clock.")
 
 
 # Yosys' ABC9, the LUT mapper synth_ecp5 and synth_xilinx run, stops on some designs

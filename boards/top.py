@@ -15,8 +15,10 @@ from hw.fifo import StreamFIFO
 from hw.serdes import BytesToLanes, LanesToBytes
 from hw.uart import UARTRx, UARTTx
 
+from .clocking import PLL_NET, PLLClock, pll_frequency
 from .host import LaneFormat
 from .registry import Board, BoardError, get_board
+from .toolchain import BoardClock
 
 __all__ = ["UARTBridge", "BoardTop", "DEFAULT_BAUD", "lane_format", "clocks_per_bit"]
 
@@ -74,7 +76,8 @@ class UARTBridge(wiring.Component):
     tx : Out(1)
         Serial output (idle high).
     activity : Out(1)
-        High for ``led_cycles`` after any byte in or out.
+        High for about ``led_cycles`` (rounded up to a step of a power of two) after any
+        byte in or out.
     result : Out(1)
         High once output bytes have gone out, until the next input byte arrives.
     error : Out(1)
@@ -135,10 +138,19 @@ class UARTBridge(wiring.Component):
         got_byte = rx.o.valid & rx.o.ready
         sent_byte = tx.i.valid & tx.i.ready
 
-        stretch = Signal(range(self.led_cycles + 1))
+        # The LED stays on for led_cycles counted in steps of 2 ** shift cycles: two short
+        # counters rather than one long one, whose loaded, decremented carry chain
+        # (22 bits at 50 MHz) was the slowest path of a small design on the iCE40.
+        shift = max(0, self.led_cycles.bit_length() - 8)
+        tick = Signal(init=1)
+        if shift:
+            prescale = Signal(shift)
+            m.d.sync += [prescale.eq(prescale + 1), tick.eq(prescale.all())]
+        steps = -(-self.led_cycles >> shift)
+        stretch = Signal(range(steps + 1))
         with m.If(got_byte | sent_byte):
-            m.d.sync += stretch.eq(self.led_cycles)
-        with m.Elif(stretch != 0):
+            m.d.sync += stretch.eq(steps)
+        with m.Elif((stretch != 0) & tick):
             m.d.sync += stretch.eq(stretch - 1)
         m.d.comb += self.activity.eq(stretch != 0)
 
@@ -157,7 +169,11 @@ class UARTBridge(wiring.Component):
 class BoardTop(Elaboratable):
     """The top of a board build: the board clock, the accelerator and its UART.
 
-    The platform's default clock drives ``sync`` (Amaranth creates the domain).
+    ``sync`` runs at ``clock_hz`` (default: the board's ``default_clock_hz``):
+    the oscillator itself where it runs at that frequency (Amaranth creates the
+    domain), else the board's PLL (:class:`boards.clocking.PLLClock`), at the
+    frequency closest to the request that it makes (``clock_hz`` after
+    construction). The UART divisor follows the clock.
     LED 0 shows UART activity, LED 1 that a result has been sent, LED 2 (where
     the board has one) a receive error. On the ULX3S the FTDI's ``TXDEN``
     line (amaranth-boards' ``uart_tx_enable``) is left alone: it is an output
@@ -172,12 +188,15 @@ class BoardTop(Elaboratable):
     board : a :class:`~boards.registry.Board` or its name
     baud : UART rate (default 115200)
     rx_fifo_depth : input bytes buffered while the accelerator stalls
+    clock_hz : the ``sync`` clock asked for
     """
 
-    def __init__(self, accelerator, board, *, baud=DEFAULT_BAUD, rx_fifo_depth=512):
+    def __init__(self, accelerator, board, *, baud=DEFAULT_BAUD, rx_fifo_depth=512,
+                 clock_hz=None):
         try:
             self.board = board if isinstance(board, Board) else get_board(board)
-            self.clocks_per_bit = clocks_per_bit(self.board.clock_hz, baud,
+            self.clock_hz = pll_frequency(self.board, clock_hz or self.board.sync_hz)
+            self.clocks_per_bit = clocks_per_bit(self.clock_hz, baud,
                                                  board_name=self.board.name,
                                                  max_baud=self.board.uart_max_baud)
         except BoardError:
@@ -189,7 +208,14 @@ class BoardTop(Elaboratable):
         self.accelerator = accelerator
         # 50 ms: long enough to see a single byte flash the LED.
         self.bridge = UARTBridge(accelerator, self.clocks_per_bit, rx_fifo_depth=rx_fifo_depth,
-                                 led_cycles=self.board.clock_hz // 20)
+                                 led_cycles=int(self.clock_hz) // 20)
+
+    @property
+    def board_clocks(self):
+        """``sync`` and what nextpnr calls its clock (a PLL's output net is kept by name)."""
+        if self.clock_hz == self.board.clock_hz:
+            return {"sync": BoardClock(self.clock_hz)}
+        return {"sync": BoardClock(self.clock_hz, f"clock.{PLL_NET}")}
 
     @property
     def in_format(self):
@@ -204,6 +230,8 @@ class BoardTop(Elaboratable):
         m.submodules.bridge = bridge = self.bridge
         if platform is None:
             return m
+        if self.clock_hz != self.board.clock_hz:
+            m.submodules.clock = PLLClock(self.board, self.clock_hz)
         connect_pins(m, platform, bridge, self.board)
         return m
 

@@ -65,6 +65,7 @@ class BuildOptions:
     sim_cache: Path = None       # where Verilator models are kept; default: inside the output
     engine: str = "auto"         # auto, dataflow or layer
     bank: tuple = None           # layer engine: (pe, simd), or None to let the planner choose
+    clock_mhz: float = None      # the sync clock; None: the board's default_clock_hz
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -72,6 +73,11 @@ class BuildOptions:
                              f"{self.engine!r}")
         if self.verify is not None and (not isinstance(self.verify, int) or self.verify < 0):
             raise BuildError(f"--verify must be a number of inputs >= 0, not {self.verify!r}")
+        if self.clock_mhz is not None and (isinstance(self.clock_mhz, bool)
+                                           or not isinstance(self.clock_mhz, (int, float))
+                                           or not 1 <= self.clock_mhz <= 1000):
+            raise BuildError(f"--clock must be a frequency in MHz from 1 to 1000, not "
+                             f"{self.clock_mhz!r}")
         if self.target_cycles is not None and (not isinstance(self.target_cycles, int)
                                                or self.target_cycles < 1):
             raise BuildError("--target-cycles must be a whole number of cycles >= 1, not "
@@ -82,6 +88,8 @@ class BuildOptions:
              "seed": self.seed, "synth": self.synth}
         if self.bank:
             d["bank"] = f"{self.bank[0]}x{self.bank[1]}"
+        if self.clock_mhz:
+            d["clock_mhz"] = self.clock_mhz
         if self.target_cycles:
             d["target_cycles"] = self.target_cycles
         if self.fold:
@@ -102,6 +110,7 @@ class BuildResult:
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     engine: str = "dataflow"
+    clock_hz: float = None           # the sync clock the board's PLL makes
 
     @property
     def ok(self):
@@ -212,11 +221,13 @@ def build(model, options: BuildOptions, stream=None):
     fabric = FABRICS[board.family]
     engine, plan = options.engine, None
     if engine != "layer":
+        clock_hz = sync_clock(board, options)
         check_cost(graph_cost(graph, DATAFLOW_VERIFY if options.verify is None else options.verify))
         pgraph = prepare(graph)
         try:
             plan = make_plan(pgraph, fabric, budget=board.budget, placement=options.weights,
-                             target_cycles=options.target_cycles, overrides=options.fold)
+                             target_cycles=options.target_cycles, overrides=options.fold,
+                             clock_mhz=clock_hz / 1e6)
             if engine == "auto":
                 check_budget(plan, board.name)
         except BuildError as err:
@@ -234,8 +245,8 @@ def build(model, options: BuildOptions, stream=None):
     est = plan.resources
     placements = sorted({s.placement for s in plan.stages if s.is_mvu})
     progress.step(f"plan for {board.name}: weights {'/'.join(placements)}, "
-                  f"{plan.cycles:,} cycles per inference, estimated {est.luts:,} LUTs, "
-                  f"{est.ffs:,} FFs, {est.brams} BRAMs")
+                  f"{plan.cycles:,} cycles per inference at {clock_hz / 1e6:g} MHz, estimated "
+                  f"{est.luts:,} LUTs, {est.ffs:,} FFs, {est.brams} BRAMs")
     for warning in plan.warnings:
         progress.warn(warning)
     check_budget(plan, board.name)
@@ -257,7 +268,7 @@ def build(model, options: BuildOptions, stream=None):
                   f"weights.bin ({len(image):,} bytes) in {out.root}")
 
     result = BuildResult(out.root, board, plan, options.as_report(), roms, [],
-                         timings=timings, warnings=list(plan.warnings))
+                         timings=timings, warnings=list(plan.warnings), clock_hz=clock_hz)
     if options.verify > 0:
         t = time.monotonic()
         progress.step("verifying accel.v in Verilator against the golden model")
@@ -284,10 +295,14 @@ def build(model, options: BuildOptions, stream=None):
     progress.step(f"board {board.name}: " + ("build files and toolchain" if options.synth
                                               else "build files only (--no-synth)"))
     try:
-        result.synthesis = _board_build(board, plan, out, options, progress)
+        result.synthesis = _board_build(board, plan, out, options, progress, clock_hz)
     except BoardError as err:        # a tool failed: its log is named in the message
         raise BuildError(str(err)) from None
     timings["board_s"] = time.monotonic() - t
+    late = timing_warning(result.synthesis)
+    if late:
+        result.warnings.append(late)
+        progress.warn(late)
 
     out.write_text("build.json", json.dumps({
         "board": board.name, "model": graph.name,
@@ -345,10 +360,36 @@ def _digest(text):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _board_build(board, plan, out, options, progress):
+def timing_warning(synthesis):
+    """A line saying that the placed design does not meet its clock, or None."""
+    if synthesis.get("timing_met") is not False:
+        return None
+    missed = ", ".join(f"{domain} Fmax {c['fmax_mhz']:.1f} MHz below its {c['mhz']:g} MHz"
+                       for domain, c in synthesis["clocks"].items()
+                       if c["fmax_mhz"] is not None and c["fmax_mhz"] < c["mhz"])
+    path = synthesis.get("critical_path")
+    where = (f"; critical path {path['from']} -> {path['to']}, {path['ns']:g} ns"
+             if path else "")
+    return (f"timing NOT met: {missed}{where}. The bitstream is not safe to use at this "
+            "clock: build with a slower --clock")
+
+
+def sync_clock(board, options):
+    """The ``sync`` clock (Hz) the board's PLL makes for ``--clock`` (or the board's
+    default); BuildError if it cannot."""
+    from boards import BoardError
+    from boards.clocking import pll_frequency
+    hz = round(options.clock_mhz * 1e6) if options.clock_mhz else board.sync_hz
+    try:
+        return pll_frequency(board, hz)
+    except BoardError as err:
+        raise BuildError(str(err)) from None
+
+
+def _board_build(board, plan, out, options, progress, clock_hz):
     """Board top, build files and (unless ``--no-synth``) the toolchain run."""
     from boards import BoardTop, build_board
-    top = BoardTop(Accelerator(plan), board)
+    top = BoardTop(Accelerator(plan), board, clock_hz=clock_hz)
     with deep_recursion():           # the board top is converted by Amaranth too
         res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
                           progress=progress.note)
@@ -364,6 +405,11 @@ def board_result(res, out):
         "summary": res.summary,
         "utilization": res.utilization,
         "fmax_mhz": res.fmax_mhz,
+        "clock_mhz": res.clock_mhz,
+        "clocks": res.clocks,
+        "timing_met": res.timing_met,
+        "critical_path": (dict(zip(("from", "to", "ns"), res.critical_path))
+                          if res.critical_path else None),
         "bitstream": (str(Path(res.bitstream).relative_to(out.root))
                       if res.bitstream else None),
         "files": [str(Path(f).relative_to(out.root)) if Path(f).is_absolute() else

@@ -36,6 +36,16 @@ def _parse_bank(text):
     return int(pe), int(simd)
 
 
+def _parse_mhz(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frequency in MHz, got {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 1000 MHz, got {text}")
+    return value
+
+
 def _folds(pairs):
     folds = {}
     for name, value in pairs or []:
@@ -71,7 +81,7 @@ def _cmd_build(args):
         board=args.board, out=args.out, weights=args.weights,
         target_cycles=args.target_cycles, fold=_folds(args.fold),
         verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force,
-        engine=args.engine, bank=args.bank)
+        engine=args.engine, bank=args.bank, clock_mhz=args.clock)
     result = build(args.model, options)
     return 0 if result.ok else 1
 
@@ -152,6 +162,11 @@ def _parser():
                         "(0: skip; default: 32 for dataflow, for the layer engine as many "
                         "as fit in about 2 million cycles, at least 1)")
     b.add_argument("--seed", type=_count(0), default=0, help="seed of the verification inputs")
+    b.add_argument("--clock", type=_parse_mhz, default=None, metavar="MHZ",
+                   help="the design's clock, made by the board's PLL (default: the board's, "
+                        "100 MHz on the ULX3S and Arty, 50 on the iCEBreaker; the layer engine: "
+                        "25 MHz on the ULX3S); the cores are pipelined for it and the report "
+                        "says whether the placed design meets it")
     b.add_argument("--no-synth", action="store_true",
                    help="write the board's build files but do not run the FPGA toolchain")
     b.set_defaults(func=_cmd_build)

@@ -40,6 +40,7 @@ def _layer(plan, stage):
 def report_dict(result):
     """Everything the report says, as JSON-able data. ``result`` is a BuildResult."""
     plan, board = result.plan, result.board
+    clock_hz = result.clock_hz or board.clock_hz
     layers = [_layer(plan, s) for s in plan.stages[1:]]
     ii = plan.cycles
     fifo = [{"stage": name, "input": i, "from": plan[name].inputs[i], "depth": d,
@@ -48,7 +49,7 @@ def report_dict(result):
     data = {
         "model": plan.graph.name,
         "engine": "dataflow",
-        "board": {"name": board.name, "device": board.device, "clock_mhz": board.clock_hz / 1e6},
+        "board": {"name": board.name, "device": board.device, "clock_mhz": clock_hz / 1e6},
         "options": result.options,
         "layers": layers,
         "buffers": fifo,
@@ -57,7 +58,7 @@ def report_dict(result):
         "throughput": {
             "cycles_per_inference": ii,
             "bottleneck": plan.bottleneck.name,
-            "inferences_per_second": board.clock_hz / ii,
+            "inferences_per_second": clock_hz / ii,
         },
         "weights": {
             "roms": [{"name": r.name, "stage": r.stage, "content": r.what, "width": r.width,
@@ -70,6 +71,7 @@ def report_dict(result):
         "weight_forms": plan.graph.metadata.get("weight_forms", []),
         "warnings": list(result.warnings),
         "plan_met": not result.warnings,
+        "timing_met": (result.synthesis or {}).get("timing_met"),
     }
     if result.verification is not None:
         data["verification"] = result.verification
@@ -183,9 +185,21 @@ def synthesis_lines(s, estimate, budget, clock_mhz=None):
                 for k in ("luts", "ffs", "brams", "dsps") if k in util]
         lines += [markdown_table(["resource", f"measured ({s.get('tool', '?')})",
                                   "estimated", "available"], rows, "lrrr"), ""]
-    if s.get("fmax_mhz"):
-        clock = f" (board clock {clock_mhz:g} MHz)" if clock_mhz else ""
+    clocks = s.get("clocks") or {}
+    if any(c.get("fmax_mhz") for c in clocks.values()):
+        rows = [[domain, f"{c['mhz']:g}", f"{c['fmax_mhz']:.1f}" if c["fmax_mhz"] else "-",
+                 "-" if c["fmax_mhz"] is None else "yes" if c["fmax_mhz"] >= c["mhz"] else "NO"]
+                for domain, c in clocks.items()]
+        lines += [markdown_table(["clock", "requested (MHz)", "Fmax (MHz)", "met"], rows,
+                                 "lrrl"), ""]
+    elif s.get("fmax_mhz"):
+        clock = f" (clock {clock_mhz:g} MHz)" if clock_mhz else ""
         lines += [f"Fmax: {s['fmax_mhz']:.1f} MHz{clock}", ""]
+    path = s.get("critical_path")
+    if path:
+        lines += [f"Critical path: `{path['from']}` -> `{path['to']}`, {path['ns']:g} ns.", ""]
+    if s.get("timing_met") is False:
+        lines += ["**Timing is NOT met**: the bitstream is not safe to use at this clock.", ""]
     return lines
 
 

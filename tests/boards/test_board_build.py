@@ -125,7 +125,10 @@ def test_ulx3s_bitstream(tmp_path):
     assert res.tool == "nextpnr-ecp5"
     assert 100 < u["luts"] < 2000 and 100 < u["ffs"] < 2000
     assert u["brams"] == 1 and u["dsps"] == 0 and u["bram_kind"] == "DP16KD"
-    assert res.fmax_mhz > 25 and res.clock_mhz == 25 and not res.notes
+    # The 25 MHz oscillator through the PLL at the board's default 100 MHz.
+    assert 'FREQUENCY NET "clock.pll_sync_clk" 100000000.0 HZ;' in lpf
+    assert res.fmax_mhz > 100 and res.clock_mhz == 100 and not res.notes
+    assert res.timing_met and res.critical_path[2] < 10
     assert [tool for tool, _ in res.steps] == ["yosys", "nextpnr-ecp5", "ecppack"]
     log = "\n".join(lines)
     for tool in ("yosys", "nextpnr-ecp5", "ecppack"):

@@ -1,7 +1,7 @@
 """Parsing the tools' reports into one utilization dict."""
 
-from boards.reports import (nextpnr_fmax, nextpnr_utilization, vivado_fmax, vivado_utilization,
-                            yosys_xilinx_utilization)
+from boards.reports import (nextpnr_critical_path, nextpnr_fmax, nextpnr_utilization,
+                            vivado_fmax, vivado_utilization, yosys_xilinx_utilization)
 
 
 def test_yosys_xilinx_counts():
@@ -45,3 +45,32 @@ def test_vivado_older_report_layout():
     timing = "    WNS(ns)      TNS(ns)\n    -------      -------\n     -1.250       -9.000\n"
     assert vivado_fmax(timing, 10.0) == 88.89
     assert vivado_fmax("nothing", 10.0) is None
+
+
+# The ends of a nextpnr-ecp5 --report, as the small CNN's build wrote them.
+CLK = "$glbnet$bridge.accelerator.add_add.clk"
+RES7 = "bridge.accelerator.block_conv2_q_mvu.res7_TRELLIS_FF_Q_7"
+
+
+def _step(kind, delay, src, dst):
+    return {"type": kind, "delay": delay, "from": {"cell": src}, "to": {"cell": dst}}
+
+
+REPORT = {
+    "fmax": {CLK: {"achieved": 37.07, "constraint": 25}},
+    "critical_paths": [
+        {"from": "<async>", "to": f"posedge {CLK}",
+         "path": [_step("routing", 1.1, "rx_buffer.buf.buf0", "bridge.uart_rx.sync")]},
+        {"from": f"posedge {CLK}", "to": f"posedge {CLK}",
+         "path": [_step("clk-to-q", 0.52, RES7, RES7),
+                  _step("routing", 2.96, "x", "$nextpnr_CCU2C_643$CCU2_COMB0"),
+                  _step("setup", 0.0, "y",
+                        "bridge.accelerator.block_conv2_q_mvu.o__payload[7]_TRELLIS_FF_Q")]},
+    ],
+}
+
+
+def test_critical_path_names_the_cores_and_the_delay():
+    assert nextpnr_critical_path(REPORT) == ("block_conv2_q_mvu.res7",
+                                            "block_conv2_q_mvu.o__payload[7]", 3.48)
+    assert nextpnr_critical_path({"fmax": {}}) is None

@@ -30,14 +30,14 @@ def expected(x):
 def simulate(top, *benches):
     """Run testbenches side by side: a host sends and listens at the same time."""
     sim = Simulator(top)
-    sim.add_clock(1 / top.board.clock_hz)
+    sim.add_clock(1 / top.clock_hz)
     for bench in benches:
         sim.add_testbench(bench)
     sim.run()
 
 
 def test_board_top_mvu_over_uart():
-    top = BoardTop(mvu(), "icebreaker", baud=3_000_000)       # 12 MHz: 4 cycles per bit
+    top = BoardTop(mvu(), "icebreaker", baud=3_000_000, clock_hz=12_000_000)  # 4 cycles a bit
     cpb = top.clocks_per_bit
     assert cpb == 4
     rng = random.Random(1)
@@ -68,7 +68,7 @@ def test_board_top_mvu_over_uart():
 
 
 def test_break_resets_a_half_sent_input():
-    top = BoardTop(mvu(), "icebreaker", baud=3_000_000)
+    top = BoardTop(mvu(), "icebreaker", baud=3_000_000, clock_hz=12_000_000)
     cpb = top.clocks_per_bit
     x = [[31, -32, 7, -1], [0, 1, 2, 3]]
     got = {}
@@ -95,7 +95,8 @@ def test_fifo_overrun_lights_error():
     # One input byte becomes 8 two-byte sums: the UART sends 16 bytes for every byte it
     # receives, the accelerator waits on it, and input piles up in a 4-byte FIFO.
     expand = ConstantMVU([[1]] * 8, in_shape=signed(8), acc_width=16)
-    top = BoardTop(expand, "icebreaker", baud=3_000_000, rx_fifo_depth=4)
+    top = BoardTop(expand, "icebreaker", baud=3_000_000, rx_fifo_depth=4,
+                   clock_hz=12_000_000)
     cpb = top.clocks_per_bit
     got = {}
 
@@ -111,9 +112,9 @@ def test_fifo_overrun_lights_error():
 
 
 def test_board_top_relu_at_default_baud_on_ulx3s():
-    # 25 MHz / 115200 = 217 cycles per bit, the real configuration of the ULX3S build.
+    # 100 MHz (the PLL's, by default) / 115200 = 868 cycles per bit, as the ULX3S build.
     top = BoardTop(ReLU(signed(8), signed(8), 2), "ulx3s")
-    assert top.baud == 115_200 and top.clocks_per_bit == 217
+    assert top.baud == 115_200 and top.clock_hz == 100e6 and top.clocks_per_bit == 868
     x = [[-5, 7], [127, -128]]
     got = {}
 
@@ -126,7 +127,7 @@ def test_board_top_relu_at_default_baud_on_ulx3s():
 
     async def listener(ctx):
         got["bytes"], _ = await receive_bytes(ctx, bridge.tx, 4, top.clocks_per_bit,
-                                              timeout=20 * 217)
+                                              timeout=20 * 868)
 
     simulate(top, sender, listener)
     assert decode_beats(got["bytes"], top.out_format) == [[0, 7], [127, 0]]
@@ -139,9 +140,9 @@ def test_baud_rate_checks():
     with pytest.raises(BoardError, match="faster than ulx3s's USB-UART"):
         BoardTop(None, "ulx3s", baud=6_000_000)
     with pytest.raises(BoardError, match="at least 4"):
-        BoardTop(None, "icebreaker", baud=6_000_000)
+        BoardTop(None, "icebreaker", baud=6_000_000, clock_hz=12_000_000)
     with pytest.raises(BoardError, match=r"off at 12 MHz \(4 cycles per bit\)"):
-        BoardTop(None, "icebreaker", baud=2_700_000)           # 4.44 cycles per bit
+        BoardTop(None, "icebreaker", baud=2_700_000, clock_hz=12_000_000)  # 4.44 a bit
     with pytest.raises(BoardError, match="positive integer"):
         BoardTop(None, "icebreaker", baud=115200.5)
     with pytest.raises(BoardError, match="unknown board 'zedboard'"):

@@ -21,7 +21,7 @@ from boards import (
     get_board,
     read_manifest,
 )
-from boards.engine_clocks import ecp5_pll, mmcm
+from boards.clocking import ecp5_pll, mmcm
 from boards.flash_cdc import FlashCrossing, reset_cycles_needed
 from boards.qspi_timing import BOARD_DELAYS, fastest, margins
 from boards.reports import nextpnr_clock_fmax

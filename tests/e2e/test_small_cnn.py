@@ -77,6 +77,10 @@ def test_ulx3s_bitstream(small_cnn_qpk, tmp_path):
     bit = tmp_path / "u" / s["bitstream"]
     assert bit.is_file() and bit.stat().st_size > 100_000
     assert s["utilization"]["luts"] > 0 and s["fmax_mhz"] > 0
+    # The board's default clock, 100 MHz from the PLL; the report says whether it is met.
+    assert s["clock_mhz"] == 100 and s["timing_met"] == (s["fmax_mhz"] >= 100)
+    assert s["critical_path"]["ns"] > 0
+    assert any(w.startswith("timing NOT met") for w in result.warnings) == (not s["timing_met"])
     report = (tmp_path / "u" / "report.md").read_text()
     assert "## Synthesis" in report and "Fmax" in report
 

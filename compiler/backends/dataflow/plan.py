@@ -115,6 +115,11 @@ class Plan:
     placement: str = "auto"
     target_cycles: int | None = None
     warnings: list[str] = field(default_factory=list)  # things the user should know, one line each
+    clock_mhz: float | None = None    # the clock the stages are pipelined for; None: TARGET_MHZ
+
+    @property
+    def target_mhz(self) -> float:
+        return self.clock_mhz or TARGET_MHZ[self.fabric.name]
 
     def __getitem__(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -161,9 +166,9 @@ class Plan:
         """The skid buffers ``lower.py`` puts in: ``(stage, None)`` after a stage's output
         (``Stage.skid_after``), ``(stage, input index)`` before an input
         (``Stage.skid_before``) unless a FIFO is there, which registers ``ready`` too.
-        None below a 100 MHz target clock (the iCE40's 50 MHz): a 20 ns period holds
-        the ``ready`` path of several stages, and the small device needs the LUTs."""
-        if TARGET_MHZ[self.fabric.name] < 100:
+        None below a 100 MHz clock (the iCE40's 50 MHz): a 20 ns period holds the
+        ``ready`` path of several stages, and the small device needs the LUTs."""
+        if self.target_mhz < 100:
             return []
         out = []
         for s in self.stages[1:]:
@@ -385,8 +390,10 @@ def _plan_buffers(plan):
 
 def make_plan(graph: Graph, fabric: Fabric, *, budget: dict[str, int] | None = None,
               placement: str = "auto", target_cycles: int | None = None,
-              overrides: dict[str, tuple[int, int]] | None = None) -> Plan:
-    """Plan the hardware for a prepared graph on a fabric within a budget."""
+              overrides: dict[str, tuple[int, int]] | None = None,
+              clock_mhz: float | None = None) -> Plan:
+    """Plan the hardware for a prepared graph on a fabric within a budget, pipelined
+    for a ``clock_mhz`` clock (default: the family's ``TARGET_MHZ``)."""
     if placement not in PLACEMENTS:
         raise BuildError(f"unknown weight placement '{placement}'; choose one of "
                          f"{', '.join(PLACEMENTS)}")
@@ -395,9 +402,9 @@ def make_plan(graph: Graph, fabric: Fabric, *, budget: dict[str, int] | None = N
     stages = Builder(graph).stages()
     for s in stages:
         if s.is_mvu:
-            s.levels_per_stage = levels_per_stage(fabric)
+            s.levels_per_stage = levels_per_stage(fabric, clock_mhz)
     plan = Plan(graph, stages, fabric, {}, budget=budget, placement=placement,
-                target_cycles=target_cycles)
+                target_cycles=target_cycles, clock_mhz=clock_mhz)
     for s in stages:
         s.cost(fabric)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)

@@ -57,13 +57,13 @@ class EngineBuildResult:
         return self.verification is None or self.verification["bit_exact"]
 
 
-def engine_clocks_for(board):
-    """The board's engine and flash clocks (``boards.engine_clocks``), as a BuildError
-    if the board has no engine top."""
+def engine_clocks_for(board, clock_mhz=None):
+    """The board's engine and flash clocks (``boards.engine_clocks``), the engine's at
+    ``clock_mhz`` if given; a BuildError if the board has no engine top or cannot."""
     from boards import BoardError
     from boards.engine_clocks import engine_clocks
     try:
-        return engine_clocks(board)
+        return engine_clocks(board, round(clock_mhz * 1e6) if clock_mhz else None)
     except BoardError as err:
         raise BuildError(str(err)) from None
 
@@ -91,7 +91,7 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
     timings = {}
     t = time.monotonic()
     pgraph = prepare(graph, forms=False)
-    clocks = engine_clocks_for(board)
+    clocks = engine_clocks_for(board, options.clock_mhz)
     rate = FlashRate(clocks.engine_hz, clocks.flash_hz, clocks.divider)
     pe, simd = options.bank if options.bank else (None, None)
     plan = plan_engine(pgraph, FABRICS[board.family], board.budget, rate, pe=pe, simd=simd)
@@ -154,7 +154,12 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
     progress.step(f"board {board.name}: " + ("engine board top, build files and toolchain"
                                               if options.synth else
                                               "engine board top and build files (--no-synth)"))
-    result.synthesis = _board(board, build, out, options, progress)
+    result.synthesis = _board(board, build, out, options, progress, clocks.engine_hz)
+    from ...driver.build import timing_warning
+    late = timing_warning(result.synthesis)
+    if late:
+        result.warnings.append(late)
+        progress.warn(late)
     timings["board_s"] = time.monotonic() - t
 
     out.write_text("build.json", json.dumps({
@@ -183,7 +188,7 @@ def engine_rate_warning(plan, verification):
             "the model misses a stall here")
 
 
-def _board(board, build, out, options, progress):
+def _board(board, build, out, options, progress, engine_hz):
     """The engine's board top through the board's flow (``boards.engine_top``); the
     board's manifest names ``weights.bin`` for the flash, at the board's weight offset."""
     from boards import BoardError
@@ -194,7 +199,7 @@ def _board(board, build, out, options, progress):
         with deep_recursion():
             res = build_board_engine(LayerEngine(build.config), board, out.tool_dir("board"),
                                      weights="../weights.bin", run_toolchain=options.synth,
-                                     progress=progress.note)
+                                     progress=progress.note, engine_hz=engine_hz)
     except BoardError as err:
         raise BuildError(str(err)) from None
     from ...driver.build import board_result

@@ -43,6 +43,7 @@ def engine_report_dict(result):
                        "stream_bytes": len(build.stream.data)},
         "files": sorted(result.files),
         "warnings": list(result.warnings),
+        "timing_met": (result.synthesis or {}).get("timing_met"),
     }
     if result.verification is not None:
         data["verification"] = result.verification

@@ -1,5 +1,6 @@
 """The command line as a user meets it: tables, progress, and one-line errors."""
 
+import json
 import subprocess
 import sys
 
@@ -68,8 +69,15 @@ def test_flash_without_a_build(tmp_path):
 
 def test_build_writes_everything_without_synthesis(tmp_path):
     rc, out, err = run("build", "digits_cnn_pow2", "--board", "ulx3s", "--weights", "rom",
-                       "--verify", "0", "--no-synth", "-o", tmp_path / "b")
+                       "--verify", "0", "--no-synth", "--clock", "75", "-o", tmp_path / "b")
     assert rc == 0, err
+    # --clock: the plan, the report and the PLL's constraint all at 75 MHz.
+    assert "cycles per inference at 75 MHz" in out
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["board"]["clock_mhz"] == 75 and report["options"]["clock_mhz"] == 75
+    assert report["timing_met"] is None                   # nothing placed, nothing timed
+    lpf = (tmp_path / "b" / "board" / "top.lpf").read_text()
+    assert 'FREQUENCY NET "clock.pll_sync_clk" 75000000.0 HZ;' in lpf
     for step in range(1, 7):
         assert f"[{step}/6]" in out
     names = {p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*")}
@@ -86,6 +94,9 @@ def test_build_writes_everything_without_synthesis(tmp_path):
     (["-o", ""], "must not be empty"),
     (["--fold", "conv1=2x1", "--fold", "conv1=1x1"], "given twice"),
     (["--fold", "conv1=0x1"], "expected LAYER=PExSIMD"),
+    (["--clock", "fast"], "--clock: expected a frequency in MHz"),
+    (["--clock", "0.5"], "--clock: expected 1 to 1000 MHz"),
+    (["--board", "icebreaker", "--clock", "1.2"], "--clock 1.2 MHz: icebreaker's PLL cannot"),
 ])
 def test_bad_build_arguments_are_one_line(tmp_path, args, needle):
     rc, out, err = run("build", "digits_cnn_ternary", "--no-synth", "-o", tmp_path / "b", *args)
