@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import reports
+from .logic_depth import logic_depth
 from .manifest import write_manifest
 from .registry import Board, BoardError, get_board
 from .tools import env_script, find_tool, require, tool_environment
@@ -73,6 +74,7 @@ class BoardBuildResult:
     notes: list = field(default_factory=list)
     clocks: dict = field(default_factory=dict)
     critical_path: tuple = None      # (from, to, ns) of the slowest clock (nextpnr)
+    logic_depth: dict = None         # core -> LUT levels into it (Yosys synth_xilinx)
 
     @property
     def timing_met(self):
@@ -99,6 +101,8 @@ class BoardBuildResult:
                 else f"{domain} {c['mhz']:g} MHz" for domain, c in self.clocks.items()))
         elif self.fmax_mhz:
             parts.append(f"; Fmax {self.fmax_mhz:.1f} MHz at a {self.clock_mhz:g} MHz clock")
+        if u.get("lut_levels") is not None:
+            parts.append(f"; longest path {u['lut_levels']} LUT levels")
         parts.append("; bitstream " + (self.bitstream.name if self.bitstream else "not built"))
         text = "".join(parts)
         return text + (". " + " ".join(self.notes) if self.notes else "")
@@ -199,7 +203,8 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
             "board": board.name, "tool": result.tool, "utilization": result.utilization,
             "fmax_mhz": result.fmax_mhz, "clock_mhz": result.clock_mhz,
             "clocks": result.clocks, "notes": result.notes,
-            "critical_path": result.critical_path}, indent=1, sort_keys=True) + "\n")
+            "critical_path": result.critical_path, "logic_depth": result.logic_depth},
+            indent=1, sort_keys=True) + "\n")
         files.append("utilization.json")
     result.files = sorted(files + list(result.logs.values()))
     result.elapsed_s = time.monotonic() - t0
@@ -388,6 +393,8 @@ def _yosys_xilinx_script(name, *, abc9=True):
         "setparam -unset SIM_DEVICE t:BUFGCTRL",
         *steps,
         f"tee -q -o {name}_yosys_xilinx_stat.json stat -json",
+        # The mapped netlist, for its logic depth (boards.logic_depth); removed after.
+        f"write_json -compat-int {name}_yosys_xilinx_netlist.json",
         ""])
 
 
@@ -415,6 +422,11 @@ def _run_yosys_xilinx(board, out_dir, name, result, progress):
     stat = json.loads((out_dir / f"{name}_yosys_xilinx_stat.json").read_text())
     result.utilization = reports.yosys_xilinx_utilization(stat, top=name)
     result.utilization["bram_kind"] = board.bram_kind
+    netlist = out_dir / f"{name}_yosys_xilinx_netlist.json"
+    depth = logic_depth(json.loads(netlist.read_text()), top=name)
+    netlist.unlink()
+    result.utilization["lut_levels"] = depth["max"]
+    result.logic_depth = depth["cores"]
     result.tool = "yosys synth_xilinx estimate"
 
 

@@ -410,6 +410,7 @@ def board_result(res, out):
         "timing_met": res.timing_met,
         "critical_path": (dict(zip(("from", "to", "ns"), res.critical_path))
                           if res.critical_path else None),
+        "logic_depth": res.logic_depth,
         "bitstream": (str(Path(res.bitstream).relative_to(out.root))
                       if res.bitstream else None),
         "files": [str(Path(f).relative_to(out.root)) if Path(f).is_absolute() else

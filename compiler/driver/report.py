@@ -88,19 +88,24 @@ def report_markdown(data):
 
     lines += ["## Layers", ""]
     rows = []
+    levels = stage_levels([l["stage"] for l in data["layers"]],
+                          (data.get("synthesis") or {}).get("logic_depth"))
     for l in data["layers"]:
         e = l["estimate"]
         fold = f"{l['pe']}x{l['simd']}" if "pe" in l else "-"
         shapes = " -> ".join("x".join(map(str, l[k])) for k in ("in_shape", "out_shape"))
         rows.append([l["stage"], "+".join(l["nodes"]), l["kind"], shapes,
                      l.get("weights", "-"), l.get("placement", "-"), fold, l["out_lane"],
-                     l["cycles"], e["luts"], e["ffs"], e["brams"]])
+                     l["cycles"], e["luts"], e["ffs"], e["brams"]]
+                    + ([levels.get(l["stage"], "-")] if levels else []))
     t = data["estimate"]
     rows.append(["total", "", "", "", "", "", "", "", data["throughput"]["cycles_per_inference"],
-                 t["luts"], t["ffs"], t["brams"]])
+                 t["luts"], t["ffs"], t["brams"]]
+                + ([data["synthesis"]["utilization"].get("lut_levels", "-")] if levels else []))
     lines += [markdown_table(["stage", "nodes", "core", "shape", "weights", "placement",
                               "PExSIMD", "lane", "cycles", "LUT (est)", "FF (est)",
-                              "BRAM (est)"], rows, "llllllllrrrr"), ""]
+                              "BRAM (est)"] + (["LUT levels"] if levels else []), rows,
+                             "llllllllrrrr" + ("r" if levels else "")), ""]
     lines += ["PExSIMD: output channels x input lanes per cycle. Cycles: per inference for the "
               "stage; the total is the slowest stage, which sets the rate. Lane: the width of "
               "each output value (s = signed, u = unsigned).", ""]
@@ -175,6 +180,26 @@ def report_markdown(data):
     return "\n".join(lines)
 
 
+def stage_levels(stages, depth):
+    """Stage -> the deepest LUT levels of its cores (``<stage>_mvu``, ``<stage>_window``,
+    ...; each core to the longest stage name it starts with), from ``logic_depth``."""
+    if not depth:
+        return {}
+    out = {}
+    for core, levels in depth.items():
+        owner = max((s for s in stages if core == s or core.startswith(s + "_")), key=len,
+                    default=None)
+        if owner is not None:
+            out[owner] = max(out.get(owner, 0), levels)
+    return out
+
+
+def xc7_levels(clock_mhz):
+    """LUT levels (with their routing) that fit a clock period on an Artix-7 -1."""
+    from boards.logic_depth import LEVEL_NS_XC7, OVERHEAD_NS_XC7
+    return max(1, int((1000 / clock_mhz - OVERHEAD_NS_XC7) // LEVEL_NS_XC7))
+
+
 def synthesis_lines(s, estimate, budget, clock_mhz=None):
     """The report's synthesis section: the tool's summary, measured against estimated and
     available resources, and Fmax where the tool measured it."""
@@ -195,6 +220,14 @@ def synthesis_lines(s, estimate, budget, clock_mhz=None):
     elif s.get("fmax_mhz"):
         clock = f" (clock {clock_mhz:g} MHz)" if clock_mhz else ""
         lines += [f"Fmax: {s['fmax_mhz']:.1f} MHz{clock}", ""]
+    depth = s.get("logic_depth")
+    if depth:
+        deepest = sorted(depth.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+        lines += [f"Logic depth (Yosys `synth_xilinx`; LUT levels on the longest path into a "
+                  f"register of each core; an Artix-7 -1 holds about {xc7_levels(clock_mhz)} "
+                  f"at {clock_mhz:g} MHz): " if clock_mhz else "Logic depth (LUT levels): ",
+                  "", markdown_table(["core", "LUT levels"], [list(kv) for kv in deepest], "lr"),
+                  ""]
     path = s.get("critical_path")
     if path:
         lines += [f"Critical path: `{path['from']}` -> `{path['to']}`, {path['ns']:g} ns.", ""]

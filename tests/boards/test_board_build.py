@@ -49,6 +49,11 @@ def test_arty_plan_with_yosys_estimate(tmp_path, monkeypatch):
     assert u["brams"] == 1 and u["bram_kind"] == "RAMB18"       # the 512-byte UART FIFO
     assert u["dsps"] == 0                                         # no multipliers anywhere
     assert res.tool == "yosys synth_xilinx estimate" and res.fmax_mhz is None
+    # No timing without Vivado: the logic depth instead, per core, the netlist removed.
+    assert 1 <= u["lut_levels"] <= 10 and u["lut_levels"] == max(res.logic_depth.values())
+    assert {"bridge", "uart_rx", "rx_fifo"} <= set(res.logic_depth)
+    assert f"longest path {u['lut_levels']} LUT levels" in res.summary
+    assert not (out / "top_yosys_xilinx_netlist.json").exists()
     assert any("Vivado was not found" in n for n in res.notes)
     assert any(line.startswith("yosys: estimating Xilinx resources") for line in lines)
     assert any("vivado not found" in line for line in lines)

@@ -97,6 +97,10 @@ def test_arty_plan_and_yosys_utilization(small_cnn_qpk, tmp_path, monkeypatch):
     s = result.synthesis
     assert s["bitstream"] is None
     assert s["utilization"]["luts"] > 0 and s["utilization"].get("dsps", 0) == 0
+    # The logic depth per stage, next to the LUTs, in the report's layer table.
+    assert s["utilization"]["lut_levels"] == max(s["logic_depth"].values())
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "LUT levels |" in report and "an Artix-7 -1 holds about 8 at 100 MHz" in report
     board_files = {p.name for p in (tmp_path / "a" / "board").iterdir()}
     assert any(n.endswith(".tcl") for n in board_files), board_files
     assert any(n.endswith(".xdc") for n in board_files), board_files

@@ -104,7 +104,7 @@ def engine_report_markdown(data):
                                   for x in data["candidates"]], "lrrrl"), ""]
     s = data.get("synthesis")
     if s:
-        lines += synthesis_lines(s, e, budget)
+        lines += synthesis_lines(s, e, budget, clock_mhz=data["board"]["clock_mhz"])
         lines += [f"`weights.bin` goes to flash offset 0x{s.get('weights_flash_offset') or 0:x} "
                   "(`python -m compiler flash` writes it there).", ""]
     if v:
