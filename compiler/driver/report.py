@@ -225,7 +225,8 @@ def synthesis_lines(s, estimate, budget, clock_mhz=None):
         deepest = sorted(depth.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
         lines += [f"Logic depth (Yosys `synth_xilinx`; LUT levels on the longest path into a "
                   f"register of each core; an Artix-7 -1 holds about {xc7_levels(clock_mhz)} "
-                  f"at {clock_mhz:g} MHz): " if clock_mhz else "Logic depth (LUT levels): ",
+                  f"at {clock_mhz:g} MHz), the deepest cores:" if clock_mhz
+                  else "Logic depth (LUT levels), the deepest cores:",
                   "", markdown_table(["core", "LUT levels"], [list(kv) for kv in deepest], "lr"),
                   ""]
     path = s.get("critical_path")
