@@ -212,7 +212,9 @@ def choose_folding(plan: Plan, *, placement: str = "auto", target_cycles: int | 
     ``hardwired`` puts every layer's weights in wiring. ``rom`` folds every
     layer: with ``target_cycles`` each layer gets the least parallelism that
     meets it; without, the fastest design whose estimate fits within ``share``
-    of the budget. ``auto`` takes ``hardwired`` if that fits, else ``rom``.
+    of the budget. ``auto`` takes ``hardwired`` if that fits, then folds every
+    layer that would idle at the design's rate where that saves LUTs
+    (:func:`_balance`), else ``rom``.
     ``overrides`` maps a layer name to ``(pe, simd)``.
     """
     mvus = plan.mvus
@@ -231,7 +233,10 @@ def choose_folding(plan: Plan, *, placement: str = "auto", target_cycles: int | 
 
     if placement == "hardwired" or (placement == "auto" and target_cycles is None):
         apply("hardwired")
-        if placement == "hardwired" or _fits(plan.resources, plan.budget, share):
+        if placement == "hardwired":
+            return plan
+        if _fits(plan.resources, plan.budget, share):
+            _balance(plan, fixed, share)
             return plan
     if target_cycles is not None:
         apply("rom", target_cycles)
@@ -264,6 +269,29 @@ def choose_folding(plan: Plan, *, placement: str = "auto", target_cycles: int | 
     if best is not None:
         apply("rom", best[2], best[3])
     return plan          # without a fit: the most folded design; check_budget() says why
+
+
+def _balance(plan: Plan, fixed: dict, share: float) -> None:
+    """Fold the hard-wired MAC stages that would idle: no stage need run faster than the
+    slowest one. Largest first, each gets the least parallelism that keeps the plan's
+    rate (its weights in ROM, its adders shared across cycles) where that costs fewer
+    LUTs and still fits."""
+    rate = plan.cycles
+    for s in sorted(plan.mvus, key=lambda s: (-s.resources.luts, s.name)):
+        if s.name in fixed or s.cycles >= rate:
+            continue
+        fold = s.fold_for(rate)
+        if fold is None or fold == (s.n, s.k):
+            continue
+        luts = plan.resources.luts
+        s.fold("rom", *fold)
+        s.cost(plan.fabric, goal=rate)
+        _plan_buffers(plan)
+        if plan.cycles > rate or plan.resources.luts >= luts or not _fits(
+                plan.resources, plan.budget, share):
+            s.fold("hardwired")
+            s.cost(plan.fabric)
+            _plan_buffers(plan)
 
 
 def why_floor(plan: Plan) -> str:

@@ -47,6 +47,20 @@ def test_target_cycles_met_with_least_parallelism(graph, target):
                        if pe * simd < s.pe * s.simd) or s.pe * s.simd == 1
 
 
+def test_auto_folds_the_layers_that_would_idle(graph):
+    """Balanced folding: auto keeps the hard-wired design's rate with fewer LUTs, the
+    layers on the small maps after the pool folded to that rate and no faster needed."""
+    hard = make_plan(graph, FABRICS["ecp5"], placement="hardwired")
+    auto = make_plan(graph, FABRICS["ecp5"], budget={"luts": 10**6, "ffs": 10**6,
+                                                     "brams": 1000})
+    assert auto.cycles == hard.cycles and auto.resources.luts < hard.resources.luts
+    folded = [s for s in auto.mvus if s.placement == "rom"]
+    assert folded and any(s.placement == "hardwired" for s in auto.mvus)
+    for s in folded:
+        assert s.cycles <= auto.cycles and hard[s.name].cycles < hard.cycles
+        assert s.fold_for(auto.cycles) == (s.pe, s.simd)
+
+
 def test_auto_folds_when_hardwired_does_not_fit(graph):
     hard = make_plan(graph, FABRICS["ice40"], placement="hardwired")
     budget = {"luts": hard.resources.luts // 2, "ffs": 10 ** 6, "brams": 1000}
