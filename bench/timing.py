@@ -138,7 +138,8 @@ def measure(design, board, out, verify=0, model_path=None):
         return row
     s = result.synthesis or {}
     u = s.get("utilization") or {}
-    row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"))
+    row.update(luts=u.get("luts"), ffs=u.get("ffs"), fmax=s.get("fmax_mhz"),
+               levels=u.get("lut_levels"))
     _abc_note(row, board_dir)
     row["seconds"] = round(time.monotonic() - t0)
     row["cycles"] = result.plan.cycles
@@ -160,13 +161,13 @@ def _abc_note(row, board_dir):
 
 
 def table(rows):
-    headers = ["design", "board", "top", "LUTs", "FFs", "Fmax (MHz)",
+    headers = ["design", "board", "top", "LUTs", "FFs", "Fmax (MHz)", "LUT levels",
                "critical path (from -> to)", "ns", "cycles/inference", "note"]
     out = []
     for r in rows:
         if "error" in r:
             out.append([r["design"], r["board"], r.get("top", "-"), "-", "-", "-", "-", "-", "-",
-                        r["error"]])
+                        "-", r["error"]])
             continue
         cycles = str(r["cycles"])
         if "measured_cycles" in r:
@@ -174,9 +175,11 @@ def table(rows):
         out.append([r["design"], r["board"], r.get("top", "-"), r.get("luts") or "-",
                     r.get("ffs") or "-",
                     f"{r['fmax']:.1f}" if r.get("fmax") else "-",
-                    f"{r.get('path_from', '?')} -> {r.get('path_to', '?')}",
+                    r.get("levels", "-"),
+                    f"{r.get('path_from', '?')} -> {r.get('path_to', '?')}"
+                    if "path_from" in r else "-",
                     r.get("path_ns", "-"), cycles, r.get("note", "")])
-    return markdown_table(headers, out, align="lllrrrlrrl")
+    return markdown_table(headers, out, align="lllrrrrlrrl")
 
 
 def main(argv=None):
