@@ -140,24 +140,32 @@ def _mmcm_setting(clkin_hz, hz):
 
 
 class PLLClock(Elaboratable):
-    """The ``sync`` domain at ``hz``, made by ``board``'s PLL from its oscillator.
+    """``board``'s PLL making ``hz`` from its oscillator: ``clk`` (through a global
+    buffer) and ``locked``.
 
-    Defines ``sync``: its clock the PLL's output (through a global buffer), its
-    reset held until the PLL locks and released synchronously. ``hz`` is what
-    :func:`pll_frequency` says the PLL makes. Requests the oscillator's pin
-    itself, so the platform does not build its own ``sync``.
+    ``hz`` is what :func:`pll_frequency` says the PLL makes. Requests the
+    oscillator's pin itself, so the platform does not build its own ``sync``; the
+    top defines ``sync`` on ``clk`` (Amaranth wants a domain defined where it is
+    used or above) and holds it in reset until ``locked``, as :meth:`domain` does.
     """
 
     def __init__(self, board, hz):
         self.board = board
         self.setting = _setting(board, hz)
         self.hz = self.setting.hz
+        self.clk = Signal(name=PLL_NET, attrs={"keep": 1})
+        self.locked = Signal()
+
+    def domain(self, m):
+        """Define ``sync`` in ``m`` (the top) on this PLL, with ``self`` as a submodule."""
+        m.submodules.clock = self
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(self.clk)
+        m.submodules.reset_sync = ResetSynchronizer(~self.locked, domain="sync")
 
     def elaborate(self, platform):
         m = Module()
-        board, p = self.board, self.setting.params
-        clk = Signal(name=PLL_NET, attrs={"keep": 1})
-        locked = Signal()
+        board, p, clk = self.board, self.setting.params, self.clk
         pin = platform.request(platform.default_clk, dir="-")
         if board.family == "ice40":
             # The PLL takes the oscillator straight from its pad (iCEBreaker: pin 35).
@@ -165,6 +173,7 @@ class PLLClock(Elaboratable):
         else:
             m.submodules.clk_buffer = clkin = io.Buffer("i", pin)
             if board.family == "ecp5":
+                locked = Signal()
                 m.submodules.pll = Instance("EHXPLLL", **_ehxplll_params(
                     clkin.i, board.clock_hz, p, clk, self.hz, locked))
             else:
@@ -173,9 +182,7 @@ class PLLClock(Elaboratable):
                     clkin.i, board.clock_hz, [(raw, self.hz)],
                     mult=p["CLKFBOUT_MULT_F"], divides=[p["CLKOUT0_DIVIDE_F"]])
                 m.submodules.bufg = Instance("BUFG", i_I=raw, o_O=clk)
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += ClockSignal("sync").eq(clk)
-        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        m.d.comb += self.locked.eq(locked)
         if board.family != "xilinx":       # Vivado derives the MMCM's output clock itself
             platform.add_clock_constraint(clk, self.hz)
         return m

@@ -231,7 +231,7 @@ class BoardTop(Elaboratable):
         if platform is None:
             return m
         if self.clock_hz != self.board.clock_hz:
-            m.submodules.clock = PLLClock(self.board, self.clock_hz)
+            PLLClock(self.board, self.clock_hz).domain(m)
         connect_pins(m, platform, bridge, self.board)
         return m
 
