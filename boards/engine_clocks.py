@@ -113,13 +113,12 @@ def engine_clocks(board, engine_hz=None):
         try:
             p = ecp5_pll_divisors(board.clock_hz, engine_hz, c.flash_hz)
         except ValueError:
-            p = None
-        if p is not None:
-            return replace(c, engine_hz=engine_hz, source=(
-                f"EHXPLLL: CLKOP {engine_hz / 1e6:g} MHz (build --clock), CLKOS / "
-                f"{p['CLKOS_DIV']} {c.flash_hz / 1e6:g} MHz (flash)"))
-        raise BoardError(f"--clock {engine_hz / 1e6:g} MHz: {board.name}'s PLL cannot make it "
-                         f"together with the flash's {c.flash_hz / 1e6:g} MHz (the VCO, 400-800 "
-                         "MHz, must be a whole multiple of both); 25, 50 or 100 MHz can")
+            raise BoardError(f"--clock {engine_hz / 1e6:g} MHz: {board.name}'s PLL cannot make "
+                             f"it together with the flash's {c.flash_hz / 1e6:g} MHz (the VCO, "
+                             "400-800 MHz, must be a whole multiple of both); 25, 50 or 100 "
+                             "MHz can") from None
+        return replace(c, engine_hz=engine_hz, source=(
+            f"EHXPLLL: CLKOP {engine_hz / 1e6:g} MHz (build --clock), CLKOS / "
+            f"{p['CLKOS_DIV']} {c.flash_hz / 1e6:g} MHz (flash)"))
     raise BoardError(f"--clock {engine_hz / 1e6:g} MHz: on {board.name} the layer engine runs "
                      f"at the oscillator's {c.engine_hz / 1e6:g} MHz")

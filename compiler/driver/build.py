@@ -364,9 +364,10 @@ def timing_warning(synthesis):
     """A line saying that the placed design does not meet its clock, or None."""
     if synthesis.get("timing_met") is not False:
         return None
-    missed = ", ".join(f"{domain} Fmax {c['fmax_mhz']:.1f} MHz below its {c['mhz']:g} MHz"
-                       for domain, c in synthesis["clocks"].items()
-                       if c["fmax_mhz"] is not None and c["fmax_mhz"] < c["mhz"])
+    from boards.toolchain import missed_clocks
+    clocks = synthesis["clocks"]
+    missed = ", ".join(f"{domain} Fmax {clocks[domain]['fmax_mhz']:.1f} MHz below its "
+                       f"{clocks[domain]['mhz']:g} MHz" for domain in missed_clocks(clocks))
     path = synthesis.get("critical_path")
     where = (f"; critical path {path['from']} -> {path['to']}, {path['ns']:g} ns"
              if path else "")
