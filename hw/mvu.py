@@ -22,7 +22,8 @@ adder tree per output, and a vector goes in every cycle.
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ShapeLike, Signal, signed, unsigned
+from amaranth.hdl import (Array, Cat, Const, Module, Mux, ShapeLike, Signal, Value, signed,
+                          unsigned)
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -206,6 +207,11 @@ class RomLayout:
                 words.append(word)
         return self.pe * self.simd * enc.weight_bits, words
 
+    def negative_digits(self):
+        """Per output channel, how many of its weights' digits are negative: the ``+1``
+        each of their one's complement negations leaves out (``RomMVU._product``)."""
+        return [sum(int(neg) for w in row for neg, _ in csd_digits(w)) for row in self.weights]
+
     def threshold_rom(self):
         """``(word_bits, words)`` of the threshold ROM, or None without thresholds."""
         if self.thresholds is None:
@@ -276,6 +282,8 @@ class RomMVU(wiring.Component):
     ``simd`` (divides K). ``levels_per_stage`` pipelines the adder tree over the
     ``simd`` products, and with ``register_rom`` (the default) the weight word
     passes a register after the ROM, whose read is slow. Neither changes the rate.
+    ``rom_style`` is passed to synthesis as the ROMs' ``ram_style`` (``"block"``: in
+    block RAM, however shallow; by default synthesis makes shallow ROMs logic).
 
     Members
     -------
@@ -288,8 +296,9 @@ class RomMVU(wiring.Component):
                  thresholds: Sequence[Sequence[int]] | None = None,
                  out_shape: ShapeLike | None = None, out_lo: int = 0, in_pow2: bool = False,
                  levels_per_stage: int | None = 3, register_compares: bool = True,
-                 register_rom: bool = True):
+                 register_rom: bool = True, rom_style: str | None = None):
         self.in_pow2 = in_pow2
+        self.rom_attrs = {"ram_style": rom_style} if rom_style else None
         self.levels_per_stage = levels_per_stage
         self.register_compares, self.register_rom = register_compares, register_rom
         self.layout = layout = RomLayout(weights, pe=pe, simd=simd, acc_width=acc_width,
@@ -328,7 +337,14 @@ class RomMVU(wiring.Component):
         return 1 + int(self.register_rom) + tree + 1 + compares + 1
 
     def _product(self, x, wbits):
-        """``w * x`` as a sum of shifted, conditionally negated copies of ``x``."""
+        """``w * x`` as a sum of shifted, conditionally negated copies of ``x``.
+
+        A negative digit is the one's complement of its copy (every bit flipped): the
+        missing ``+1`` of each is a constant of the weights, added to the channel's
+        bias (:meth:`RomLayout.negative_digits`). So a product is a LUT per bit, no
+        carry chain, and synthesis merges it into the first adder of the tree. Pow2
+        codes keep a true negation: whether their digit counts depends on the input
+        (code 0 is zero whatever the weight)."""
         enc = self.encoding
         terms = []
         for d in range(enc.digits):
@@ -339,9 +355,12 @@ class RomMVU(wiring.Component):
                 # whatever the weight's shift.
                 shifted = pow2_value(x + shift if enc.shift_bits else x)
                 nz = nz & (x != 0)
-            else:
-                shifted = (x << shift) if enc.shift_bits else x
-            terms.append(Mux(nz, Mux(neg, -shifted, shifted), 0))
+                terms.append(Mux(nz, Mux(neg, -shifted, shifted), 0))
+                continue
+            shifted = Value.cast((x << shift) if enc.shift_bits else x)
+            sign = shifted[-1] if shifted.shape().signed else Const(0, 1)
+            wide = Cat(shifted, sign)           # one bit more: -x - 1 fits
+            terms.append(Cat(*((bit ^ neg) & nz for bit in wide)).as_signed())
         return terms
 
     def elaborate(self, platform):
@@ -377,7 +396,7 @@ class RomMVU(wiring.Component):
 
         word_bits, words = self.layout.weight_rom()
         m.submodules.weights = wrom = Memory(shape=unsigned(word_bits), depth=len(words),
-                                             init=words)
+                                             init=words, attrs=self.rom_attrs)
         rd = wrom.read_port(domain="sync")
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
 
@@ -427,7 +446,11 @@ class RomMVU(wiring.Component):
                 m.d.sync += [r.eq(v) for r, v in
                              zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
             s1_valid, s1_first, s1_last, s1_group = staged
-        biases = [Array(Const(self.bias[g * self.pe + p], signed(acc_w))
+        bias = self.bias
+        if not self.in_pow2:
+            bias = [b + c for b, c in zip(bias, self.layout.negative_digits())]
+        half = 1 << (acc_w - 1)          # the biases wrap as the accumulator does
+        biases = [Array(Const((bias[g * self.pe + p] + half) % (2 * half) - half, signed(acc_w))
                         for g in range(self.nf)) for p in range(self.pe)]
         for p in range(self.pe):
             start = Mux(s1_first, biases[p][s1_group], accs[p])
@@ -446,7 +469,8 @@ class RomMVU(wiring.Component):
             tw, twords = self.layout.th_shape.width, self.layout.threshold_rom()[1]
             levels = len(self.thresholds[0])
             m.submodules.thresholds = trom = Memory(
-                shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)
+                shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords,
+                attrs=self.rom_attrs)
             trd = trom.read_port(domain="sync")
             m.d.comb += [trd.addr.eq(s1_group), trd.en.eq(en)]
 
@@ -485,7 +509,8 @@ class RomMVU(wiring.Component):
         values = res
         address = acc_group
         for (suffix, width, words), j in zip(layout.threshold_roms(), reversed(range(bits))):
-            rom = Memory(shape=unsigned(width), depth=len(words), init=words)
+            rom = Memory(shape=unsigned(width), depth=len(words), init=words,
+                         attrs=self.rom_attrs)
             m.submodules[f"thresholds{suffix}"] = rom
             rd = rom.read_port(domain="sync")
             m.d.comb += [rd.addr.eq(address), rd.en.eq(en)]

@@ -29,7 +29,7 @@ def _layer(plan, stage):
         "out_shape": list(g[stage.nodes[-1]].shape),
         "out_lane": f"{'s' if stage.out_lane.signed else 'u'}{stage.out_lane.width}",
         "cycles": stage.cycles,
-        "estimate": stage.resources.as_dict(),
+        "estimate": plan.estimate(stage).as_dict(),
     }
     row.update(stage.report())
     if stage.is_mvu:

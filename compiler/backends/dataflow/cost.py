@@ -46,13 +46,14 @@ class Fabric:
         and memories whose ``style`` (``ram_style``) is ``"distributed"``. A write
         port of ``granularity`` bits per enable puts each granule in whole byte
         lanes of a block RAM (a 16-bit granule takes two 9-bit lanes), which is how
-        synthesis maps it. ``copies``: the memory is held that many times (one per
-        read port beyond a block RAM's).
+        synthesis maps it. ``style="block"`` puts any memory deeper than one word in
+        block RAM, as ``ram_style = "block"`` makes synthesis do. ``copies``: the memory
+        is held that many times (one per read port beyond a block RAM's).
         """
         per_lut = 2 ** self.lut_inputs                        # one LUT is a 2**inputs x 1 ROM
         if depth <= 1 or width == 0:
             return 0, 0                                       # one word: constants
-        if (width * depth <= self.small_memory_bits or depth <= per_lut
+        if style != "block" and (width * depth <= self.small_memory_bits or depth <= per_lut
                 or style == "distributed" or (rom and depth <= LOGIC_ROM_DEPTH)):
             return 0, copies * -(-depth // per_lut) * width
         return copies * min(-(-self._lane_bits(width, granularity, w) // w) * -(-depth // d)

@@ -46,6 +46,7 @@ class MvuStage(Stage):
     pe: int = 1
     simd: int = 1
     levels_per_stage: int = 3        # adder levels between registers (cost.levels_per_stage)
+    rom_style: str = None            # folded: "block" puts the ROMs in block RAM (plan.py)
 
     is_mvu = True
 
@@ -142,7 +143,7 @@ class MvuStage(Stage):
                   in_pow2=self.in_pow2, levels_per_stage=self.levels_per_stage)
         if self.placement == "hardwired":
             return ConstantMVU(self.weights, **kw)
-        return RomMVU(self.weights, pe=self.pe, simd=self.simd, **kw)
+        return RomMVU(self.weights, pe=self.pe, simd=self.simd, rom_style=self.rom_style, **kw)
 
     def mvu_cost(self, fabric):
         """LUTs, FFs and BRAMs of the MVU and its requantizer."""
@@ -177,26 +178,36 @@ class MvuStage(Stage):
         shifter = in_w * shift_bits
         res.luts += terms * (acc_w + shifter + 1) + self.pe * acc_w * 2
         res.luts += fabric.mux_luts(self.k // self.simd, self.simd * in_w)   # input chunk select
-        # The input vector, the chunk (twice), the weight word's register, the tree's
-        # pipeline registers, accumulator and result, the output beat.
-        res.ffs += (self.k * in_w + 2 * self.simd * in_w
-                    + self.pe * self.simd * self.weight_field_bits
+        # The input vector, the chunk (twice), the weight word's register (a block RAM's
+        # own output register when the ROM is one), the tree's pipeline registers,
+        # accumulator and result, the output beat.
+        word_ffs = 0 if self.rom_style == "block" else self.pe * self.simd * self.weight_field_bits
+        res.ffs += (self.k * in_w + 2 * self.simd * in_w + word_ffs
                     + self.pe * acc_w * (self.tree_stages + 2)
                     + self.n * self.out_lane.width + ROM_MVU_CONTROL_FFS)
-        words = (self.n // self.pe) * (self.k // self.simd)
-        brams, luts = fabric.memory(self.pe * self.simd * self.weight_field_bits, words)
-        res += Resources(luts=luts, brams=brams)
+        res += self.rom_cost(fabric, self.rom_style)
         if self.thresholds is not None:
             levels = self.thresholds.shape[1]
-            # One threshold ROM, or one per step of a search (hw.mvu.RomLayout), a step's
-            # words holding the half of the remaining candidates it may compare with.
-            steps = levels.bit_length() if levels >= SEARCH_FROM else 0
-            shares = [-(-levels // 2 ** (j + 1)) for j in range(steps)] or [levels]
-            for share in shares:
-                brams, luts = fabric.memory(self.pe * share * (acc_w + 1), self.n // self.pe)
-                res += Resources(luts=luts, brams=brams)
             res += Resources(luts=threshold_luts(fabric, self.pe, levels, acc_w),
                              ffs=self.pe * compare_ffs(levels, acc_w))
+        return res
+
+    def rom_cost(self, fabric, style=None):
+        """The folded stage's ROMs: the weights, and the thresholds in one ROM or one per
+        step of a search (``hw.mvu.RomLayout``), a step's words holding the half of the
+        remaining candidates it may compare with; in block RAM with ``style="block"``."""
+        words = (self.n // self.pe) * (self.k // self.simd)
+        shapes = [(self.pe * self.simd * self.weight_field_bits, words)]
+        if self.thresholds is not None:
+            levels = self.thresholds.shape[1]
+            steps = levels.bit_length() if levels >= SEARCH_FROM else 0
+            shares = [-(-levels // 2 ** (j + 1)) for j in range(steps)] or [levels]
+            shapes += [(self.pe * share * (self.acc_width + 1), self.n // self.pe)
+                       for share in shares]
+        res = Resources()
+        for width, depth in shapes:
+            brams, luts = fabric.memory(width, depth, style=style, rom=True)
+            res += Resources(luts=luts, brams=brams)
         return res
 
     def elaboration(self):

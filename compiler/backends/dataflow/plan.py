@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import BuildError
 from ...ops import op_of
-from . import buffers
+from . import buffers, calibration
 from .cost import TARGET_MHZ, Resources, fifo_cost, levels_per_stage, skid_cost
 from .stage import lane_of
 from .widths import check_signal_widths
@@ -150,16 +150,30 @@ class Plan:
 
     @property
     def resources(self) -> Resources:
+        """The design's estimate: each part's count scaled by the family's calibration."""
         total = Resources()
+        for part, res in self.parts().items():
+            total += calibration.scale(self.fabric.name, part, res)
+        return total
+
+    def estimate(self, stage) -> Resources:
+        """One stage's estimate, calibrated as :attr:`resources` is."""
+        return calibration.scale(self.fabric.name, calibration.part_of(stage), stage.resources)
+
+    def parts(self) -> dict:
+        """The raw counts of the cost model per part (``calibration.PARTS``): MAC stages
+        by placement; the other stages, FIFOs and skid buffers."""
+        parts = {p: Resources() for p in calibration.PARTS}
         for s in self.stages:
-            total += s.resources
+            parts[calibration.part_of(s)] += s.resources
+        other = parts["other"]
         for (name, i), depth in self.fifo_depths.items():
-            total += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
+            other += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
         for name, i in self.skids:
             s = self[name]
-            total += (skid_cost(self.fabric, s.out_lane, s.out_channels) if i is None
+            other += (skid_cost(self.fabric, s.out_lane, s.out_channels) if i is None
                       else skid_cost(self.fabric, s.in_lanes[i], s.in_channels))
-        return total
+        return parts
 
     @property
     def skids(self) -> list[tuple[str, int | None]]:
@@ -228,8 +242,9 @@ def choose_folding(plan: Plan, *, placement: str = "auto", target_cycles: int | 
                 s.fold("hardwired")
             else:
                 s.fold("rom", *(s.fold_for(cycles) or (s.n, s.k)))
-            s.cost(plan.fabric, goal=cycles, queues=queues)
+            _cost(plan, s, goal=cycles, queues=queues)
         _plan_buffers(plan)          # their size depends on the folding, and they cost too
+        _place_roms(plan, share)
 
     if placement == "hardwired" or (placement == "auto" and target_cycles is None):
         apply("hardwired")
@@ -248,7 +263,7 @@ def choose_folding(plan: Plan, *, placement: str = "auto", target_cycles: int | 
     for s in mvus:
         if s.name in fixed:
             s.fold("rom", *fixed[s.name])
-            s.cost(plan.fabric)
+            _cost(plan, s)
     floor = max((s.cycles for s in plan.stages if not s.is_mvu or s.name in fixed),
                 default=1)
     candidates = sorted({c for s in mvus for c in s.rate_candidates() if c >= floor} | {floor})
@@ -285,13 +300,50 @@ def _balance(plan: Plan, fixed: dict, share: float) -> None:
             continue
         luts = plan.resources.luts
         s.fold("rom", *fold)
-        s.cost(plan.fabric, goal=rate)
+        _cost(plan, s, goal=rate)
         _plan_buffers(plan)
+        _place_roms(plan, share)
         if plan.cycles > rate or plan.resources.luts >= luts or not _fits(
                 plan.resources, plan.budget, share):
             s.fold("hardwired")
-            s.cost(plan.fabric)
+            _cost(plan, s)
             _plan_buffers(plan)
+            _place_roms(plan, share)
+
+
+def _cost(plan: Plan, s, **kw) -> None:
+    """Cost stage ``s`` for ``plan``, remembering how (``_place_roms`` costs it again)."""
+    if s.is_mvu:
+        s.rom_style = None
+    s.cost(plan.fabric, **kw)
+    s.cost_options = kw
+
+
+def _place_roms(plan: Plan, share: float) -> None:
+    """Put the ROMs of folded MAC stages in block RAM while the board has block RAM to
+    spare, the stages whose ROMs take the most LUTs per block RAM first.
+
+    Synthesis makes a shallow ROM logic (a LUT per bit of its word for every 64 words
+    on Artix-7, every 16 on ECP5) however many block RAMs stand idle: the weights and
+    thresholds of a small folded network are mostly such ROMs. In block RAM the word
+    register after the ROM becomes the block RAM's own output register."""
+    folded = [s for s in plan.mvus if s.placement == "rom"]
+    for s in folded:
+        if s.rom_style is not None:
+            _cost(plan, s, **s.cost_options)
+    if plan.budget is None:
+        return
+    gains = []
+    for s in folded:
+        logic, block = s.rom_cost(plan.fabric), s.rom_cost(plan.fabric, "block")
+        if logic.luts > block.luts and block.brams > logic.brams:
+            gains.append(((logic.luts - block.luts) / (block.brams - logic.brams), s.name, s))
+    for _, _, s in sorted(gains, key=lambda g: (-g[0], g[1])):
+        options = s.cost_options
+        s.rom_style = "block"
+        s.cost(plan.fabric, **options)
+        if plan.resources.brams > share * plan.budget["brams"]:
+            _cost(plan, s, **options)
 
 
 def why_floor(plan: Plan) -> str:
@@ -327,12 +379,13 @@ def check_budget(plan: Plan, board_name: str) -> None:
             f"{b['brams'] * bram_bits / 1e6:,.1f} Mbit of block RAM ({numbers}). The dataflow "
             "back end keeps every weight on chip, so no folding changes that; the layer "
             "engine streams the weights from flash (--engine layer).")
-    worst = max((s for s in plan.stages), key=lambda s: s.resources.luts)
+    worst = max((s for s in plan.stages), key=lambda s: plan.estimate(s).luts)
     hint = ("fold the layers onto fewer lanes (--weights rom, a larger --target-cycles, or "
             "--fold LAYER=PExSIMD)" if plan.placement != "rom" or plan.target_cycles is None
             else "allow more cycles per inference (--target-cycles)")
     raise BuildError(f"the model does not fit {board_name}: {numbers}. The largest stage is "
-                     f"'{worst.name}' (~{worst.resources.luts} LUTs). To fit, {hint}, use fewer "
+                     f"'{worst.name}' (~{plan.estimate(worst).luts} LUTs). To fit, {hint}, "
+                     "use fewer "
                      "channels or weight bits, or choose a larger board.")
 
 
@@ -434,7 +487,7 @@ def make_plan(graph: Graph, fabric: Fabric, *, budget: dict[str, int] | None = N
     plan = Plan(graph, stages, fabric, {}, budget=budget, placement=placement,
                 target_cycles=target_cycles, clock_mhz=clock_mhz)
     for s in stages:
-        s.cost(fabric)
+        _cost(plan, s)
     choose_folding(plan, placement=placement, target_cycles=target_cycles, overrides=overrides)
     _plan_buffers(plan)
     check_signal_widths(plan)

@@ -2,7 +2,8 @@
 
 Each memory is synthesized alone (as far as Yosys's memory mapping) in the shapes
 the layer engine uses for ResNet-18: deep and wide, wide and shallow, written in
-granules, read-only, and marked for LUT RAM.
+granules, read-only, and marked for LUT RAM; and the shallow ROMs of a folded MAC
+stage that the dataflow planner marks for block RAM.
 """
 
 import re
@@ -30,6 +31,8 @@ SHAPES = [
     (512, 114, 512, "distributed"),  # the stem pool's line buffer
     (8, 6000, 8, None),          # stream FIFO
     (106, 577, None, None),      # loader commands (ROM)
+    (352, 16, None, "block"),    # a folded MVU's threshold ROM, put in block RAM
+    (288, 16, None, "block"),    # ... and its weight ROM
 ]
 
 #: Yosys's block RAM cells per family, and how many 18 Kib blocks each is.

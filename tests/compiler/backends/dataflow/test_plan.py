@@ -155,3 +155,26 @@ def test_fastest_rom_design_is_no_faster_than_a_fold_override(graph):
                        for pe in range(1, s.n + 1) if s.n % pe == 0
                        for simd in range(1, s.k + 1) if s.k % simd == 0
                        if pe * simd < s.pe * s.simd), s.name
+
+
+@pytest.mark.parametrize("brams", [0, 4, 1000])
+def test_folded_roms_go_to_spare_block_ram(graph, brams):
+    """With block RAM to spare, the folded stages' shallow ROMs move there, the most
+    LUTs saved per block RAM first, never past the budget's share of block RAM; the
+    design's LUTs only go down."""
+    budget = {"luts": 10**6, "ffs": 10**6, "brams": brams}
+    plan = make_plan(graph, FABRICS["xilinx"], budget=budget, placement="rom",
+                     target_cycles=500)
+    logic = make_plan(graph, FABRICS["xilinx"], budget=None, placement="rom",
+                      target_cycles=500)
+    blocks = [s for s in plan.mvus if s.rom_style == "block"]
+    assert plan.resources.brams <= 0.8 * brams
+    assert not any(s.rom_style for s in logic.mvus)
+    assert plan.parts()["rom"].luts == logic.parts()["rom"].luts - sum(
+        s.rom_cost(plan.fabric).luts for s in blocks)
+    if brams >= 1000:
+        assert blocks == plan.mvus
+    if brams == 0:
+        assert not blocks
+    for s in blocks:       # the RomMVU gets the attribute synthesis reads
+        assert s.mvu().rom_attrs == {"ram_style": "block"}
