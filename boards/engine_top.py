@@ -27,7 +27,7 @@ from amaranth.hdl import (
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
-from .clocking import ecp5_pll, mmcm
+from .clocking import ecp5_pll, global_buffer, mmcm
 from .engine_clocks import engine_clocks
 from .flash_cdc import FlashCrossing, reset_cycles_needed
 from .flash_layout import flash_layout, weights_image
@@ -101,7 +101,8 @@ class EngineBoardTop(Elaboratable):
         self.word_bytes = len(engine.flash_data.payload) // 8
         self.bridge = UARTBridge(engine, self.clocks_per_bit, rx_fifo_depth=rx_fifo_depth,
                                  led_cycles=self.clocks.engine_hz // 20,
-                                 reset_cycles=reset_cycles or max(8, least))
+                                 reset_cycles=reset_cycles or max(8, least),
+                                 reset_buffer=global_buffer(self.board.family))
         self.crossing = FlashCrossing(word_bytes=self.word_bytes,
                                       offset=self.layout.weights_offset, domain="flash",
                                       addr_width=len(engine.flash_req.payload.addr))

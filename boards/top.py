@@ -7,7 +7,8 @@ The byte format is :mod:`hw.serdes`'s; the host side is :mod:`boards.host`;
 docs/boards.md describes the protocol.
 """
 
-from amaranth.hdl import Elaboratable, Module, ResetInserter, Shape, Signal
+from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Shape,
+                          Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,7 +16,7 @@ from hw.fifo import StreamFIFO
 from hw.serdes import BytesToLanes, LanesToBytes
 from hw.uart import UARTRx, UARTTx
 
-from .clocking import PLL_NET, PLLClock, pll_frequency
+from .clocking import PLL_NET, PLLClock, global_buffer, pll_frequency
 from .host import LaneFormat
 from .registry import Board, BoardError, get_board
 from .toolchain import BoardClock
@@ -88,10 +89,19 @@ class UARTBridge(wiring.Component):
         cycle after a break. The bridge resets its parts with this flip-flop alone,
         never with the receiver's combinational break flag, so the reset net that
         reaches every flip-flop of the accelerator starts at a register.
+
+    The parts run in a domain of their own, ``sync``'s clock with ``reset`` as its
+    only reset, so their flip-flops take it straight from that register, not
+    through a LUT joining it to ``sync``'s reset (which sets ``reset`` anyway).
+    ``reset_buffer(m, signal)``, if given, returns the net that carries it to them:
+    on ECP5, a global buffer (:func:`boards.clocking.global_buffer`), as a net to
+    every flip-flop of a large design routed through the fabric takes longer
+    than a 100 MHz period.
     """
 
     def __init__(self, accelerator, clocks_per_bit, *, rx_fifo_depth=512, led_cycles=1,
-                 reset_cycles=1):
+                 reset_cycles=1, reset_buffer=None):
+        self.reset_buffer = reset_buffer
         self.accelerator = accelerator
         self.clocks_per_bit = clocks_per_bit
         self.rx_fifo_depth = rx_fifo_depth
@@ -123,10 +133,14 @@ class UARTBridge(wiring.Component):
         des = BytesToLanes(in_shape, self.in_format.count)
         ser = LanesToBytes(out_shape, self.out_format.count)
         tx = UARTTx(self.clocks_per_bit)
+        m.domains.parts = parts = ClockDomain("parts", local=True)
+        m.d.comb += [parts.clk.eq(ClockSignal("sync")),
+                     parts.rst.eq(self.reset if self.reset_buffer is None
+                                  else self.reset_buffer(m, self.reset))]
         for name, part in [("rx_fifo", fifo), ("bytes_to_lanes", des),
                            ("accelerator", self.accelerator), ("lanes_to_bytes", ser),
                            ("uart_tx", tx)]:
-            m.submodules[name] = ResetInserter(self.reset)(part)
+            m.submodules[name] = DomainRenamer({"sync": "parts"})(part)
 
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         wiring.connect(m, rx.o, fifo.i)
@@ -208,7 +222,8 @@ class BoardTop(Elaboratable):
         self.accelerator = accelerator
         # 50 ms: long enough to see a single byte flash the LED.
         self.bridge = UARTBridge(accelerator, self.clocks_per_bit, rx_fifo_depth=rx_fifo_depth,
-                                 led_cycles=int(self.clock_hz) // 20)
+                                 led_cycles=int(self.clock_hz) // 20,
+                                 reset_buffer=global_buffer(self.board.family))
 
     @property
     def board_clocks(self):

@@ -94,11 +94,13 @@ class LanesToBytes(wiring.Component):
         wide = [Signal(per_lane, name=f"lane{c}") for c in range(self.n)]
         m.d.comb += [w.eq(self.i.payload[c]) for c, w in enumerate(wide)]
 
-        last = (left == 1) & self.o.ready
-        m.d.comb += [self.o.valid.eq(left != 0), self.o.payload.eq(buf[:8]),
-                     self.i.ready.eq((left == 0) | last)]
+        # ``left == 0`` and ``left == 1`` as registers: ``i.ready`` is one LUT from them
+        # and the load of ``buf``, as wide as a beat, one more.
+        empty, one = Signal(init=1), Signal()
+        m.d.comb += [self.o.valid.eq(~empty), self.o.payload.eq(buf[:8]),
+                     self.i.ready.eq(empty | (one & self.o.ready))]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [buf.eq(buf >> 8), left.eq(left - 1)]
+            m.d.sync += [buf.eq(buf >> 8), left.eq(left - 1), empty.eq(one), one.eq(left == 2)]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [buf.eq(Cat(*wide)), left.eq(total)]
+            m.d.sync += [buf.eq(Cat(*wide)), left.eq(total), empty.eq(0), one.eq(int(total == 1))]
         return m
