@@ -282,8 +282,11 @@ class RomMVU(wiring.Component):
     ``simd`` (divides K). ``levels_per_stage`` pipelines the adder tree over the
     ``simd`` products, and with ``register_rom`` (the default) the weight word
     passes a register after the ROM, whose read is slow. Neither changes the rate.
-    ``rom_style`` is passed to synthesis as the ROMs' ``ram_style`` (``"block"``: in
-    block RAM, however shallow; by default synthesis makes shallow ROMs logic).
+    ``rom_style`` is passed to synthesis as the weight ROM's ``ram_style`` (``"block"``:
+    in block RAM, however shallow; by default synthesis makes shallow ROMs logic).
+    The word register after the ROM becomes the block RAM's output register. The
+    threshold ROMs stay logic: they are read straight into the comparisons, and a
+    block RAM's unregistered output (5.8 ns on the ECP5) leaves no time for them.
 
     Members
     -------
@@ -469,8 +472,7 @@ class RomMVU(wiring.Component):
             tw, twords = self.layout.th_shape.width, self.layout.threshold_rom()[1]
             levels = len(self.thresholds[0])
             m.submodules.thresholds = trom = Memory(
-                shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords,
-                attrs=self.rom_attrs)
+                shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)
             trd = trom.read_port(domain="sync")
             m.d.comb += [trd.addr.eq(s1_group), trd.en.eq(en)]
 
@@ -509,8 +511,7 @@ class RomMVU(wiring.Component):
         values = res
         address = acc_group
         for (suffix, width, words), j in zip(layout.threshold_roms(), reversed(range(bits))):
-            rom = Memory(shape=unsigned(width), depth=len(words), init=words,
-                         attrs=self.rom_attrs)
+            rom = Memory(shape=unsigned(width), depth=len(words), init=words)
             m.submodules[f"thresholds{suffix}"] = rom
             rd = rom.read_port(domain="sync")
             m.d.comb += [rd.addr.eq(address), rd.en.eq(en)]

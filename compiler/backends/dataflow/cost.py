@@ -8,10 +8,10 @@ and block RAMs by the fabric's geometry. Memories too small for a block RAM are
 counted as LUT RAM/ROM.
 
 The named constants below are counts of the control logic of each core (the
-comment beside each says what is counted). They were checked against Yosys:
-``python -m bench.methods`` synthesizes every quantization method's build
-(``synth_xilinx`` and ``synth_ecp5`` + nextpnr) and prints estimated beside
-measured LUTs, FFs and block RAMs per build (``docs/results.md``).
+comment beside each says what is counted). These are raw counts: the plan
+scales them per family and part of the design by factors fitted to Yosys on
+reference designs (``calibration.py``; ``python -m bench.calibrate`` prints
+estimated beside measured LUTs and FFs per design).
 """
 
 from dataclasses import dataclass, field
@@ -105,8 +105,7 @@ class Resources:
 
 # --- what the cores around the MACs cost ---------------------------------------------------
 # Registers and control logic that do not grow with the data, counted from the cores'
-# own code; `python -m bench.core_costs` synthesizes each core alone and prints the
-# measured figures beside these.
+# own code.
 
 #: hw.fifo.StreamFIFO (SyncFIFOBuffered): level counter compare, read/write pointer
 #: increments and the ready/valid logic: about 8 LUTs beyond the storage and the

@@ -193,20 +193,21 @@ class MvuStage(Stage):
         return res
 
     def rom_cost(self, fabric, style=None):
-        """The folded stage's ROMs: the weights, and the thresholds in one ROM or one per
-        step of a search (``hw.mvu.RomLayout``), a step's words holding the half of the
-        remaining candidates it may compare with; in block RAM with ``style="block"``."""
+        """The folded stage's ROMs: the weights, in block RAM with ``style="block"``, and
+        the thresholds, logic (``hw.mvu.RomMVU``), in one ROM or one per step of a search
+        (``hw.mvu.RomLayout``), a step's words holding the half of the remaining
+        candidates it may compare with."""
         words = (self.n // self.pe) * (self.k // self.simd)
-        shapes = [(self.pe * self.simd * self.weight_field_bits, words)]
+        shapes = [(self.pe * self.simd * self.weight_field_bits, words, style)]
         if self.thresholds is not None:
             levels = self.thresholds.shape[1]
             steps = levels.bit_length() if levels >= SEARCH_FROM else 0
             shares = [-(-levels // 2 ** (j + 1)) for j in range(steps)] or [levels]
-            shapes += [(self.pe * share * (self.acc_width + 1), self.n // self.pe)
+            shapes += [(self.pe * share * (self.acc_width + 1), self.n // self.pe, None)
                        for share in shares]
         res = Resources()
-        for width, depth in shapes:
-            brams, luts = fabric.memory(width, depth, style=style, rom=True)
+        for width, depth, kind in shapes:
+            brams, luts = fabric.memory(width, depth, style=kind, rom=True)
             res += Resources(luts=luts, brams=brams)
         return res
 
