@@ -10,7 +10,8 @@ Yosys: ``synth_xilinx -family xc7`` (LUTs as Vivado's utilization counts them) a
 ``synth_ecp5`` (LUT4 slots: a ``LUT4``, two for a ``CCU2C`` carry cell and for a
 ``TRELLIS_DPR16X4`` LUT RAM, as nextpnr's ``TRELLIS_COMB`` counts them). The plan's
 raw estimate is split into parts (:data:`compiler.backends.dataflow.calibration.PARTS`:
-hard-wired MAC stages, folded MAC stages, everything else), and per family and
+hard-wired MAC stages, folded ones with ternary and with shifted weight
+digits, everything else), and per family and
 resource one factor per part is fitted by least squares on the relative error.
 
 ``--write`` stores the factors and every measurement in
@@ -43,6 +44,7 @@ DESIGNS = {
     "digits_rom_100": dict(model="digits_cnn_ternary", weights="rom", target_cycles=100),
     "digits_rom_256": dict(model="digits_cnn_ternary", weights="rom", target_cycles=256),
     "pow2_rom_512": dict(model="digits_cnn_pow2", weights="rom", target_cycles=512),
+    "pow2_rom_128": dict(model="digits_cnn_pow2", weights="rom", target_cycles=128),
     "pow2_hw": dict(model="digits_cnn_pow2", weights="hardwired", target_cycles=None),
 }
 BOARDS = {"xilinx": "arty_a7_100", "ecp5": "ulx3s"}
@@ -115,23 +117,27 @@ def measure(design, family, out, model_path=None, fresh=False):
 
 
 def fit(rows, resource):
-    """Per-part factors minimizing the squared relative error of ``resource``."""
+    """Per-part factors minimizing the squared relative error of ``resource``. A part no
+    design has, or one the least squares would make negative (the designs do not tell
+    it apart from the others), keeps its raw count (factor 1)."""
     from compiler.backends.dataflow.calibration import PARTS
-    used = [p for p in PARTS if any(r["parts"][p][resource] for r in rows)]
-    a = np.array([[r["parts"][p][resource] / r["measured"][resource] for p in used]
-                  for r in rows], dtype=float)
-    b = np.ones(len(rows))
+
+    def raw(r, p):
+        return r["parts"].get(p, {}).get(resource, 0)
+
     factors = dict.fromkeys(PARTS, 1.0)
-    if not used:
-        return factors
-    free = list(range(len(used)))
-    while True:                                   # least squares, negative factors dropped
-        x, *_ = np.linalg.lstsq(a[:, free], b, rcond=None)
-        if (x > 0).all() or len(free) == 1:
+    free = [p for p in PARTS if any(raw(r, p) for r in rows)]
+    while free:
+        fixed = [p for p in PARTS if p not in free]
+        a = np.array([[raw(r, p) / r["measured"][resource] for p in free] for r in rows],
+                     dtype=float)
+        b = np.array([1 - sum(raw(r, p) for p in fixed) / r["measured"][resource]
+                      for r in rows])
+        x, *_ = np.linalg.lstsq(a, b, rcond=None)
+        if (x > 0).all():
+            factors.update({p: round(float(v), 4) for p, v in zip(free, x)})
             break
-        free = [f for f, v in zip(free, x) if v > 0] or free[:1]
-    for f, v in zip(free, x):
-        factors[used[f]] = round(float(v), 4)
+        free = [p for p, v in zip(free, x) if v > 0]
     return factors
 
 
@@ -156,6 +162,7 @@ def table(rows, calibration):
 
 def main(argv=None):
     from compiler.backends.dataflow import calibration as cal
+    from compiler.errors import BuildError
     ap = argparse.ArgumentParser(prog="python -m bench.calibrate",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--families", default=",".join(BOARDS))
@@ -174,7 +181,7 @@ def main(argv=None):
             sys.exit(f"bench.calibrate: unknown {name} {bad[0]!r}; choose from "
                      f"{', '.join(known)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, done = [], 0
     t0 = time.monotonic()
     for design in designs:
         path = None
@@ -184,10 +191,15 @@ def main(argv=None):
             if not path.exists():           # trained once: runs per family share it
                 small_cnn_qpk(path)
         for family in families:
-            print(f"[{len(rows) + 1}/{len(designs) * len(families)}] {design} on {family}: "
+            done += 1
+            print(f"[{done}/{len(designs) * len(families)}] {design} on {family}: "
                   "plan, Verilog, Yosys...", file=sys.stderr, flush=True)
-            rows.append(measure(design, family, args.out, path, args.fresh))
-            r = rows[-1]
+            try:
+                r = measure(design, family, args.out, path, args.fresh)
+            except BuildError as e:         # the plan refuses it for the family's board
+                print(f"      skipped: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+                continue
+            rows.append(r)
             print(f"      {r['measured']['luts']:,} LUTs, {r['measured']['ffs']:,} FFs "
                   f"({r['seconds']} s)", file=sys.stderr, flush=True)
     calibration = {f: {res: fit([r for r in rows if r["family"] == f], res)

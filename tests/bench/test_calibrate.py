@@ -13,14 +13,14 @@ from bench import calibrate  # noqa: E402
 
 def _row(design, hard, rom, other, factors):
     parts = {"hardwired": {"luts": hard, "ffs": hard}, "rom": {"luts": rom, "ffs": rom},
-             "other": {"luts": other, "ffs": other}}
+             "rom_shift": {"luts": 0, "ffs": 0}, "other": {"luts": other, "ffs": other}}
     measured = sum(factors[p] * v["luts"] for p, v in parts.items())
     return {"design": design, "family": "xilinx", "cycles": 100, "parts": parts,
             "measured": {"luts": round(measured), "ffs": round(measured)}}
 
 
 def test_fit_recovers_the_factors_of_consistent_data():
-    truth = {"hardwired": 0.7, "rom": 1.3, "other": 1.1}
+    truth = {"hardwired": 0.7, "rom": 1.3, "rom_shift": 1.0, "other": 1.1}
     rows = [_row(f"d{i}", h, r, o, truth) for i, (h, r, o) in
             enumerate([(10000, 0, 2000), (0, 8000, 3000), (5000, 4000, 2500), (0, 3000, 900)])]
     factors = calibrate.fit(rows, "luts")
@@ -34,8 +34,8 @@ def test_fit_recovers_the_factors_of_consistent_data():
 
 
 def test_a_part_no_design_has_keeps_factor_one():
-    rows = [_row("d0", 0, 8000, 3000, {"hardwired": 1, "rom": 1.2, "other": 0.9}),
-            _row("d1", 0, 4000, 3000, {"hardwired": 1, "rom": 1.2, "other": 0.9})]
+    factors = {"hardwired": 1, "rom": 1.2, "rom_shift": 1, "other": 0.9}
+    rows = [_row("d0", 0, 8000, 3000, factors), _row("d1", 0, 4000, 3000, factors)]
     assert calibrate.fit(rows, "luts")["hardwired"] == 1.0
 
 

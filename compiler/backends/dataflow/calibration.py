@@ -3,8 +3,9 @@
 The cost model (``cost.py`` and each op's ``cost``) counts what the cores build;
 synthesis then shares, merges and splits that logic in ways the counts do not
 follow, by a share that differs between the hard-wired MAC stages (constant
-adder trees Yosys simplifies), the folded ones (ROMs, multiplexers, shifters) and
-the rest (windows, FIFOs, skid buffers, requantizers of their own). So the plan
+adder trees Yosys simplifies), the folded ones (ROMs and multiplexers; shifters
+where the weights have shifted digits) and the rest (windows, FIFOs, skid
+buffers, requantizers of their own). So the plan
 scales each part's raw count by a factor fitted per family against Yosys on
 reference builds: ``python -m bench.calibrate --write`` measures them and rewrites
 ``calibration.json``, which holds the factors and every measurement they come from.
@@ -21,15 +22,19 @@ from .cost import Resources
 __all__ = ["PARTS", "DATA", "part_of", "raw_parts", "scale", "factors", "write",
            "factors_table"]
 
-#: The parts of a design that get a factor each.
-PARTS = ("hardwired", "rom", "other")
+#: The parts of a design that get a factor each: MAC stages hard-wired, folded with
+#: ternary weights (a digit is a sign), folded with shifted digits (power-of-two and
+#: integer weights: a shifter per product), and the rest.
+PARTS = ("hardwired", "rom", "rom_shift", "other")
 DATA = Path(__file__).with_name("calibration.json")
 
 
 def part_of(stage):
     if not stage.is_mvu:
         return "other"
-    return "hardwired" if stage.placement == "hardwired" else "rom"
+    if stage.placement == "hardwired":
+        return "hardwired"
+    return "rom" if stage.weight_field_bits <= 2 else "rom_shift"
 
 
 def raw_parts(plan):
@@ -75,4 +80,4 @@ def write(calibration, rows):
 def factors_table(calibration):
     rows = [[family, resource, *(f"{f[resource][p]:.3f}" for p in PARTS)]
             for family, f in sorted(calibration.items()) for resource in ("luts", "ffs")]
-    return markdown_table(["family", "resource", *PARTS], rows, align="llrrr")
+    return markdown_table(["family", "resource", *PARTS], rows, align="ll" + "r" * len(PARTS))
