@@ -50,21 +50,22 @@ DESIGNS = {
 BOARDS = {"xilinx": "arty_a7_100", "ecp5": "ulx3s"}
 
 
-def yosys_script(family, *, abc9=True):
-    """Synthesize ``accel.v`` for ``family`` and write ``stat.json``."""
+def yosys_script(family, *, abc9=True, top="accel"):
+    """Synthesize ``<top>.v`` for ``family`` and write its ``stat -json``."""
     from boards.toolchain import _ecp5_abc_script, _yosys_xilinx_script
     if family == "xilinx":
-        script = _yosys_xilinx_script("accel", abc9=abc9)
+        script = _yosys_xilinx_script(top, abc9=abc9)
         return "\n".join(line for line in script.splitlines()
                          if "write_json" not in line and "_netlist" not in line) + "\n"
-    script = "read_verilog accel.v\nsynth_ecp5 -top accel\n"
+    script = f"read_verilog {top}.v\nsynth_ecp5 -top {top}\n"
     if not abc9:
-        script = _ecp5_abc_script(script, "accel")
-    return script + "tee -q -o accel_yosys_ecp5_stat.json stat -json\n"
+        script = _ecp5_abc_script(script, top)
+    return script + f"tee -q -o {top}_yosys_ecp5_stat.json stat -json\n"
 
 
-def synthesize(family, directory):
-    """Yosys on ``directory/accel.v``; returns ``{"luts", "ffs", "abc"}``."""
+def synthesize(family, directory, top="accel"):
+    """Yosys on ``directory/<top>.v``, with the classic ABC if ABC9 fails; returns
+    ``{"luts", "ffs", "abc"}``."""
     import subprocess
 
     from boards.reports import stat_cells, yosys_xilinx_utilization
@@ -72,7 +73,8 @@ def synthesize(family, directory):
     from boards.tools import require, tool_environment
     yosys, env = require("yosys"), tool_environment(["yosys"])
     for abc9 in (True, False):
-        (directory / f"calibrate_{family}.ys").write_text(yosys_script(family, abc9=abc9))
+        (directory / f"calibrate_{family}.ys").write_text(yosys_script(family, abc9=abc9,
+                                                                       top=top))
         log = directory / f"calibrate_{family}.log"
         rc = subprocess.run([yosys, "-q", "-l", log.name, f"calibrate_{family}.ys"],
                             cwd=directory, env=env, stdout=subprocess.DEVNULL,
@@ -80,14 +82,12 @@ def synthesize(family, directory):
         if rc == 0:
             break
         if not abc9 or _abc9_error(log) is None:
-            raise RuntimeError(f"yosys failed on {directory / 'accel.v'}; see {log}")
-    stat_file = ("accel_yosys_xilinx_stat.json" if family == "xilinx"
-                 else "accel_yosys_ecp5_stat.json")
-    stat = json.loads((directory / stat_file).read_text())
+            raise RuntimeError(f"yosys failed on {directory / (top + '.v')}; see {log}")
+    stat = json.loads((directory / f"{top}_yosys_{family}_stat.json").read_text())
     if family == "xilinx":
-        u = yosys_xilinx_utilization(stat, top="accel")
+        u = yosys_xilinx_utilization(stat, top=top)
         return {"luts": u["luts"], "ffs": u["ffs"], "abc": "abc9" if abc9 else "abc"}
-    cells = stat_cells(stat, "accel")
+    cells = stat_cells(stat, top)
     luts = (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
             + 2 * cells.get("TRELLIS_DPR16X4", 0))
     ffs = sum(n for kind, n in cells.items() if kind.startswith("TRELLIS_FF"))

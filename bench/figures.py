@@ -87,13 +87,10 @@ def dot64(out, n=64, seed=0):
     from amaranth import unsigned
     from amaranth.back import verilog
 
-    from boards.reports import yosys_xilinx_utilization
-    from boards.toolchain import _abc9_error, _yosys_xilinx_script
-    from boards.tools import require, tool_environment
+    from bench.calibrate import synthesize
     from compiler.backends.dataflow.cost import FABRICS, levels_per_stage
     from hw.lanes import shape_for_range
     from hw.mvu import ConstantMVU
-    import subprocess
     work = out / "dot64"
     work.mkdir(parents=True, exist_ok=True)
     weights = np.random.default_rng(seed).choice([-1, 0, 1], size=(1, n))
@@ -102,21 +99,11 @@ def dot64(out, n=64, seed=0):
                        acc_width=shape_for_range(-15 * n, 15 * n).width,
                        levels_per_stage=levels_per_stage(FABRICS["xilinx"], 100))
     (work / "dot.v").write_text(verilog.convert(core, name="dot", emit_src=False))
-    yosys, env = require("yosys"), tool_environment(["yosys"])
-    note = ""
-    for abc9 in (True, False):
-        script = "\n".join(line for line in _yosys_xilinx_script("dot", abc9=abc9).splitlines()
-                           if "netlist" not in line)
-        (work / "dot.ys").write_text(script + "\n")
-        rc = subprocess.run([yosys, "-q", "-l", "dot.rpt", "dot.ys"], cwd=work, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT).returncode
-        if rc == 0:
-            break
-        if not abc9 or _abc9_error(work / "dot.rpt") is None:
-            return {"error": f"yosys failed; see {work / 'dot.rpt'}"}
-        note = "classic ABC (ABC9 exits 1 on this netlist)"
-    u = yosys_xilinx_utilization(json.loads((work / "dot_yosys_xilinx_stat.json").read_text()),
-                                 top="dot")
+    try:
+        u = synthesize("xilinx", work, top="dot")
+    except RuntimeError as e:
+        return {"error": str(e)}
+    note = "" if u["abc"] == "abc9" else "classic ABC (ABC9 exits 1 on this netlist)"
     return {"luts": u["luts"], "ffs": u["ffs"], "nonzero": nonzero,
             "per_weight": u["luts"] / nonzero, "note": note}
 
