@@ -61,7 +61,7 @@ def _board_row(model, board, out, *, weights="auto", target_cycles=None, engine=
            "seconds": round(time.monotonic() - t0)}
     path = s.get("critical_path")
     if path:
-        row["path"] = f"{path[0]} -> {path[1]}"
+        row["path"] = f"{path['from']} -> {path['to']} ({path['ns']} ns)"
     return row
 
 
