@@ -320,13 +320,14 @@ def _cost(plan: Plan, s, **kw) -> None:
 
 
 def _place_roms(plan: Plan, share: float) -> None:
-    """Put the ROMs of folded MAC stages in block RAM while the board has block RAM to
-    spare, the stages whose ROMs take the most LUTs per block RAM first.
+    """Put the weight ROMs of folded MAC stages in block RAM while the board has block
+    RAM to spare, the stages whose ROMs take the most LUTs per block RAM first.
 
     Synthesis makes a shallow ROM logic (a LUT per bit of its word for every 64 words
-    on Artix-7, every 16 on ECP5) however many block RAMs stand idle: the weights and
-    thresholds of a small folded network are mostly such ROMs. In block RAM the word
-    register after the ROM becomes the block RAM's own output register."""
+    on Artix-7, every 16 on ECP5) however many block RAMs stand idle: the weights of a
+    small folded network are mostly such ROMs. In block RAM the word register after
+    the ROM becomes the block RAM's own output register; the threshold ROMs stay
+    logic (``MvuStage.rom_cost``)."""
     folded = [s for s in plan.mvus if s.placement == "rom"]
     for s in folded:
         if s.rom_style is not None:
