@@ -11,7 +11,8 @@ class StreamFIFO(wiring.Component):
     """First in, first out, ``depth`` beats of ``shape``.
 
     Both the ``ready`` of ``i`` and the ``valid`` of ``o`` come from registers, so a
-    FIFO also cuts the combinational handshake path between the cores around it.
+    FIFO also cuts the combinational handshake path between the cores around it,
+    except that the ``ready`` of ``o`` moves the level counter in the same cycle.
     It holds at least 3 beats: ``SyncFIFOBuffered`` of depth 1 or 2 cannot take a
     beat while full even as one leaves, and would pass one beat every 2 cycles.
 

@@ -101,15 +101,13 @@ class Accelerator(wiring.Component):
                 sources = [source]
             for src, (stage, index) in zip(sources, consumers):
                 key = (stage and stage.name, index)
+                bufs = []
                 if key in plan.fifo_depths:
-                    buf = StreamFIFO(src.payload.shape(), plan.fifo_depths[key])
-                    m.submodules[f"{stage.name}_fifo{index}"] = buf
-                elif key in skids:
-                    buf = SkidBuffer(src.payload.shape())
-                    m.submodules[f"{stage.name}_skid{index}"] = buf
-                else:
-                    buf = None
-                if buf is not None:
+                    bufs.append(("fifo", StreamFIFO(src.payload.shape(), plan.fifo_depths[key])))
+                if key in skids:
+                    bufs.append(("skid", SkidBuffer(src.payload.shape())))
+                for kind, buf in bufs:
+                    m.submodules[f"{stage.name}_{kind}{index}"] = buf
                     wiring.connect(m, src, buf.i)
                     src = buf.o
                 if stage is None:

@@ -179,7 +179,9 @@ class Plan:
     def skids(self) -> list[tuple[str, int | None]]:
         """The skid buffers ``lower.py`` puts in: ``(stage, None)`` after a stage's output
         (``Stage.skid_after``), ``(stage, input index)`` before an input
-        (``Stage.skid_before``) unless a FIFO is there, which registers ``ready`` too.
+        (``Stage.skid_before``), behind the FIFO if one is there: a FIFO's ``ready``
+        comes from a register, but the ``ready`` it is given moves its level counter,
+        so without the skid that path runs on from the stage into the counter's carry.
         None below a 100 MHz clock (the iCE40's 50 MHz): a 20 ns period holds the
         ``ready`` path of several stages, and the small device needs the LUTs."""
         if self.target_mhz < 100:
@@ -187,7 +189,7 @@ class Plan:
         out = []
         for s in self.stages[1:]:
             out += [(s.name, i) for i, _ in enumerate(s.inputs)
-                    if s.skid_before and (s.name, i) not in self.fifo_depths]
+                    if s.skid_before]
             if s.skid_after:
                 out.append((s.name, None))
         return out

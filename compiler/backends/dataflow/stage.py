@@ -144,7 +144,7 @@ class Stage(ABC):
 
     @property
     def skid_before(self):
-        """Its inputs pass a skid buffer where no FIFO is planned (``lower.py``): a join,
+        """Its inputs pass a skid buffer, after the FIFO if one is planned (``lower.py``): a join,
         whose ``ready`` waits on the ``valid`` of both inputs, and a MAC stage, so that
         the ``ready`` of its window and pad does not run on through the lane-wise
         stages before it (pool, sum, requantizer) into their wide registers."""

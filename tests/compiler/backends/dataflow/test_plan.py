@@ -33,6 +33,17 @@ def test_join_buffer_sized_for_skip(graph):
     assert plan.fifo_depths[("res_add", 1)] >= 4 + 1
 
 
+def test_skid_buffers_follow_the_fifos_of_mac_stages_and_joins(graph):
+    # A FIFO's level counter moves with the ready it is given: behind a skid buffer
+    # that ready is a register, not the end of a path through pad, window and MVU.
+    plan = make_plan(graph, FABRICS["ecp5"], placement="hardwired")
+    assert ("res_add", 1) in plan.fifo_depths and ("res_add", 1) in plan.skids
+    for name, i in plan.fifo_depths:
+        assert (name, i) in plan.skids, (name, i)
+    slow = make_plan(graph, FABRICS["ice40"], placement="hardwired", clock_mhz=50)
+    assert slow.fifo_depths and slow.skids == []
+
+
 @pytest.mark.parametrize("target", [200, 500, 1500, 5000])
 def test_target_cycles_met_with_least_parallelism(graph, target):
     plan = make_plan(graph, FABRICS["ecp5"], placement="rom", target_cycles=target)
