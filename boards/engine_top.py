@@ -34,7 +34,7 @@ from .flash_layout import flash_layout, weights_image
 from .qspi_port import QSPIFlashPort
 from .registry import Board, BoardError, get_board
 from .toolchain import NEXTPNR_SEED, BoardClock, build
-from .top import DEFAULT_BAUD, UARTBridge, clocks_per_bit, connect_pins
+from .top import UARTBridge, clocks_per_bit, connect_pins, fastest_baud
 
 __all__ = ["EngineBoardTop", "build_engine"]
 
@@ -72,19 +72,21 @@ class EngineBoardTop(Elaboratable):
         ``o``, ``flash_req`` and ``flash_data`` as it has them)
     board : a :class:`~boards.registry.Board` or its name; it needs an entry in
         :data:`boards.engine_clocks.ENGINE_CLOCKS`
-    baud : UART rate; the UART runs at the engine clock
+    baud : UART rate (default: :func:`~boards.top.fastest_baud`); the UART runs at the engine clock
     rx_fifo_depth : input bytes buffered while the engine stalls
     reset_cycles : engine clock cycles the bridge's reset lasts (default and least:
         :func:`~boards.flash_cdc.reset_cycles_needed` of the two clocks, at least 8)
     engine_hz : the engine clock, if not the board's (:func:`~boards.engine_clocks.engine_clocks`)
     """
 
-    def __init__(self, engine, board, *, baud=DEFAULT_BAUD, rx_fifo_depth=512,
+    def __init__(self, engine, board, *, baud=None, rx_fifo_depth=512,
                  reset_cycles=None, engine_hz=None):
         try:
             self.board = board if isinstance(board, Board) else get_board(board)
             self.clocks = engine_clocks(self.board, engine_hz)
             self.layout = flash_layout(self.board.name)
+            if baud is None:
+                baud = fastest_baud(self.clocks.engine_hz, self.board)
             self.clocks_per_bit = clocks_per_bit(self.clocks.engine_hz, baud,
                                                  board_name=self.board.name,
                                                  max_baud=self.board.uart_max_baud)
@@ -223,7 +225,7 @@ def _arty_xdc(clocks):
         ""])
 
 
-def build_engine(engine, board, out_dir, *, weights="weights.bin", baud=DEFAULT_BAUD,
+def build_engine(engine, board, out_dir, *, weights="weights.bin", baud=None,
                  run_toolchain=True, progress=print, name="top", seed=NEXTPNR_SEED,
                  engine_hz=None):
     """Build ``engine`` for ``board`` in ``out_dir``: :func:`boards.toolchain.build` of an

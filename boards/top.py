@@ -7,6 +7,9 @@ The byte format is :mod:`hw.serdes`'s; the host side is :mod:`boards.host`;
 docs/boards.md describes the protocol.
 """
 
+import math
+from fractions import Fraction
+
 from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Shape,
                           Signal)
 from amaranth.lib import io, wiring
@@ -21,10 +24,12 @@ from .host import LaneFormat
 from .registry import Board, BoardError, get_board
 from .toolchain import BoardClock
 
-__all__ = ["UARTBridge", "BoardTop", "DEFAULT_BAUD", "lane_format", "clocks_per_bit"]
+__all__ = ["UARTBridge", "BoardTop", "DEFAULT_BAUD", "lane_format", "clocks_per_bit",
+           "fastest_baud"]
 
-# Every USB-UART and terminal program speaks 115200 baud; the boards' FTDI bridges
-# go much faster (see Board.uart_max_baud and docs/boards.md), pass ``baud=``.
+# Every USB-UART and terminal program speaks 115200 baud; the boards' FTDI bridges go
+# much faster, and a top runs at the fastest rate both ends make exactly
+# (:func:`fastest_baud`) unless given ``baud=``; this one is the floor.
 DEFAULT_BAUD = 115_200
 
 # The largest baud-rate error the UART tolerates with margin: a receiver sampling
@@ -56,6 +61,24 @@ def clocks_per_bit(clock_hz, baud, *, board_name="the board", max_baud=None):
                          f"({cycles} cycles per bit); choose a rate that divides the clock "
                          "more evenly")
     return cycles
+
+
+def fastest_baud(clock_hz, board):
+    """The highest whole baud rate that both ends make exactly: the FPGA's UART as
+    ``clock_hz / k`` (``k >= 4`` whole cycles a bit) and the board's FTDI bridge as
+    ``uart_max_baud / d``, its divisor ``d`` being 1, 1.5 or a multiple of 1/8 from 2
+    (FTDI AN232B-05; ``uart_max_baud`` is the chip's 3 or 12 MHz baud clock)."""
+    clock = Fraction(clock_hz).limit_denominator(1_000_000)
+    base = Fraction(board.uart_max_baud)
+    k = max(4, math.ceil(clock / base))
+    while clock / k >= DEFAULT_BAUD:
+        rate = clock / k
+        d = base / rate
+        if rate.denominator == 1 and (d in (1, Fraction(3, 2))
+                                      or (d >= 2 and (8 * d).denominator == 1)):
+            return int(rate)
+        k += 1
+    return DEFAULT_BAUD
 
 
 class UARTBridge(wiring.Component):
@@ -200,16 +223,17 @@ class BoardTop(Elaboratable):
     ----------
     accelerator : a Component with streams ``i`` and ``o`` of integer lanes
     board : a :class:`~boards.registry.Board` or its name
-    baud : UART rate (default 115200)
+    baud : UART rate (default: :func:`fastest_baud` at the clock)
     rx_fifo_depth : input bytes buffered while the accelerator stalls
     clock_hz : the ``sync`` clock asked for
     """
 
-    def __init__(self, accelerator, board, *, baud=DEFAULT_BAUD, rx_fifo_depth=512,
+    def __init__(self, accelerator, board, *, baud=None, rx_fifo_depth=512,
                  clock_hz=None):
         try:
             self.board = board if isinstance(board, Board) else get_board(board)
             self.clock_hz = pll_frequency(self.board, clock_hz or self.board.sync_hz)
+            baud = fastest_baud(self.clock_hz, self.board) if baud is None else baud
             self.clocks_per_bit = clocks_per_bit(self.clock_hz, baud,
                                                  board_name=self.board.name,
                                                  max_baud=self.board.uart_max_baud)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from .. import qpk
 from ..backends.dataflow.cost import FABRICS
 from ..backends.dataflow.images import collect_roms, flash_image, hex_text
 from ..backends.dataflow.lower import Accelerator, deep_recursion
@@ -66,6 +67,7 @@ class BuildOptions:
     engine: str = "auto"         # auto, dataflow or layer
     bank: tuple = None           # layer engine: (pe, simd), or None to let the planner choose
     clock_mhz: float = None      # the sync clock; None: the board's default_clock_hz
+    baud: int = None             # the UART's rate; None: the fastest both ends make exactly
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -90,6 +92,8 @@ class BuildOptions:
             d["bank"] = f"{self.bank[0]}x{self.bank[1]}"
         if self.clock_mhz:
             d["clock_mhz"] = self.clock_mhz
+        if self.baud:
+            d["baud"] = self.baud
         if self.target_cycles:
             d["target_cycles"] = self.target_cycles
         if self.fold:
@@ -304,8 +308,12 @@ def build(model, options: BuildOptions, stream=None):
         result.warnings.append(late)
         progress.warn(late)
 
+    # The model travels with the build: `run` reads its input format and output shape,
+    # and its golden model checks what the board answers (--compare).
+    out.write_bytes("model.qpk", qpk.to_bytes(graph))
     out.write_text("build.json", json.dumps({
-        "board": board.name, "model": graph.name,
+        "board": board.name, "model": graph.name, "engine": "dataflow",
+        "model_file": "model.qpk", "accelerator": "accel.v",
         "bitstream": result.synthesis.get("bitstream"),
         "weights": "weights.bin"}, indent=1, sort_keys=True) + "\n")
     result.files = sorted(out.written | set(result.synthesis.pop("files", []))
@@ -380,17 +388,24 @@ def sync_clock(board, options):
     default); BuildError if it cannot."""
     from boards import BoardError
     from boards.clocking import pll_frequency
+    from boards.top import clocks_per_bit
     hz = round(options.clock_mhz * 1e6) if options.clock_mhz else board.sync_hz
     try:
-        return pll_frequency(board, hz)
+        hz = pll_frequency(board, hz)
     except BoardError as err:
         raise BuildError(str(err)) from None
+    if options.baud is not None:       # checked before the long steps, not at the board top
+        try:
+            clocks_per_bit(hz, options.baud, board_name=board.name, max_baud=board.uart_max_baud)
+        except BoardError as err:
+            raise BuildError(f"--baud: {err}") from None
+    return hz
 
 
 def _board_build(board, plan, out, options, progress, clock_hz):
     """Board top, build files and (unless ``--no-synth``) the toolchain run."""
     from boards import BoardTop, build_board
-    top = BoardTop(Accelerator(plan), board, clock_hz=clock_hz)
+    top = BoardTop(Accelerator(plan), board, clock_hz=clock_hz, baud=options.baud)
     with deep_recursion():           # the board top is converted by Amaranth too
         res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
                           progress=progress.note)

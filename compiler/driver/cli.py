@@ -1,4 +1,4 @@
-"""``python -m compiler``: quantize, inspect, build and flash.
+"""``python -m compiler``: quantize, inspect, build, flash and run.
 
 User errors (a bad file, an unknown board, a model that does not fit) print one
 line, ``error: ...``, and exit with status 1; no traceback.
@@ -81,7 +81,7 @@ def _cmd_build(args):
         board=args.board, out=args.out, weights=args.weights,
         target_cycles=args.target_cycles, fold=_folds(args.fold),
         verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force,
-        engine=args.engine, bank=args.bank, clock_mhz=args.clock)
+        engine=args.engine, bank=args.bank, clock_mhz=args.clock, baud=args.baud)
     result = build(args.model, options)
     return 0 if result.ok else 1
 
@@ -90,6 +90,23 @@ def _cmd_flash(args):
     from .flash import flash
     return flash(args.build_dir, to_flash=args.write_flash, dry_run=args.dry_run,
                  cable=args.cable)
+
+
+def _cmd_run(args):
+    from .run import RunOptions, run
+    return run(args.build_dir, RunOptions(port=args.port, input=args.input, baud=args.baud,
+                                          top=args.top, compare=args.compare,
+                                          timeout=args.timeout, limit=args.limit))
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {text}")
+    return value
 
 
 def _cmd_zoo(args):
@@ -167,6 +184,10 @@ def _parser():
                         "100 MHz on the ULX3S and Arty, 50 on the iCEBreaker; the layer engine: "
                         "25 MHz on the ULX3S); the cores are pipelined for it and the report "
                         "says whether the placed design meets it")
+    b.add_argument("--baud", type=_count(1), default=None,
+                   help="the UART's rate (default: the fastest that the design's clock and the "
+                        "board's USB-UART bridge both divide exactly: 2 Mbaud on the ULX3S at "
+                        "100 MHz, 4 Mbaud on the Arty)")
     b.add_argument("--no-synth", action="store_true",
                    help="write the board's build files but do not run the FPGA toolchain")
     b.set_defaults(func=_cmd_build)
@@ -178,6 +199,29 @@ def _parser():
     f.add_argument("--cable", default=None, help="openFPGALoader cable, if not the board's own")
     f.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     f.set_defaults(func=_cmd_flash)
+
+    r = sub.add_parser("run", help="run inputs through a built design on the board (or on a "
+                                   "virtual one: --port sim) and print the outputs")
+    r.add_argument("build_dir", type=Path, help="a directory written by `build`")
+    r.add_argument("--port", required=True,
+                   help="the board's serial port (/dev/ttyUSB1, COM3, ...) or 'sim': the "
+                        "build's accelerator behind the board's UART bridge in Verilator")
+    r.add_argument("--input", required=True, type=Path, metavar="FILE",
+                   help="an .npz (x, optional labels y), an .npy, or an image (PNG, JPEG, "
+                        "...): integers are the model's input integers, floats and images are "
+                        "quantized with the model's input scale")
+    r.add_argument("--compare", action="store_true",
+                   help="check every output against the golden model; a mismatch is an error")
+    r.add_argument("--baud", type=_count(1), default=None,
+                   help="the UART's rate (default: the one the build was made for)")
+    r.add_argument("--top", type=_count(1), default=3, metavar="K",
+                   help="classes printed per input (default: %(default)s)")
+    r.add_argument("--limit", type=_count(1), default=None, metavar="N",
+                   help="send at most the first N inputs")
+    r.add_argument("--timeout", type=_seconds, default=5.0, metavar="S",
+                   help="seconds without a byte before the board counts as silent "
+                        "(default: %(default)s; the virtual board waits at least 30)")
+    r.set_defaults(func=_cmd_run)
 
     z = sub.add_parser("zoo", help="list the built-in models")
     z.set_defaults(func=_cmd_zoo)

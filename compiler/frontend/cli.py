@@ -13,7 +13,6 @@ import importlib.util
 import os
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -145,24 +144,9 @@ def load_npz(path):
     """A :class:`~.data.Dataset` from an ``.npz``: ``x`` and optional ``y``; never unpickles."""
     import torch
 
+    from ..driver.inputs import read_npz
     from .data import Dataset
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz.files:
-                found = ", ".join(npz.files) or "none"
-                raise QuantizeError(f"{path}: no array 'x' (found: {found})")
-            x = np.asarray(npz["x"])
-            y = np.asarray(npz["y"]) if "y" in npz.files else None
-    except FileNotFoundError:
-        raise QuantizeError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise QuantizeError(f"{path}: is a directory, not an .npz file") from None
-    except EOFError:
-        raise QuantizeError(f"{path}: empty file, not an .npz") from None
-    except (ValueError, zipfile.BadZipFile, KeyError) as err:   # object arrays need pickle
-        raise QuantizeError(f"{path}: cannot read as .npz: {err}") from None
-    except OSError as err:
-        raise QuantizeError(f"{path}: cannot read: {err.strerror or err}") from None
+    x, y = read_npz(path, QuantizeError)
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or len(x) == 0:
         raise QuantizeError(f"{path}: 'x' must be a non-empty numeric array (N, ...), got "
                             f"{x.dtype} {list(x.shape)}")

@@ -59,7 +59,7 @@ def test_arty_plan_with_yosys_estimate(tmp_path, monkeypatch):
     assert any("vivado not found" in line for line in lines)
     manifest, _ = read_manifest(out)
     assert manifest["bitstream"] is None and manifest["loader_board"] == "arty_a7_35t"
-    assert manifest["uart"] == {"baud": 115200,
+    assert manifest["uart"] == {"baud": 4_000_000,         # 100 MHz / 25, 12 MHz / 3
                                 "input": {"width": 8, "signed": True, "lanes": 4},
                                 "output": {"width": 12, "signed": True, "lanes": 3}}
     assert json.loads((out / "utilization.json").read_text())["utilization"] == u

@@ -1,6 +1,7 @@
 """The board top, end to end over its UART pins in the Amaranth simulator."""
 
 import random
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from amaranth.sim import Simulator
 
 from boards import BoardError, BoardTop, get_board
 from boards.host import decode_beats, encode_beats
-from boards.top import clocks_per_bit
+from boards.top import clocks_per_bit, fastest_baud
 from hw.elementwise import ReLU
 from hw.mvu import ConstantMVU
 
@@ -112,9 +113,10 @@ def test_fifo_overrun_lights_error():
 
 
 def test_board_top_relu_at_default_baud_on_ulx3s():
-    # 100 MHz (the PLL's, by default) / 115200 = 868 cycles per bit, as the ULX3S build.
+    # 100 MHz (the PLL's, by default) / 2 Mbaud = 50 cycles per bit, as the ULX3S build:
+    # the fastest rate the FT231X (3 MHz / 1.5) makes exactly too.
     top = BoardTop(ReLU(signed(8), signed(8), 2), "ulx3s")
-    assert top.baud == 115_200 and top.clock_hz == 100e6 and top.clocks_per_bit == 868
+    assert top.baud == 2_000_000 and top.clock_hz == 100e6 and top.clocks_per_bit == 50
     x = [[-5, 7], [127, -128]]
     got = {}
 
@@ -127,10 +129,27 @@ def test_board_top_relu_at_default_baud_on_ulx3s():
 
     async def listener(ctx):
         got["bytes"], _ = await receive_bytes(ctx, bridge.tx, 4, top.clocks_per_bit,
-                                              timeout=20 * 868)
+                                              timeout=20 * 50)
 
     simulate(top, sender, listener)
     assert decode_beats(got["bytes"], top.out_format) == [[0, 7], [127, 0]]
+
+
+@pytest.mark.parametrize("board,clock_hz,baud", [
+    ("ulx3s", 100e6, 2_000_000),          # FT231X: 3 MHz / 1.5; 3 Mbaud would be 33.3 cycles
+    ("ulx3s", 25e6, 1_000_000),           # the layer engine's clock
+    ("ulx3s", 75e6, 3_000_000),
+    ("arty_a7", 100e6, 4_000_000),        # FT2232H: 12 MHz / 3
+    ("icebreaker", 50.25e6, 750_000),     # the iCE40 PLL's 50 MHz: 67 cycles, 12 MHz / 16
+    ("icebreaker", 12e6, 3_000_000),
+    ("icebreaker", 1e6, 250_000),         # 4 cycles a bit, 12 MHz / 48
+])
+def test_fastest_exact_baud(board, clock_hz, baud):
+    b = get_board(board)
+    assert fastest_baud(clock_hz, b) == baud
+    assert clock_hz / baud == round(clock_hz / baud) >= 4
+    d = Fraction(b.uart_max_baud, baud)
+    assert d in (1, Fraction(3, 2)) or (d >= 2 and (8 * d).denominator == 1)
 
 
 def test_baud_rate_checks():
@@ -152,6 +171,6 @@ def test_baud_rate_checks():
 def test_top_takes_board_object_or_name():
     by_object, by_name = BoardTop(mvu(), get_board("arty_a7")), BoardTop(mvu(), "arty_a7_35")
     assert by_object.board is by_name.board is get_board("arty_a7_35")
-    assert by_object.clocks_per_bit == 868
+    assert by_object.clocks_per_bit == 25                  # 4 Mbaud at 100 MHz
     for top in (by_object, by_name):
         Fragment.get(top, None)          # elaborates without a platform (simulation)

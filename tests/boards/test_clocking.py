@@ -54,7 +54,7 @@ def test_a_clock_no_pll_makes_is_a_clear_error():
 
 def test_top_uart_divisor_follows_the_clock():
     for hz, cpb in [(25e6, 217), (50e6, 434), (100e6, 868)]:
-        top = BoardTop(ReLU(signed(8), signed(8), 2), "ulx3s", clock_hz=hz)
+        top = BoardTop(ReLU(signed(8), signed(8), 2), "ulx3s", clock_hz=hz, baud=115_200)
         assert top.clock_hz == hz and top.clocks_per_bit == cpb
         net = None if hz == 25e6 else "clock.pll_sync_clk"
         assert top.board_clocks["sync"].net == net and top.board_clocks["sync"].hz == hz

@@ -298,7 +298,7 @@ def test_arty_plan_has_flash_pins_mmcm_and_constraints(tmp_path, monkeypatch):
     manifest, _ = read_manifest(out)
     assert manifest["flash_images"] == [{"path": "../weights.bin", "offset": 0x400000,
                                          "quad": True}]
-    assert manifest["uart"]["baud"] == 115200
+    assert manifest["uart"]["baud"] == 4_000_000
     assert res.clocks == {"sync": {"mhz": 100.0, "fmax_mhz": None},
                           "flash": {"mhz": 100.0, "fmax_mhz": None}}
     for script in ("top_yosys_xilinx.ys", "top_yosys_xilinx_abc.ys"):
@@ -327,7 +327,7 @@ def test_ulx3s_plan_has_pll_and_both_clock_constraints(tmp_path):
                  "uart_0__rx__io", "uart_0__tx__io"):
         assert f"{port};" in verilog
     assert "top_abc.ys" in res.files
-    assert top.clocks_per_bit == 217                       # 115200 baud at 25 MHz
+    assert top.clocks_per_bit == 25                        # 1 Mbaud at 25 MHz
 
 
 def test_ecp5_fallback_script_and_abc9_detection(tmp_path):

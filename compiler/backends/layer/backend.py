@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from ... import qpk
 from ...errors import BuildError
 from ...passes import prepare
 from ..dataflow.cost import FABRICS
@@ -162,8 +163,9 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
         progress.warn(late)
     timings["board_s"] = time.monotonic() - t
 
+    out.write_bytes("model.qpk", qpk.to_bytes(graph))
     out.write_text("build.json", json.dumps({
-        "board": board.name, "model": graph.name, "engine": "layer",
+        "board": board.name, "model": graph.name, "engine": "layer", "model_file": "model.qpk",
         "bitstream": result.synthesis.get("bitstream"), "weights": "weights.bin",
         "weights_flash_offset": result.synthesis.get("weights_flash_offset")},
         indent=1, sort_keys=True) + "\n")
@@ -199,7 +201,8 @@ def _board(board, build, out, options, progress, engine_hz):
         with deep_recursion():
             res = build_board_engine(LayerEngine(build.config), board, out.tool_dir("board"),
                                      weights="../weights.bin", run_toolchain=options.synth,
-                                     progress=progress.note, engine_hz=engine_hz)
+                                     progress=progress.note, engine_hz=engine_hz,
+                                     baud=options.baud)
     except BoardError as err:
         raise BuildError(str(err)) from None
     from ...driver.build import board_result

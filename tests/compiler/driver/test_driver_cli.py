@@ -97,6 +97,9 @@ def test_build_writes_everything_without_synthesis(tmp_path):
     (["--clock", "fast"], "--clock: expected a frequency in MHz"),
     (["--clock", "0.5"], "--clock: expected 1 to 1000 MHz"),
     (["--board", "icebreaker", "--clock", "1.2"], "--clock 1.2 MHz: icebreaker's PLL cannot"),
+    (["--baud", "13000000"], "--baud: 13000000 baud is faster than arty_a7_35's USB-UART"),
+    (["--baud", "12000000"], "--baud: 12000000 baud is 4.2% off at 100 MHz"),
+    (["--baud", "0"], "--baud: must be >= 1"),
 ])
 def test_bad_build_arguments_are_one_line(tmp_path, args, needle):
     rc, out, err = run("build", "digits_cnn_ternary", "--no-synth", "-o", tmp_path / "b", *args)
