@@ -2,7 +2,8 @@
 reached through a port object that behaves like pyserial's.
 
 :class:`SimPort` is what ``python -m compiler run BUILD --port sim`` talks to. It
-wraps the build's own ``accel.v`` (:class:`VerilogCore`) in the
+wraps the build's own Verilog (``accel.v``; the layer engine's ``engine_sim.v``, the
+engine with its flash reader and a flash model) in the
 :class:`boards.top.UARTBridge` every board top has (receive FIFO, byte
 converters, transmitter, break reset), at 4 clock cycles per bit so that the
 simulation spends its time in the accelerator rather than in the line, builds
@@ -13,6 +14,7 @@ host's bytes and the accelerator is the hardware the board runs.
 """
 
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,7 +41,8 @@ SIM_CLOCKS_PER_BIT = 4
 class VerilogCore(wiring.Component):
     """A Verilog module with streams ``i`` and ``o`` of integer lanes, as Amaranth emits
     a component (ports ``clk``, ``rst``, ``i__valid``, ``i__ready``, ``i__payload``,
-    and the same for ``o``).
+    and the same for ``o``), and further clock inputs ``clocks`` (the layer engine's
+    ``flash_clk``), each a 1-bit member of that name.
 
     Members
     -------
@@ -47,11 +50,12 @@ class VerilogCore(wiring.Component):
     o : Out(stream.Signature(lanes(out_shape, out_count)))
     """
 
-    def __init__(self, module, in_shape, in_count, out_shape, out_count):
-        self.module = module
+    def __init__(self, module, in_shape, in_count, out_shape, out_count, clocks=()):
+        self.module, self.clocks = module, tuple(clocks)
         super().__init__({
             "i": In(stream.Signature(lanes(Shape.cast(in_shape), in_count))),
             "o": Out(stream.Signature(lanes(Shape.cast(out_shape), out_count))),
+            **{name: In(1) for name in self.clocks},
         })
 
     def elaborate(self, platform):
@@ -61,44 +65,55 @@ class VerilogCore(wiring.Component):
             i_i__valid=self.i.valid, i_i__payload=self.i.payload.as_value(),
             o_i__ready=self.i.ready,
             o_o__valid=self.o.valid, o_o__payload=self.o.payload.as_value(),
-            i_o__ready=self.o.ready)
+            i_o__ready=self.o.ready,
+            **{f"i_{name}": getattr(self, name) for name in self.clocks})
         return m
 
 
-def uart_top_verilog(in_format, out_format, module="accel", rx_fifo_depth=512):
-    """Verilog of ``uart_top``: the bridge around ``module``, at SIM_CLOCKS_PER_BIT."""
+def uart_top_verilog(in_format, out_format, module="accel", clocks=(), rx_fifo_depth=512):
+    """Verilog of ``uart_top``: the bridge around ``module``, at SIM_CLOCKS_PER_BIT; the
+    module's further clock inputs ``clocks`` are inputs of the top."""
     from boards.top import UARTBridge
     core = VerilogCore(module, Shape(in_format.width, in_format.signed), in_format.count,
-                       Shape(out_format.width, out_format.signed), out_format.count)
+                       Shape(out_format.width, out_format.signed), out_format.count, clocks)
     bridge = UARTBridge(core, SIM_CLOCKS_PER_BIT, rx_fifo_depth=rx_fifo_depth)
-    return verilog.convert(bridge, name="uart_top", emit_src=False,
+    m = Module()
+    m.submodules.bridge = bridge
+    pins = {name: Signal(name=name) for name in clocks}
+    m.d.comb += [getattr(core, name).eq(pin) for name, pin in pins.items()]
+    return verilog.convert(m, name="uart_top", emit_src=False,
                            ports=[bridge.rx, bridge.tx, bridge.activity, bridge.result,
-                                  bridge.error])
+                                  bridge.error, *pins.values()])
 
 
 class SimPort:
     """A pyserial-like port (``write``, ``read``, ``flush``, ``send_break``,
-    ``reset_input_buffer``, ``close``) onto the virtual board of ``accel_v``.
+    ``reset_input_buffer``, ``close``) onto the virtual board: the Verilog ``module``
+    of ``verilog`` (a file) behind the UART bridge.
 
-    ``read(n)`` returns up to ``n`` bytes, fewer if ``timeout`` seconds (of wall
-    time: the simulation is slower than the board) pass without a byte, as a
-    serial port with a timeout does. ``work_dir`` keeps the Verilator build
-    (one per design).
+    ``clocks`` maps the module's further clock inputs to their periods in ns (the
+    bridge's clock has 10 ns); ``plusargs`` go to the simulation (the flash model's
+    image). ``read(n)`` returns up to ``n`` bytes, fewer if ``timeout`` seconds (of
+    wall time: the simulation is slower than the board) pass without a byte, as a
+    serial port with a timeout does. ``work_dir`` keeps the Verilator build (one per
+    design).
     """
 
-    def __init__(self, accel_v, in_format, out_format, *, work_dir, timeout=60.0,
-                 progress=None):
+    def __init__(self, verilog_file, module, in_format, out_format, *, work_dir, clocks=None,
+                 plusargs=(), timeout=60.0, progress=None):
         from cocotb_tools.runner import get_runner  # noqa: F401  (fail early if missing)
         ensure_verilator()
         self.timeout = timeout
-        accel_v = Path(accel_v)
+        clocks = dict(clocks or {})
+        verilog_file = Path(verilog_file)
         work_dir = Path(work_dir).resolve()
-        top_v = uart_top_verilog(in_format, out_format)
-        digest = hashlib.sha256(accel_v.read_bytes() + top_v.encode()).hexdigest()[:16]
+        top_v = uart_top_verilog(in_format, out_format, module, tuple(clocks))
+        digest = hashlib.sha256(verilog_file.read_bytes() + top_v.encode()).hexdigest()[:16]
         build_dir = work_dir / f"uart-{digest}"
         build_dir.mkdir(parents=True, exist_ok=True)
         (build_dir / "uart_top.v").write_text(top_v)
-        runner = _build([accel_v, build_dir / "uart_top.v"], "uart_top", build_dir, progress)
+        runner = _build([verilog_file, build_dir / "uart_top.v"], "uart_top", build_dir,
+                        progress)
 
         self._tmp = tempfile.TemporaryDirectory(prefix="shiftadd-uart-")
         path = os.path.join(self._tmp.name, "line")
@@ -113,8 +128,10 @@ class SimPort:
                             hdl_toplevel_lang="verilog", build_dir=build_dir,
                             test_dir=build_dir, log_file=build_dir / f"sim_{os.getpid()}.log",
                             results_xml=str(build_dir / f"results_{os.getpid()}.xml"),
+                            plusargs=list(plusargs),
                             extra_env={"SHIFTADD_UART_SOCKET": path,
-                                       "SHIFTADD_UART_CPB": str(SIM_CLOCKS_PER_BIT)})
+                                       "SHIFTADD_UART_CPB": str(SIM_CLOCKS_PER_BIT),
+                                       "SHIFTADD_UART_CLOCKS": json.dumps(clocks)})
             except (SystemExit, Exception) as err:      # the runner exits on a failed test
                 self._error = err
 

@@ -313,7 +313,7 @@ def build(model, options: BuildOptions, stream=None):
     out.write_bytes("model.qpk", qpk.to_bytes(graph))
     out.write_text("build.json", json.dumps({
         "board": board.name, "model": graph.name, "engine": "dataflow",
-        "model_file": "model.qpk", "accelerator": "accel.v",
+        "model_file": "model.qpk", "virtual_board": {"verilog": "accel.v", "module": "accel"},
         "bitstream": result.synthesis.get("bitstream"),
         "weights": "weights.bin"}, indent=1, sort_keys=True) + "\n")
     result.files = sorted(out.written | set(result.synthesis.pop("files", []))

@@ -129,6 +129,9 @@ def _to_ints(path, x, graph):
                              f"range [{lo}, {hi}]; give floats to have them quantized")
         return x.astype(np.int64)
     x = x.astype(np.float64)
+    if not inp.get("scale"):
+        raise InputError(f"{path}: the model records no input scale to quantize real values "
+                         "with; give its input integers")
     if not np.isfinite(x).all():
         raise InputError(f"{path}: inputs must be finite numbers")
     return np.clip(np.round(x / inp["scale"]), lo, hi).astype(np.int64)

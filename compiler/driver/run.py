@@ -8,8 +8,10 @@ in Verilator (:mod:`sim.uart_board`). ``--compare`` checks every output against
 the golden model of the build's ``model.qpk``.
 """
 
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,7 @@ class BuildInfo:
     in_format: object
     out_format: object
     baud: int
-    accelerator: Path | None
+    virtual: dict | None          # the virtual board: verilog, module, clocks, flash_image
 
     @classmethod
     def load(cls, root):
@@ -73,17 +75,14 @@ class BuildInfo:
                            "baud)") from None
         model = _inside(root, build["model_file"], "model_file")
         graph = qpk.load(model)
-        engine = build.get("engine", "dataflow")
-        accel = _inside(root, build["accelerator"], "accelerator") \
-            if engine == "dataflow" and "accelerator" in build else None
-        info = cls(root, engine, str(build.get("board")), graph, fmts[0], fmts[1], baud, accel)
+        info = cls(root, str(build.get("engine", "dataflow")), str(build.get("board")), graph,
+                   fmts[0], fmts[1], baud, _virtual(root, build.get("virtual_board")))
         info.check()
         return info
 
     @property
-    def in_beats(self):
-        shape = self.graph.input.attrs["shape"]
-        return shape[1] * shape[2] if len(shape) == 3 else 1
+    def in_shape(self):
+        return tuple(self.graph.input.attrs["shape"])
 
     @property
     def out_shape(self):
@@ -91,16 +90,25 @@ class BuildInfo:
 
     @property
     def out_beats(self):
-        shape = self.out_shape
-        return shape[1] * shape[2] if len(shape) == 3 else 1
+        return int(np.prod(self.out_shape)) // self.out_format.count
 
     def check(self):
-        shape = self.graph.input.attrs["shape"]
-        lanes = shape[0]
-        if self.in_format.count != lanes or self.out_format.count != self.out_shape[0]:
+        # Channels travel as lanes: a map's channels (the dataflow's output too), or one
+        # value a beat (the layer engine's logits).
+        ok_in = self.in_format.count == self.in_shape[0]
+        ok_out = self.out_format.count in (self.out_shape[0], 1)
+        if not (ok_in and ok_out):
             raise RunError(f"{self.root}: the board's UART carries {self.in_format.count} "
                            f"input and {self.out_format.count} output lanes, but model.qpk "
-                           f"has input {list(shape)} and output {list(self.out_shape)}")
+                           f"has input {list(self.in_shape)} and output {list(self.out_shape)}")
+
+    def outputs(self, beats):
+        """One input's output beats as an array of the model's output shape."""
+        arr = np.array(beats, dtype=np.int64)
+        if len(self.out_shape) == 3 and self.out_format.count == self.out_shape[0]:
+            c, h, w = self.out_shape
+            return arr.reshape(h, w, c).transpose(2, 0, 1)
+        return arr.reshape(self.out_shape)
 
 
 def _json(path, missing):
@@ -116,6 +124,27 @@ def _json(path, missing):
         raise RunError(f"{path}: not valid JSON: {err}") from None
 
 
+def _virtual(root, entry):
+    """``build.json``'s ``virtual_board``, its files inside the build; None if absent."""
+    if entry is None:
+        return None
+    where = f"{root}/build.json: 'virtual_board'"
+    if not isinstance(entry, dict):
+        raise RunError(f"{where} must be an object")
+    module, clocks = entry.get("module"), entry.get("clocks", {})
+    if not isinstance(module, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module):
+        raise RunError(f"{where}: 'module' must be a Verilog module name")
+    if not isinstance(clocks, dict) or not all(
+            isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+            and isinstance(v, (int, float)) and 1 <= v <= 1000 for k, v in clocks.items()):
+        raise RunError(f"{where}: 'clocks' must map port names to periods of 1 to 1000 ns")
+    image = entry.get("flash_image")
+    return {"verilog": _inside(root, entry.get("verilog"), "virtual_board.verilog"),
+            "module": module, "clocks": clocks,
+            "flash_image": None if image is None
+            else _inside(root, image, "virtual_board.flash_image")}
+
+
 def _inside(root, rel, field):
     """``root / rel``, refusing a path that leaves the build directory."""
     if not isinstance(rel, str) or not rel:
@@ -129,21 +158,29 @@ def _inside(root, rel, field):
 def open_port(info, options, say):
     """A pyserial port at the build's baud rate (or ``--baud``), or the virtual board."""
     if options.port == "sim":
-        if info.engine != "dataflow" or info.accelerator is None:
-            raise RunError(f"{info.root}: the virtual board runs dataflow builds; this is a "
-                           f"{info.engine} build")
+        v = info.virtual
+        if v is None:
+            raise RunError(f"{info.root}/build.json: no 'virtual_board'; rebuild with this "
+                           "version to run it on the virtual board")
+        from sim.flash_model import hex_plusarg, write_hex
         from sim.uart_board import SimPort
         from sim.verilator import SimulationError
-        say("starting the virtual board (the build's accel.v behind the UART bridge, in "
+        say(f"starting the virtual board ({v['verilog'].name} behind the UART bridge, in "
             "Verilator)...")
+        # Verilator's model is kept per design: in the build, or where the builds'
+        # simulations are kept (SHIFTADD_SIM_CACHE).
+        cache = os.environ.get("SHIFTADD_SIM_CACHE")
+        work = Path(cache) if cache else info.root / "sim"
+        plusargs = []
+        if v["flash_image"] is not None:
+            image = v["flash_image"].read_bytes()
+            digest = hashlib.sha256(image).hexdigest()[:16]
+            work.mkdir(parents=True, exist_ok=True)
+            plusargs.append(hex_plusarg(write_hex(work / f"flash-{digest}.hex", image)))
         try:
-            # Verilator's model is kept per design: in the build, or where the builds'
-            # simulations are kept (SHIFTADD_SIM_CACHE).
-            cache = os.environ.get("SHIFTADD_SIM_CACHE")
-            return SimPort(info.accelerator, info.in_format, info.out_format,
-                           work_dir=Path(cache) if cache else info.root / "sim",
-                           timeout=max(options.timeout, 30.0),
-                           progress=say)
+            return SimPort(v["verilog"], v["module"], info.in_format, info.out_format,
+                           work_dir=work, clocks=v["clocks"], plusargs=plusargs,
+                           timeout=max(options.timeout, 30.0), progress=say)
         except SimulationError as err:
             raise RunError(str(err).splitlines()[0]) from None
     import serial
@@ -168,7 +205,7 @@ def run(build_dir, options: RunOptions, say=print):
 
     from ..ir import interpret
     from ..passes import prepare
-    from .build import output_array, stream_beats
+    from .build import stream_beats
     info = BuildInfo.load(build_dir)
     x, y = read_inputs(options.input, info.graph)
     if options.limit is not None:
@@ -187,7 +224,7 @@ def run(build_dir, options: RunOptions, say=print):
                               info.out_beats)
             except ProtocolError as err:
                 raise RunError(f"input {k}: the board did not answer: {err}") from None
-            out = output_array(beats, pgraph)[0]
+            out = info.outputs(beats)
             outputs.append(out)
             best = top_classes(out, options.top, labels)
             line = f"input {k}: " + ", ".join(f"{c} ({v})" for c, v in best)

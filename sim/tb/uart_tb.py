@@ -8,10 +8,13 @@ The bench connects to the Unix socket ``SHIFTADD_UART_SOCKET``, where
   ``rx``), ``B`` (hold ``rx`` low for 12 bit times: a break) and ``Q`` (stop);
 * to the host, every byte decoded from ``tx``, as it arrives.
 
-``SHIFTADD_UART_CPB`` is the clock cycles per bit. While it has nothing to send the
-bench lets the design run a frame's time between looks at the socket.
+``SHIFTADD_UART_CPB`` is the clock cycles per bit; ``SHIFTADD_UART_CLOCKS`` (JSON)
+maps further clock inputs of the top to their periods in ns (``clk`` has 10). While it
+has nothing to send the bench lets the design run a frame's time between looks at the
+socket.
 """
 
+import json
 import os
 import socket
 import struct
@@ -66,6 +69,8 @@ async def serve(dut):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(os.environ["SHIFTADD_UART_SOCKET"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    for name, period in json.loads(os.environ.get("SHIFTADD_UART_CLOCKS", "{}")).items():
+        cocotb.start_soon(Clock(getattr(dut, name), period, unit="ns").start())
     dut.rx.value = 1
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)

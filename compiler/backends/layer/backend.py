@@ -33,7 +33,8 @@ from .report import write_engine_report
 from .simtop import FlashSetup
 from .stream import flash_image
 from .timing import FlashRate
-from .verify import sim_verilog, verify_engine
+from .verify import TOP as SIM_TOP
+from .verify import sim_clocks, sim_verilog, verify_engine
 
 __all__ = ["EngineBuildResult", "build_engine", "engine_clocks_for"]
 
@@ -122,12 +123,14 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
 
     result = EngineBuildResult(out.root, graph.name, board, plan, options.as_report(), clocks,
                                timings=timings)
+    # The engine with its flash reader and a flash model: what `run --port sim` runs.
+    setup = FlashSetup(**clocks.sim_flash_setup())
+    sim_text = sim_verilog(build, setup)
+    out.write_text("engine_sim.v", sim_text)
     if options.verify > 0:
         t = time.monotonic()
         progress.step("verifying the engine in Verilator (flash model included) against the "
                       "golden model")
-        setup = FlashSetup(**clocks.sim_flash_setup())
-        sim_text = sim_verilog(build, setup)
         digest = hashlib.sha256(sim_text.encode()).hexdigest()[:16]
         cache = Path(sim_cache) if sim_cache else out.tool_dir("verilator")
         sim_dir = cache / f"engine-{digest}"
@@ -166,6 +169,8 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
     out.write_bytes("model.qpk", qpk.to_bytes(graph))
     out.write_text("build.json", json.dumps({
         "board": board.name, "model": graph.name, "engine": "layer", "model_file": "model.qpk",
+        "virtual_board": {"verilog": "engine_sim.v", "module": SIM_TOP,
+                          "clocks": sim_clocks(setup), "flash_image": "weights.bin"},
         "bitstream": result.synthesis.get("bitstream"), "weights": "weights.bin",
         "weights_flash_offset": result.synthesis.get("weights_flash_offset")},
         indent=1, sort_keys=True) + "\n")

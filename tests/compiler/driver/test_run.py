@@ -61,7 +61,8 @@ def digits_inputs(tmp_path_factory):
 
 def test_build_carries_the_model_and_the_uart_format(digits_build):
     build = json.loads((digits_build / "build.json").read_text())
-    assert build["engine"] == "dataflow" and build["accelerator"] == "accel.v"
+    assert build["engine"] == "dataflow"
+    assert build["virtual_board"] == {"verilog": "accel.v", "module": "accel"}
     graph = qpk.load(digits_build / build["model_file"])
     assert graph.input.attrs["shape"] == [1, 8, 8]
     uart = json.loads((digits_build / "board" / "board.json").read_text())["uart"]
@@ -86,6 +87,30 @@ def test_run_on_the_virtual_board_is_bit_exact(digits_build, digits_inputs):
     assert f"accuracy: {right / 12:.1%} ({right} of 12)" in out
     assert "all 12 outputs equal the golden model's" in out
     assert "inferences/s (virtual board)" in out
+
+
+def test_run_on_the_layer_engines_virtual_board_is_bit_exact(tmp_path):
+    # The engine with its flash reader and the flash model holding weights.bin, behind
+    # the UART bridge: logits come back one a beat.
+    from graphs import engine_net
+    graph = engine_net(np.random.default_rng(0))
+    qpk.save(graph, tmp_path / "net.qpk")
+    rc, _, err = run("build", tmp_path / "net.qpk", "--engine", "layer", "--board",
+                     "arty_a7_100", "--verify", "0", "--no-synth", "-o", tmp_path / "b")
+    assert rc == 0, err
+    build = json.loads((tmp_path / "b" / "build.json").read_text())
+    assert build["virtual_board"]["module"] == "engine_sim"
+    assert "flash_clk" in build["virtual_board"]["clocks"]
+    x = np.random.default_rng(1).integers(-128, 128, size=(3, 1, 8, 8))
+    np.save(tmp_path / "x.npy", x)
+    rc, out, err = run("run", tmp_path / "b", "--port", "sim", "--input", tmp_path / "x.npy",
+                       "--compare", "--top", "1")
+    assert rc == 0, err
+    expected = interpret.run(prepare(graph), x)
+    lines = [line for line in out.splitlines() if line.startswith("input ")]
+    assert lines == [f"input {k}: {c} ({v})" for k in range(3)
+                     for c, v in top_classes(expected[k], 1)]
+    assert "all 3 outputs equal the golden model's" in out
 
 
 def test_run_takes_npy_integers_and_images(digits_build, tmp_path):
