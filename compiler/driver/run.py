@@ -211,12 +211,18 @@ def run(build_dir, options: RunOptions, say=print):
     if options.limit is not None:
         x, y = x[:options.limit], (None if y is None else y[:options.limit])
     labels = info.graph.metadata.get("labels")
+    if not (isinstance(labels, list) and all(isinstance(n, str) for n in labels)):
+        labels = None                  # only a list of names names the classes
     pgraph = prepare(info.graph)
     expected = interpret.run(pgraph, x) if options.compare else None
     port = open_port(info, options, say)
     outputs, mismatched = [], []
     try:
-        reset(port, settle_s=0.05 if options.port != "sim" else 0.0)
+        try:
+            reset(port, settle_s=0.05 if options.port != "sim" else 0.0)
+        except (ProtocolError, OSError) as err:       # pyserial's errors are OSErrors
+            raise RunError(f"{options.port}: cannot reset the board (a UART break): "
+                           f"{err}") from None
         t0 = time.monotonic()
         for k in range(len(x)):
             try:
@@ -224,6 +230,8 @@ def run(build_dir, options: RunOptions, say=print):
                               info.out_beats)
             except ProtocolError as err:
                 raise RunError(f"input {k}: the board did not answer: {err}") from None
+            except OSError as err:
+                raise RunError(f"input {k}: {options.port}: the port failed: {err}") from None
             out = info.outputs(beats)
             outputs.append(out)
             best = top_classes(out, options.top, labels)

@@ -197,3 +197,8 @@ def test_silent_board(digits_build, digits_inputs):
     finally:
         os.close(controller)
         os.close(device)
+
+
+def test_top_classes_names_and_ties():
+    assert top_classes([3, 7, 7, -1], 3) == [(1, 7), (2, 7), (0, 3)]
+    assert top_classes([3, 7, 7, -1], 2, ["cat", "dog", "owl", "ant"]) == [("dog", 7), ("owl", 7)]
