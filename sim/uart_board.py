@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.lanes import lanes
 
-from .verilator import SimulationError, _build, ensure_verilator
+from .verilator import SimulationError, build_model, ensure_verilator
 
 __all__ = ["VerilogCore", "SimPort", "SIM_CLOCKS_PER_BIT"]
 
@@ -112,8 +112,8 @@ class SimPort:
         build_dir = work_dir / f"uart-{digest}"
         build_dir.mkdir(parents=True, exist_ok=True)
         (build_dir / "uart_top.v").write_text(top_v)
-        runner = _build([verilog_file, build_dir / "uart_top.v"], "uart_top", build_dir,
-                        progress)
+        runner = build_model([verilog_file, build_dir / "uart_top.v"], "uart_top", build_dir,
+                             progress)
 
         self._tmp = tempfile.TemporaryDirectory(prefix="shiftadd-uart-")
         path = os.path.join(self._tmp.name, "line")

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from .lanes import pack, unpack
 
-__all__ = ["StreamPort", "SimResult", "SimulationError", "ensure_verilator", "simulate"]
+__all__ = ["StreamPort", "SimResult", "SimulationError", "ensure_verilator", "build_model",
+           "simulate"]
 
 #: The period of ``clk`` in every simulation (the job tells ``sim/tb/stream_tb.py``).
 CLK_PERIOD_NS = 10
@@ -217,8 +218,10 @@ def _say(progress, text):
     (progress or (lambda t: print(t, file=sys.stderr, flush=True)))(text)
 
 
-def _build(verilog, top, build_dir, progress):
-    """Build once per design; two processes sharing a cache build it once between them."""
+def build_model(verilog, top, build_dir, progress=None):
+    """Verilate and compile ``top`` of ``verilog`` (a file or files) in ``build_dir``, once
+    per design; two processes sharing a cache build it once between them. Returns the
+    cocotb runner to test it with."""
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".build-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -309,7 +312,7 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
     from cocotb_tools.check_results import get_results
     ensure_verilator()
     build_dir = Path(build_dir).resolve()
-    runner = _build(verilog, top, build_dir, progress)
+    runner = build_model(verilog, top, build_dir, progress)
     n_in = sum(len(b) for b in inputs.values())
     n_out = sum(outputs.values())
     if timeout_cycles is None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 
-__all__ = ["InputError", "read_npz", "read_inputs", "MAX_INPUT_BYTES"]
+__all__ = ["InputError", "read_npz", "check_labels", "read_inputs", "MAX_INPUT_BYTES"]
 
 #: Bytes of an input file, and of any array in an ``.npz`` once decompressed.
 MAX_INPUT_BYTES = 256 << 20
@@ -73,6 +73,13 @@ def read_npz(path, error=InputError):
         raise error(f"{path}: 'x' must be a non-empty numeric array, got "
                     f"{x.dtype} {list(x.shape)}")
     return x, y
+
+
+def check_labels(path, y, n, error=InputError):
+    """Refuse labels ``y`` that are not ``n`` integers."""
+    if y is not None and (not np.issubdtype(y.dtype, np.integer) or y.shape != (n,)):
+        raise error(f"{path}: 'y' must be integer labels of shape [{n}], got "
+                    f"{y.dtype} {list(y.shape)}")
 
 
 def _read_npy(path):
@@ -153,7 +160,5 @@ def read_inputs(path, graph):
         raise InputError(f"{path}: expected an .npz (x, optional y), an .npy or an image "
                          f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     x = _to_ints(path, x, graph)
-    if y is not None and (not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),)):
-        raise InputError(f"{path}: 'y' must be integer labels of shape [{len(x)}], got "
-                         f"{y.dtype} {list(y.shape)}")
+    check_labels(path, y, len(x))
     return x, None if y is None else y.astype(np.int64)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..limits import NAME_PATTERN
 from .inputs import read_inputs
 
 __all__ = ["RunError", "RunOptions", "BuildInfo", "run"]
@@ -54,7 +55,9 @@ class BuildInfo:
 
     @classmethod
     def load(cls, root):
+        from boards import BoardError
         from boards.host import LaneFormat
+        from boards.manifest import MANIFEST, read_manifest
 
         from .. import qpk
         root = Path(root)
@@ -64,14 +67,17 @@ class BuildInfo:
         if not isinstance(build, dict) or "model_file" not in build:
             raise RunError(f"{root}/build.json: no 'model_file'; rebuild with this version "
                            "(`python -m compiler build ...`)")
-        board = _json(root / "board" / "board.json", "the board's build files are missing")
-        uart = board.get("uart") if isinstance(board, dict) else None
+        try:
+            board, board_dir = read_manifest(root)
+        except BoardError as err:
+            raise RunError(str(err)) from None
+        uart = board.get("uart")
         try:
             fmts = [LaneFormat(int(uart[k]["width"]), bool(uart[k]["signed"]),
                                int(uart[k]["lanes"])) for k in ("input", "output")]
             baud = int(uart["baud"])
         except (KeyError, TypeError, ValueError):
-            raise RunError(f"{root}/board/board.json: no valid 'uart' entry (input, output, "
+            raise RunError(f"{board_dir / MANIFEST}: no valid 'uart' entry (input, output, "
                            "baud)") from None
         model = _inside(root, build["model_file"], "model_file")
         graph = qpk.load(model)
@@ -132,10 +138,10 @@ def _virtual(root, entry):
     if not isinstance(entry, dict):
         raise RunError(f"{where} must be an object")
     module, clocks = entry.get("module"), entry.get("clocks", {})
-    if not isinstance(module, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module):
+    if not isinstance(module, str) or not re.fullmatch(NAME_PATTERN, module):
         raise RunError(f"{where}: 'module' must be a Verilog module name")
     if not isinstance(clocks, dict) or not all(
-            isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+            isinstance(k, str) and re.fullmatch(NAME_PATTERN, k)
             and isinstance(v, (int, float)) and 1 <= v <= 1000 for k, v in clocks.items()):
         raise RunError(f"{where}: 'clocks' must map port names to periods of 1 to 1000 ns")
     image = entry.get("flash_image")

@@ -144,15 +144,13 @@ def load_npz(path):
     """A :class:`~.data.Dataset` from an ``.npz``: ``x`` and optional ``y``; never unpickles."""
     import torch
 
-    from ..driver.inputs import read_npz
+    from ..driver.inputs import check_labels, read_npz
     from .data import Dataset
-    x, y = read_npz(path, QuantizeError)
-    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or len(x) == 0:
+    x, y = read_npz(path, QuantizeError)        # numeric and non-empty
+    if x.ndim < 2:
         raise QuantizeError(f"{path}: 'x' must be a non-empty numeric array (N, ...), got "
                             f"{x.dtype} {list(x.shape)}")
-    if y is not None and (not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),)):
-        raise QuantizeError(f"{path}: 'y' must be integer labels of shape [{len(x)}], got "
-                            f"{y.dtype} {list(y.shape)}")
+    check_labels(path, y, len(x), QuantizeError)
     return Dataset(torch.from_numpy(x.astype(np.float32)),
                    torch.from_numpy(y.astype(np.int64)) if y is not None else None)
 

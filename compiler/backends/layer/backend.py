@@ -134,11 +134,9 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
         digest = hashlib.sha256(sim_text.encode()).hexdigest()[:16]
         cache = Path(sim_cache) if sim_cache else out.tool_dir("verilator")
         sim_dir = cache / f"engine-{digest}"
-        sim_dir.mkdir(parents=True, exist_ok=True)
-        (sim_dir / "engine_sim.v").write_text(sim_text)
         x = _inputs(pgraph, options.verify, options.seed)
         result.verification = verify_engine(
-            build, pgraph, x, verilog_path=sim_dir / "engine_sim.v", build_dir=sim_dir,
+            build, pgraph, x, verilog_path=out.path("engine_sim.v"), build_dir=sim_dir,
             weights_bin=out.path("weights.bin"), setup=setup, seed=options.seed,
             progress=progress.note)
         timings["verify_s"] = time.monotonic() - t
