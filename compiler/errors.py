@@ -44,3 +44,15 @@ class BuildError(UserError):
 
 class QuantizeError(UserError):
     """A PyTorch model cannot be quantized (unsupported op, bad option)."""
+
+
+class OnnxImportError(UserError):
+    """An ONNX/QONNX file cannot be read or has something with no exact integer form.
+
+    The message names the file and, where it applies, the ONNX node and why.
+    """
+
+    def __init__(self, path, message, *, node=None):
+        self.path, self.node, self.detail = str(path), node, message
+        where = f"node '{node}': " if node else ""
+        super().__init__(f"{self.path}: {where}{message}")

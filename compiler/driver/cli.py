@@ -1,4 +1,4 @@
-"""``python -m compiler``: quantize, inspect, build, flash and run.
+"""``python -m compiler``: quantize or import, inspect, build, flash and run.
 
 User errors (a bad file, an unknown board, a model that does not fit) print one
 line, ``error: ...``, and exit with status 1; no traceback.
@@ -117,6 +117,20 @@ def _cmd_zoo(args):
     return 0
 
 
+def _cmd_import(args):
+    from ..qonnx import import_onnx
+    from ..qpk import save
+    from .inspect import inspect_text
+    graph = import_onnx(args.model)
+    try:
+        save(graph, args.out, producer={"name": "shiftadd import (QONNX)"})
+    except OSError as err:
+        raise UserError(f"{args.out}: cannot write: {err.strerror or err}") from None
+    print(inspect_text(graph, args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_quantize(args):
     from ..frontend.cli import run
     return run(args)
@@ -144,6 +158,11 @@ def _parser():
     if add_arguments is not None:
         add_arguments(q)
     q.set_defaults(func=_cmd_quantize)
+
+    m = sub.add_parser("import", help="read a QONNX model (Brevitas' export) into a .qpk")
+    m.add_argument("model", type=Path, help="a QONNX .onnx file")
+    m.add_argument("-o", "--out", type=_out_dir, required=True, help="the .qpk to write")
+    m.set_defaults(func=_cmd_import)
 
     i = sub.add_parser("inspect", help="print a table of a .qpk's nodes")
     i.add_argument("model", help="a .qpk file or the name of a zoo model")

@@ -1,13 +1,15 @@
 """The build report: per layer resources and cycles, totals, throughput, weight placement.
 
 Written as ``report.md`` (for people) and ``report.json`` (for tools), from the
-same dictionary. Nothing in it depends on the time or place of the build, so the
-same inputs give the same report.
+same dictionary, with the figures ``report.md`` shows (``plots.py``) beside them.
+Nothing in it depends on the time or place of the build, so the same inputs give
+the same report.
 """
 
 import json
 
 from ..table import markdown_table
+from .plots import figure_lines, write_figures
 
 __all__ = ["report_dict", "report_markdown", "write_report"]
 
@@ -109,6 +111,7 @@ def report_markdown(data):
     lines += ["PExSIMD: output channels x input lanes per cycle. Cycles: per inference for the "
               "stage; the total is the slowest stage, which sets the rate. Lane: the width of "
               "each output value (s = signed, u = unsigned).", ""]
+    lines += figure_lines(data["engine"])
 
     tp = data["throughput"]
     lines += ["## Throughput", "",
@@ -238,11 +241,12 @@ def synthesis_lines(s, estimate, budget, clock_mhz=None):
 
 
 def write_report(result, out):
-    """Write ``report.json`` and ``report.md`` through ``out``.
+    """Write ``report.json``, ``report.md`` and its figures through ``out``.
 
     ``out`` is a :class:`~compiler.driver.outdir.OutputDir`.
     """
     data = report_dict(result)
     out.write_text("report.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
     out.write_text("report.md", report_markdown(data))
+    write_figures(data, out)
     return data

@@ -23,6 +23,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from ... import qpk
+from ...driver.plots import FIGURES
 from ...errors import BuildError
 from ...passes import prepare
 from ..dataflow.cost import FABRICS
@@ -173,7 +174,7 @@ def build_engine(graph, board, options, out, progress, *, sim_cache=None,
         "weights_flash_offset": result.synthesis.get("weights_flash_offset")},
         indent=1, sort_keys=True) + "\n")
     result.files = sorted(out.written | set(result.synthesis.pop("files", []))
-                          | {"report.md", "report.json", "manifest.json"})
+                          | {"report.md", "report.json", "manifest.json", *FIGURES["layer"]})
     write_engine_report(result, out)
     return result
 

@@ -1,7 +1,9 @@
-"""The report of a layer-engine build: the bank, each step and what bounds it, the buffers."""
+"""The report of a layer-engine build: the bank, each step and what bounds it, the buffers;
+with the figures ``report.md`` shows (``compiler/driver/plots.py``) beside it."""
 
 import json
 
+from ...driver.plots import figure_lines, write_figures
 from ...driver.report import synthesis_lines
 from ...table import markdown_table
 
@@ -77,6 +79,7 @@ def engine_report_markdown(data):
               "stream cycles: the flash delivering the step's bytes. The loader works up to two "
               "groups ahead, so each group costs the larger of the two; *bound by* names the "
               "larger for the step. MAC use: MACs per bank lane and cycle.", ""]
+    lines += figure_lines(data["engine"])
     lines += ["## Throughput", "",
               f"- estimated: {tp['cycles_per_inference']:,} cycles per inference, "
               f"{tp['inferences_per_second']:,.2f} inferences/s; weight stream "
@@ -123,4 +126,5 @@ def write_engine_report(result, out):
     data = engine_report_dict(result)
     out.write_text("report.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
     out.write_text("report.md", engine_report_markdown(data))
+    write_figures(data, out)
     return data
