@@ -20,6 +20,7 @@ from pathlib import Path
 from . import reports
 from .logic_depth import logic_depth
 from .manifest import write_manifest
+from .progress import Bar
 from .registry import Board, BoardError, get_board
 from .tools import env_script, find_tool, require, tool_environment
 
@@ -119,7 +120,8 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
     ``board_clocks`` (domain -> :class:`BoardClock`, ``sync`` first), which
     the timing report is read by, and may add constraints with
     ``build_overrides(name)`` (overrides of :meth:`amaranth.build.Platform.prepare`;
-    text is appended to the build's own). ``progress`` gets one line per step.
+    text is appended to the build's own). ``progress`` gets one line per step; on a
+    terminal, each tool's elapsed time shows while it runs (:mod:`boards.progress`).
     ``flash_images`` are ``(path, offset)`` pairs, ``path`` relative to
     ``out_dir``, or dicts with ``path``, ``offset`` and ``quad`` (read in quad
     mode: :func:`boards.flash_layout.weights_image` makes one at the board's
@@ -241,7 +243,7 @@ def _run_step(argv, tool, out_dir, env, result, progress, label=None, tool_log=N
     log = f"{tool}.log"
     progress(f"{tool}: {label or _STEP_LABELS.get(tool, 'running')}...")
     t = time.monotonic()
-    with open(out_dir / log, "wb") as f:
+    with open(out_dir / log, "wb") as f, Bar(progress, desc=tool):
         rc = subprocess.run(argv, cwd=out_dir, env=env, stdout=f, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL).returncode
     seconds = time.monotonic() - t

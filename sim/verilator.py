@@ -214,8 +214,10 @@ def _run_build(runner, sources, top, build_dir, vlt, log):
             os.environ["MAKEFLAGS"] = saved
 
 
-def _say(progress, text):
-    (progress or (lambda t: print(t, file=sys.stderr, flush=True)))(text)
+def _sayer(progress):
+    """The ``say`` of a ``progress`` argument: itself, or lines on standard error."""
+    from boards.progress import Lines     # not at the top: boards loads Amaranth
+    return progress or Lines(sys.stderr)
 
 
 def build_model(verilog, top, build_dir, progress=None):
@@ -232,6 +234,7 @@ def build_model(verilog, top, build_dir, progress=None):
 
 
 def _build_locked(verilog, top, build_dir, progress):
+    from boards.progress import Bar
     from cocotb_tools.runner import get_runner
     sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
                                           else verilog)]
@@ -244,32 +247,38 @@ def _build_locked(verilog, top, build_dir, progress):
     if stamp.exists() and stamp.read_text() == digest.hexdigest() and (build_dir / top).exists():
         return runner
     lines = sum(src.read_text().count("\n") for src in sources)
-    _say(progress, f"verilator: building {top} ({lines:,} lines of Verilog)...")
+    say = _sayer(progress)
+    say(f"verilator: building {top} ({lines:,} lines of Verilog)...")
     t = time.monotonic()
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     vlt = build_dir / "ports.vlt"
     vlt.write_text(_PORTS_VLT.format(top=top))
-    reused = _reuse_runtime(build_dir)
-    _run_build(runner, sources, top, build_dir, vlt, log)
-    if reused is not None and _runtime_commands(build_dir) != reused:
-        for f in _runtime_files():            # made with other flags: compile this build's own
-            (build_dir / f).unlink()
+    with Bar(say, desc="verilator"):
+        reused = _reuse_runtime(build_dir)
         _run_build(runner, sources, top, build_dir, vlt, log)
-    elif reused is None:
-        _keep_runtime(build_dir)
+        if reused is not None and _runtime_commands(build_dir) != reused:
+            for f in _runtime_files():        # made with other flags: compile this build's own
+                (build_dir / f).unlink()
+            _run_build(runner, sources, top, build_dir, vlt, log)
+        elif reused is None:
+            _keep_runtime(build_dir)
     stamp.write_text(digest.hexdigest())
-    _say(progress, f"verilator: built in {time.monotonic() - t:.1f} s")
+    say(f"verilator: built in {time.monotonic() - t:.1f} s")
     return runner
 
 
 class _ProgressWatch(threading.Thread):
-    """While a simulation runs, a line every ``every`` seconds with where it is (the
-    bench leaves its cycle and beat counts in a file every so many cycles)."""
+    """While a simulation runs, where it is (the bench leaves its cycle and beat counts
+    in a file every so many cycles): on a terminal a bar of the output beats, elsewhere
+    a line every ``every`` seconds."""
 
     def __init__(self, path, n_in, n_out, say, every=15.0):
+        from boards.progress import TICK, Bar
         super().__init__(daemon=True)
-        self.path, self.n_in, self.n_out, self.say, self.every = path, n_in, n_out, say, every
+        self.path, self.n_in, self.n_out, self.say = path, n_in, n_out, say
+        self.bar = Bar(say, total=n_out, unit="beat", desc="simulating")
+        self.every = TICK if self.bar.drawing else every
         self.done = threading.Event()
         self.t0 = time.monotonic()
 
@@ -280,8 +289,12 @@ class _ProgressWatch(threading.Thread):
                 state = json.loads(Path(self.path).read_text())
             except (OSError, ValueError):
                 continue
-            if state != last:
-                last = state
+            if state == last:
+                continue
+            last = state
+            if self.bar.drawing:
+                self.bar.set(state["out"], f"{state['cycles']:,} cycles")
+            else:
                 self.say(f"  ... {state['cycles']:,} cycles simulated, {state['in']:,} of "
                          f"{self.n_in:,} input beats in, {state['out']:,} of {self.n_out:,} "
                          f"output beats out ({time.monotonic() - self.t0:.0f} s)")
@@ -289,6 +302,7 @@ class _ProgressWatch(threading.Thread):
     def stop(self):
         self.done.set()
         self.join()
+        self.bar.close()
 
 
 def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
@@ -312,7 +326,8 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
     from cocotb_tools.check_results import get_results
     ensure_verilator()
     build_dir = Path(build_dir).resolve()
-    runner = build_model(verilog, top, build_dir, progress)
+    say = _sayer(progress)
+    runner = build_model(verilog, top, build_dir, say)
     n_in = sum(len(b) for b in inputs.values())
     n_out = sum(outputs.values())
     if timeout_cycles is None:
@@ -335,12 +350,12 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
     for stale in (result_path, progress_path):
         if stale.exists():
             stale.unlink()
-    _say(progress, f"simulating {top}: {n_in:,} input beats, {n_out:,} output beats"
-                   + (f", stalls {stall:.0%}" if stall else "") + "...")
+    say(f"simulating {top}: {n_in:,} input beats, {n_out:,} output beats"
+        + (f", stalls {stall:.0%}" if stall else "") + "...")
     t = time.monotonic()
     log = build_dir / f"sim_{os.getpid()}.log"
     results_xml = build_dir / f"results_{os.getpid()}.xml"
-    watch = _ProgressWatch(progress_path, n_in, n_out, lambda text: _say(progress, text))
+    watch = _ProgressWatch(progress_path, n_in, n_out, say)
     watch.start()
     try:
         runner.test(test_module="sim.tb.stream_tb", hdl_toplevel=top, hdl_toplevel_lang="verilog",
@@ -367,7 +382,7 @@ def simulate(verilog, top, inputs, outputs, *, build_dir, stall=0.0, seed=0,
         raise SimulationError(f"simulation of {top} failed{': ' + detail if detail else ''}"
                               f"{' ' + note if note else ''}; see {log}\n" + "\n".join(tail))
     res = json.loads(result_path.read_text())
-    _say(progress, f"simulated {res['cycles']:,} cycles in {time.monotonic() - t:.1f} s")
+    say(f"simulated {res['cycles']:,} cycles in {time.monotonic() - t:.1f} s")
     by_prefix = {p.prefix: p for p in outputs}
     outs = {by_prefix[k].name: [unpack(w, by_prefix[k].width, by_prefix[k].lanes,
                                        by_prefix[k].signed) for w in words]

@@ -36,6 +36,7 @@ from ..passes import prepare
 from .compile_cost import check_cost, graph_cost, plan_cost
 from .model import resolve_model
 from .outdir import OutputDir
+from .plots import FIGURES
 from .report import write_report
 
 __all__ = ["BuildOptions", "BuildResult", "build", "accelerator_verilog", "stream_beats",
@@ -123,18 +124,19 @@ class BuildResult:
 
 class _Progress:
     def __init__(self, total, stream=sys.stdout):
+        from boards.progress import Lines
         self.total, self.n, self.stream = total, 0, stream
         self.t0 = time.monotonic()
+        # A Lines rather than a method: the long steps it is handed to find the
+        # stream on it and draw their progress bars there (boards.progress).
+        self.note = Lines(stream, prefix="      ")
 
     def step(self, text):
         self.n += 1
         print(f"[{self.n}/{self.total}] {text}", file=self.stream, flush=True)
 
-    def note(self, text):
-        print(f"      {text}", file=self.stream, flush=True)
-
     def warn(self, text):
-        print(f"      warning: {text}", file=self.stream, flush=True)
+        self.note(f"warning: {text}")
 
 
 def accelerator_verilog(plan, name="accel"):
@@ -317,7 +319,7 @@ def build(model, options: BuildOptions, stream=None):
         "bitstream": result.synthesis.get("bitstream"),
         "weights": "weights.bin"}, indent=1, sort_keys=True) + "\n")
     result.files = sorted(out.written | set(result.synthesis.pop("files", []))
-                          | {"report.md", "report.json", "manifest.json"})
+                          | {"report.md", "report.json", "manifest.json", *FIGURES["dataflow"]})
     write_report(result, out)
     timings["total_s"] = time.monotonic() - t0
     out.write_text("timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")

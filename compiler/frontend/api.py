@@ -53,7 +53,7 @@ def _as_inputs(x):
 
 def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels=None,
              act_bits=4, input_bits=8, finetune=None, calibration="mse", name=None,
-             metadata=None, method_options=None, act_levels=None):
+             metadata=None, method_options=None, act_levels=None, log=None):
     """Quantize a float ``model`` into a graph IR and a fake-quantized torch model.
 
     ``calib_inputs`` is a batch ``(N, ...)`` of float inputs used to trace shapes
@@ -68,8 +68,9 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     method's own (``pow2a``: pow2), else linear. Methods with per-layer state
     (``inq``, ``slq``, ``mlq``, ``kq``, ``adaptive``) set it up in
     ``method.prepare`` and replace QAT by their own ``method.schedule``
-    (:mod:`.methods.staged`). Raises :class:`~compiler.errors.QuantizeError` for
-    models or options it cannot handle; ``AssertionError`` if the golden and
+    (:mod:`.methods.staged`). Calibration draws a progress bar if ``log`` (such
+    as ``print``) writes to a terminal. Raises :class:`~compiler.errors.QuantizeError`
+    for models or options it cannot handle; ``AssertionError`` if the golden and
     fake-quant models disagree (a bug).
     """
     method = get_method(weights, weight_bits=weight_bits, levels=levels, options=method_options)
@@ -86,7 +87,7 @@ def quantize(model, calib_inputs, *, weights="ternary", weight_bits=None, levels
     fq.info["calibration"] = calibration
     if hasattr(method, "prepare"):
         method.prepare(fq, layers, x)
-    calibrate(fq, x, estimator=calibration)
+    calibrate(fq, x, estimator=calibration, log=log)
     if hasattr(method, "schedule"):
         method.schedule(fq, finetune, x)
         if finetune is not None:

@@ -88,8 +88,13 @@ def activation_scale(z, bits, signed, estimator="mse", levels="linear"):
     return best
 
 
-def calibrate(model, x, *, estimator="mse"):
-    """Set every scale of ``model`` (a FakeQuantModel) from float inputs ``x`` (N, ...)."""
+def calibrate(model, x, *, estimator="mse", log=None):
+    """Set every scale of ``model`` (a FakeQuantModel) from float inputs ``x`` (N, ...).
+
+    Calibration says nothing; if ``log`` (such as ``print``) writes to a terminal, a
+    bar over the model's steps shows the time left (:mod:`boards.progress`).
+    """
+    from boards.progress import Bar       # not at the top: boards loads Amaranth
     x = torch.as_tensor(x, dtype=torch.float32)
     inp = model.input_step
     if not isinstance(inp, QInput):
@@ -99,8 +104,9 @@ def calibrate(model, x, *, estimator="mse"):
     inp.scale.fill_(top / hi if top > 0 else 1.0)
 
     values, scales, pending = {}, {}, []
-    with torch.no_grad():
-        for i, step in enumerate(model.steps):
+    with torch.no_grad(), Bar(log, total=len(model.steps), unit="step",
+                              desc="calibrating") as bar:
+        for i, step in enumerate(bar.over(model.steps)):
             name = step.step_name
             if step is inp:
                 values[name], scales[name] = step.real([x], [])

@@ -57,7 +57,8 @@ def quantize_and_evaluate(model, calib_x, *, train=None, test=None, weights="ter
     meta = dict(metadata or {})
     result = quantize(model, calib_x, weights=weights, weight_bits=weight_bits, levels=levels,
                       act_bits=act_bits, input_bits=input_bits, finetune=spec, name=name,
-                      metadata=meta, method_options=method_options, act_levels=act_levels)
+                      metadata=meta, method_options=method_options, act_levels=act_levels,
+                      log=log)
     quant_acc, report = None, None
     if test is not None:
         # The calibration inputs were checked by quantize() already.

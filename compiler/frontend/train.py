@@ -1,7 +1,8 @@
 """Training loops: float training and quantization-aware fine-tuning (QAT).
 
 Both use :func:`fit`: Adam, cross-entropy, mini-batches in an order drawn from
-a seeded generator, one progress line per epoch. Inside :func:`deterministic`
+a seeded generator, one progress line per epoch (and on a terminal a bar over the
+batches with the time left, :mod:`boards.progress`). Inside :func:`deterministic`
 (fixed seed, a fixed number of threads, deterministic kernels) a run gives the
 same parameters bit for bit every time on one machine, which is what makes the
 zoo's ``.qpk`` files reproducible.
@@ -49,8 +50,10 @@ def fit(model, x, y, *, epochs, lr=1e-2, batch_size=64, weight_decay=0.0, seed=0
     """Train ``model`` on ``(x, y)`` with Adam and a cosine learning-rate decay.
 
     ``after_step(optimizer)``, if given, runs after every optimizer step (the
-    loss-aware methods read Adam's second moments there).
+    loss-aware methods read Adam's second moments there). ``log`` gets a line per
+    epoch (``None``: silence).
     """
+    from boards.progress import Bar       # not at the top: boards loads Amaranth
     if epochs <= 0:
         return model
     gen = torch.Generator().manual_seed(seed)
@@ -58,24 +61,25 @@ def fit(model, x, y, *, epochs, lr=1e-2, batch_size=64, weight_decay=0.0, seed=0
     steps = epochs * -(-x.shape[0] // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(x.shape[0], generator=gen)
-        total, correct = 0.0, 0
-        for i in range(0, x.shape[0], batch_size):
-            idx = order[i:i + batch_size]
-            out = model(x[idx])
-            loss = F.cross_entropy(out, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if after_step is not None:
-                after_step(opt)
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == y[idx]).sum())
-        if log:
-            log(f"{label} epoch {epoch + 1}/{epochs}: loss {total / x.shape[0]:.4f}, "
-                f"train accuracy {correct / x.shape[0]:.4f}")
+    with Bar(log, total=steps, unit="batch") as bar:
+        for epoch in range(epochs):
+            bar.describe(f"{label} epoch {epoch + 1}/{epochs}")
+            order = torch.randperm(x.shape[0], generator=gen)
+            total, correct = 0.0, 0
+            for i in bar.over(range(0, x.shape[0], batch_size)):
+                idx = order[i:i + batch_size]
+                out = model(x[idx])
+                loss = F.cross_entropy(out, y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step(opt)
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+                correct += int((out.argmax(1) == y[idx]).sum())
+            bar.line(f"{label} epoch {epoch + 1}/{epochs}: loss {total / x.shape[0]:.4f}, "
+                     f"train accuracy {correct / x.shape[0]:.4f}")
     model.eval()
     return model
 
