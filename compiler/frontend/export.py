@@ -9,20 +9,10 @@ step of the output integers; ``metadata["input_scale"]`` that of the input.
 import numpy as np
 
 from ..ops import Conv2d, is_op
-from ..ir import Graph, Node, validate_graph
+from ..ir import Graph, Node, smallest_int_dtype, validate_graph
 from .fakequant import QGap, QInput, QMac, QMaxPool, QRequant
 
 __all__ = ["export", "smallest_int_dtype"]
-
-
-def smallest_int_dtype(arr):
-    """The narrowest of int8/16/32/64 holding every value of ``arr``."""
-    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
-    for dt in (np.int8, np.int16, np.int32, np.int64):
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return dt
-    raise ValueError(f"integers in [{lo}, {hi}] do not fit int64")
 
 
 def _as_int(arr):

@@ -29,6 +29,16 @@ def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
     return shape.width, shape.signed
 
 
+def smallest_int_dtype(arr):
+    """The narrowest of int8/16/32/64 holding every value of ``arr``."""
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    raise ValueError(f"integers in [{lo}, {hi}] do not fit int64")
+
+
 @dataclass
 class Node:
     name: str

@@ -6,8 +6,6 @@ data", a path the file names) are refused rather than followed; every constant
 is bounded by :data:`compiler.limits.MAX_TENSOR_ELEMENTS` before it is decoded.
 """
 
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from onnx import numpy_helper
 
 from .. import limits
 from ..errors import OnnxImportError
+from ..files import FileProblem, read_regular_file
 
 __all__ = ["read_model", "constants", "attributes", "tensor_array"]
 
@@ -24,18 +23,9 @@ def read_model(path):
     """The :class:`onnx.ModelProto` of ``path``, with its graph checked by ``onnx.checker``."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise OnnxImportError(path, "is not a regular file")
-            blob = f.read(limits.MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise OnnxImportError(path, "no such file") from None
-    except IsADirectoryError:
-        raise OnnxImportError(path, "is a directory, not an ONNX file") from None
-    except OSError as err:
-        raise OnnxImportError(path, f"cannot read: {err.strerror or err}") from None
+        blob = read_regular_file(path, "an ONNX file")
+    except FileProblem as problem:
+        raise OnnxImportError(path, str(problem)) from None
     if len(blob) > limits.MAX_FILE_BYTES:
         raise OnnxImportError(path, f"is larger than the limit of {limits.MAX_FILE_BYTES:,} "
                                     "bytes")

@@ -7,15 +7,14 @@ graph is validated op by op with shape inference. Any defect raises
 """
 
 import math
-import os
 import re
-import stat
 from pathlib import Path
 
 import numpy as np
 
 from .. import limits
 from ..errors import GraphError, QpkError
+from ..files import FileProblem, read_regular_file
 from ..ir import Graph, Node, validate_graph
 from ..ops import REGISTRY, get_op
 from ..passes.ranges import infer_ranges
@@ -77,21 +76,9 @@ def load(path):
     """
     path = Path(path)
     try:
-        # Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if stat.S_ISDIR(info.st_mode):
-                raise IsADirectoryError
-            if not stat.S_ISREG(info.st_mode):
-                raise QpkError(path, "is not a regular file")
-            blob = f.read(limits.MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise QpkError(path, "no such file") from None
-    except IsADirectoryError:
-        raise QpkError(path, "is a directory, not a .qpk file") from None
-    except OSError as err:
-        raise QpkError(path, f"cannot read: {err.strerror or err}") from None
+        blob = read_regular_file(path, "a .qpk file")
+    except FileProblem as problem:
+        raise QpkError(path, str(problem)) from None
     return from_bytes(blob, path)
 
 
