@@ -15,6 +15,8 @@ nextpnr) report through a ``say(text)`` callback that prints one line. The contr
 * A stream is a terminal if ``isatty()`` says so and ``TERM`` is not ``dumb``
   (editor shells that cannot redraw a line set it). ``TQDM_DISABLE=1`` gives the
   plain lines on a terminal too.
+* Off a terminal, a step with no known total given ``every`` seconds says
+  ``"<desc>: N min elapsed"`` that often (Yosys and nextpnr in a CI log).
 
 It lives in ``boards`` because that is the lowest package the users share without
 a new import direction: ``compiler`` and ``sim`` import ``boards``, never the other
@@ -25,6 +27,7 @@ so the compiler and ``sim`` import this module where they use it.
 import os
 import sys
 import threading
+import time
 
 from tqdm import tqdm
 
@@ -32,6 +35,11 @@ __all__ = ["Bar", "Lines", "TICK", "is_terminal", "stream_of"]
 
 #: Seconds before a bar appears (short steps stay unmarked) and between its redraws.
 TICK = 1.0
+
+
+def _minutes(seconds):
+    m, s = divmod(int(seconds), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 class Lines:
@@ -60,11 +68,18 @@ class Bar:
     ``None`` for elapsed time only. Off a terminal it draws nothing, and :meth:`line`
     is ``say``. Use it as a context manager, which erases the bar at the end."""
 
-    def __init__(self, say, *, total=None, unit="it", desc=""):
+    def __init__(self, say, *, total=None, unit="it", desc="", every=None):
         self.say = say
         stream = stream_of(say)
-        self._bar = None
-        if not say or not is_terminal(stream):
+        self._bar = self._stop = None
+        if not say:
+            return
+        if not is_terminal(stream):
+            if every and total is None:
+                # A log gets a line every ``every`` seconds instead: a silent hour of
+                # place and route looks like a hung job.
+                self._start(lambda t0=time.monotonic(): say(
+                    f"{desc}: {_minutes(time.monotonic() - t0)} elapsed"), every)
             return
         desc = getattr(say, "prefix", "") + desc
         bar = tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False,
@@ -75,17 +90,20 @@ class Bar:
         self._bar = bar
         # The work blocks (a subprocess, a long batch): redraw from here so that the
         # elapsed time and time left keep moving.
+        self._start(bar.refresh, TICK)
+
+    def _start(self, tick, seconds):
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker = threading.Thread(target=self._tick, args=(tick, seconds), daemon=True)
         self._ticker.start()
 
     @property
     def drawing(self):
         return self._bar is not None
 
-    def _tick(self):
-        while not self._stop.wait(TICK):
-            self._bar.refresh()
+    def _tick(self, tick, seconds):
+        while not self._stop.wait(seconds):
+            tick()
 
     def update(self, n=1):
         if self._bar is not None:
@@ -118,9 +136,11 @@ class Bar:
             self.say(text)
 
     def close(self):
-        if self._bar is not None:
+        if self._stop is not None:
             self._stop.set()
             self._ticker.join()
+            self._stop = None
+        if self._bar is not None:
             self._bar.clear()        # tqdm's close() erases only what update() drew
             self._bar.close()
             self._bar = None

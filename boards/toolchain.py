@@ -243,7 +243,7 @@ def _run_step(argv, tool, out_dir, env, result, progress, label=None, tool_log=N
     log = f"{tool}.log"
     progress(f"{tool}: {label or _STEP_LABELS.get(tool, 'running')}...")
     t = time.monotonic()
-    with open(out_dir / log, "wb") as f, Bar(progress, desc=tool):
+    with open(out_dir / log, "wb") as f, Bar(progress, desc=tool, every=60):
         rc = subprocess.run(argv, cwd=out_dir, env=env, stdout=f, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL).returncode
     seconds = time.monotonic() - t

@@ -254,7 +254,7 @@ def _build_locked(verilog, top, build_dir, progress):
     log = build_dir / "build.log"
     vlt = build_dir / "ports.vlt"
     vlt.write_text(_PORTS_VLT.format(top=top))
-    with Bar(say, desc="verilator"):
+    with Bar(say, desc="verilator", every=60):
         reused = _reuse_runtime(build_dir)
         _run_build(runner, sources, top, build_dir, vlt, log)
         if reused is not None and _runtime_commands(build_dir) != reused:

@@ -104,3 +104,19 @@ def test_elapsed_time_of_a_tool(tmp_path, monkeypatch):
     _run_step(argv, "sleeper", tmp_path, None, result, said.append)
     assert said[0] == "sleeper: running..." and re.fullmatch(r"sleeper: done in \d\.\d s", said[1])
     assert [tool for tool, _ in result.steps] == ["sleeper", "sleeper"]
+
+
+def test_a_long_step_says_its_elapsed_time_in_a_log():
+    """Off a terminal, a step without a total given ``every`` says a line that often."""
+    lines = []
+    with Bar(lines.append, desc="nextpnr-ecp5", every=0.05):
+        time.sleep(0.3)
+    assert len(lines) >= 3
+    assert all(re.fullmatch(r"nextpnr-ecp5: \d+ s elapsed", line) for line in lines)
+    count = len(lines)
+    time.sleep(0.15)
+    assert len(lines) == count                  # stopped with the step
+    quiet = []
+    with Bar(quiet.append, total=5, desc="train", every=0.05):
+        time.sleep(0.2)
+    assert quiet == []                          # a known total says its own lines
