@@ -10,6 +10,7 @@ integers. Needs the ``dev`` extra (Brevitas).
 """
 
 import argparse
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -20,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def brevitas_digits_cnn():
-    import brevitas.nn as qnn
-    from brevitas.quant import Int32Bias
+    with warnings.catch_warnings():      # optional kernels Brevitas looks for at import
+        warnings.simplefilter("ignore")
+        import brevitas.nn as qnn
+        from brevitas.quant import Int32Bias
 
     def conv_block(cin, cout, weight_bits):
         return [qnn.QuantConv2d(cin, cout, 3, padding=1, weight_bit_width=weight_bits,
@@ -43,11 +46,12 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=8)
     args = p.parse_args(argv)
 
-    from brevitas.export import export_qonnx
-
     from compiler.frontend.data import digits
     from compiler.frontend.train import deterministic, fit
     train, test = digits()
+    with warnings.catch_warnings():          # optional kernels Brevitas looks for
+        warnings.simplefilter("ignore")
+        from brevitas.export import export_qonnx
     with deterministic(0):
         net = fit(brevitas_digits_cnn(), train.x, train.y, epochs=args.epochs, lr=1e-2)
     net.eval()
@@ -55,9 +59,10 @@ def main(argv=None):
         logits = net(test.x)
     accuracy = float((getattr(logits, "value", logits).argmax(1) == test.y).float().mean())
     print(f"Brevitas model: {accuracy:.1%} on the {len(test)} test digits")
+    logging.getLogger("torch").setLevel(logging.ERROR)    # torchvision is not needed
     with warnings.catch_warnings():          # the exporter's notes on torch.export
         warnings.simplefilter("ignore")
-        export_qonnx(net, test.x[:1], export_path=str(args.out))
+        export_qonnx(net, test.x[:1], export_path=str(args.out), verbose=False)
     print(f"wrote {args.out} (QONNX)")
     return 0
 

@@ -66,7 +66,9 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
         return tuple(shape[1:])
 
     def _name(self, onnx_node, suffix=""):
-        base = identifier(onnx_node.name or "") or onnx_node.op_type.lower()
+        # torch's exporter names every node "node_<its output>": the output says it.
+        name = (onnx_node.name or "").removeprefix("node_")
+        base = identifier(name) or onnx_node.op_type.lower()
         if not (base[0].isalpha() or base[0] == "_"):
             base = "n_" + base
         base = (base + suffix)[:limits.MAX_NAME_LENGTH - 6]
