@@ -227,7 +227,7 @@ def _arty_xdc(clocks):
 
 def build_engine(engine, board, out_dir, *, weights="weights.bin", baud=None,
                  run_toolchain=True, progress=print, name="top", seed=NEXTPNR_SEED,
-                 engine_hz=None):
+                 seeds=1, engine_hz=None):
     """Build ``engine`` for ``board`` in ``out_dir``: :func:`boards.toolchain.build` of an
     :class:`EngineBoardTop`, with ``weights`` (a path relative to ``out_dir``, or None)
     recorded as the flash image at the board's weight offset, read in quad mode.
@@ -235,4 +235,4 @@ def build_engine(engine, board, out_dir, *, weights="weights.bin", baud=None,
     top = EngineBoardTop(engine, board, baud=baud, engine_hz=engine_hz)
     images = [] if weights is None else [weights_image(top.board.name, weights)]
     return build(top.board, top, out_dir, run_toolchain=run_toolchain, progress=progress,
-                 name=name, seed=seed, flash_images=images)
+                 name=name, seed=seed, seeds=seeds, flash_images=images)

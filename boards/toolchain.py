@@ -110,7 +110,7 @@ class BoardBuildResult:
 
 
 def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top",
-          seed=NEXTPNR_SEED, flash_images=()):
+          seed=NEXTPNR_SEED, seeds=1, flash_images=()):
     """Write ``top``'s build plan for ``board`` into ``out_dir`` and run its toolchain.
 
     ``board`` is a :class:`~boards.registry.Board` or a name; ``top`` is an
@@ -126,7 +126,10 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
     ``out_dir``, or dicts with ``path``, ``offset`` and ``quad`` (read in quad
     mode: :func:`boards.flash_layout.weights_image` makes one at the board's
     documented offset), that ``flash()`` writes to the SPI flash before the
-    bitstream. Returns a :class:`BoardBuildResult`; a missing tool or a
+    bitstream. ``seeds`` > 1 lets nextpnr try placement seeds ``seed``,
+    ``seed + 1``, ... until one meets every clock, or keeps the fastest (placement
+    alone moves Fmax by +-13% on the small CNN); the result stays a function of the
+    inputs. Returns a :class:`BoardBuildResult`; a missing tool or a
     failing step is a BoardError naming the log to read.
     """
     t0 = time.monotonic()
@@ -184,7 +187,7 @@ def build(board, top, out_dir, *, run_toolchain=True, progress=print, name="top"
     write_manifest(out_dir, _manifest(board, top, None, bitstream.name, flash_images))
     if run_toolchain:
         if board.open_toolchain:
-            _run_open(board, out_dir, name, result, progress, clocks)
+            _run_open(board, out_dir, name, result, progress, clocks, seeds)
         elif find_tool("vivado"):
             _run_vivado(board, out_dir, name, result, progress)
         else:
@@ -293,13 +296,55 @@ def _abc9_note(log, error):
             "synthesized with the classic ABC mapping instead.")
 
 
-def _run_open(board, out_dir, name, result, progress, clocks):
+def _fmax(report, clocks):
+    """Fmax per clock domain of a nextpnr timing report."""
+    if len(clocks) == 1:
+        return {"sync": reports.nextpnr_fmax(report)}
+    return {domain: reports.nextpnr_clock_fmax(report, clock.hz / 1e6, clock.net)
+            for domain, clock in clocks.items()}
+
+
+def _slack_ratio(report, clocks):
+    """The worst clock's Fmax over its target: >= 1 meets timing."""
+    fmax = _fmax(report, clocks)
+    return min((fmax[d] or 0.0) / (c.hz / 1e6) for d, c in clocks.items())
+
+
+def _place_and_route(tool, argv, out_dir, name, env, result, progress, clocks, seeds):
+    """nextpnr with seeds ``--seed``, ``--seed + 1``, ... until timing is met, else the
+    fastest seed, run again last so that the files left are its own."""
+    at = argv.index("--seed") + 1
+    first = int(argv[at])
+    tried, best = {}, None
+    for seed in range(first, first + seeds):
+        argv[at] = str(seed)
+        _run_step(argv, tool, out_dir, env, result, progress,
+                  label=f"placing and routing, seed {seed}")
+        report = json.loads((out_dir / f"{name}_report.json").read_text())
+        tried[seed] = _slack_ratio(report, clocks)
+        best = max(tried, key=lambda s: (tried[s], -s))
+        if tried[seed] >= 1:
+            break
+    if best != seed:
+        argv[at] = str(best)
+        _run_step(argv, tool, out_dir, env, result, progress,
+                  label=f"placing and routing again with seed {best}, the fastest")
+    result.notes.append(f"Placement seed {best} of {len(tried)} tried "
+                        f"({', '.join(f'{s}: {r:.0%}' for s, r in tried.items())} of the "
+                        "clock).")
+
+
+def _run_open(board, out_dir, name, result, progress, clocks, seeds=1):
     """Amaranth's command list (build_top.json), one command at a time."""
     commands = json.loads((out_dir / f"build_{name}.json").read_text())["commands"]
     tools = [argv[0] for argv in commands]
     paths = {tool: require(tool) for tool in tools}
     env = tool_environment(tools)
     for argv in commands:
+        if argv[0].startswith("nextpnr") and seeds > 1 and "--seed" in argv:
+            _place_and_route(argv[0], [paths[argv[0]], *argv[1:]], out_dir, name, env,
+                             result, progress, clocks, seeds)
+            continue
         tool_log = argv[argv.index("-l") + 1] if argv[0] == "yosys" and "-l" in argv else None
         try:
             _run_step([paths[argv[0]], *argv[1:]], argv[0], out_dir, env, result, progress,

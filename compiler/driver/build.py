@@ -69,6 +69,7 @@ class BuildOptions:
     bank: tuple = None           # layer engine: (pe, simd), or None to let the planner choose
     clock_mhz: float = None      # the sync clock; None: the board's default_clock_hz
     baud: int = None             # the UART's rate; None: the fastest both ends make exactly
+    pnr_seeds: int = 1           # placement seeds nextpnr may try to meet the clock
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -410,7 +411,7 @@ def _board_build(board, plan, out, options, progress, clock_hz):
     top = BoardTop(Accelerator(plan), board, clock_hz=clock_hz, baud=options.baud)
     with deep_recursion():           # the board top is converted by Amaranth too
         res = build_board(board, top, out.tool_dir("board"), run_toolchain=options.synth,
-                          progress=progress.note)
+                          progress=progress.note, seeds=options.pnr_seeds)
     return board_result(res, out)
 
 

@@ -81,7 +81,8 @@ def _cmd_build(args):
         board=args.board, out=args.out, weights=args.weights,
         target_cycles=args.target_cycles, fold=_folds(args.fold),
         verify=args.verify, seed=args.seed, synth=not args.no_synth, force=args.force,
-        engine=args.engine, bank=args.bank, clock_mhz=args.clock, baud=args.baud)
+        engine=args.engine, bank=args.bank, clock_mhz=args.clock, baud=args.baud,
+        pnr_seeds=args.pnr_seeds)
     result = build(args.model, options)
     return 0 if result.ok else 1
 
@@ -207,6 +208,10 @@ def _parser():
                    help="the UART's rate (default: the fastest that the design's clock and the "
                         "board's USB-UART bridge both divide exactly: 2 Mbaud on the ULX3S at "
                         "100 MHz, 4 Mbaud on the Arty)")
+    b.add_argument("--pnr-seeds", type=_count(1), default=1, metavar="N",
+                   help="ECP5/iCE40: let nextpnr try up to N placement seeds until the design "
+                        "meets its clock, else keep the fastest (placement alone moves Fmax by "
+                        "10%% or more; default: %(default)s)")
     b.add_argument("--no-synth", action="store_true",
                    help="write the board's build files but do not run the FPGA toolchain")
     b.set_defaults(func=_cmd_build)

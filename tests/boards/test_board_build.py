@@ -251,3 +251,39 @@ def test_tool_variable_names_match_amaranth():
     for tool in ("yosys", "nextpnr-ecp5", "ecppack", "nextpnr-ice40", "icepack", "vivado",
                  "openFPGALoader"):
         assert tool_env_var(tool) == amaranth_rule(tool)
+
+
+FAKE_NEXTPNR = """#!{python}
+import json, sys
+argv = sys.argv[1:]
+seed = int(argv[argv.index("--seed") + 1])
+report = argv[argv.index("--report") + 1]
+json.dump({{"fmax": {{"clk": {{"achieved": {fmax}[seed], "constraint": 100.0}}}}}},
+          open(report, "w"))
+open("placed_with_seed", "w").write(str(seed))
+open("runs", "a").write(f"{{seed}} ")
+"""
+
+
+@pytest.mark.parametrize("fmax,kept,runs", [
+    ({1: 86.4, 2: 101.9, 3: 91.6}, 2, [1, 2]),            # the first seed that meets it
+    ({1: 86.4, 2: 77.1, 3: 91.6}, 3, [1, 2, 3]),          # none does: the fastest, last
+    ({1: 86.4, 2: 91.6, 3: 77.1}, 2, [1, 2, 3, 2]),       # ... run again so its files stay
+])
+def test_placement_seeds_until_the_clock_is_met(tmp_path, fmax, kept, runs):
+    import sys
+    from boards.toolchain import BoardBuildResult, BoardClock, _place_and_route
+    fake = tmp_path / "fake-nextpnr"
+    fake.write_text(FAKE_NEXTPNR.format(python=sys.executable, fmax=fmax))
+    fake.chmod(0o755)
+    result = BoardBuildResult("ulx3s", tmp_path, clock_mhz=100.0)
+    lines = []
+    argv = [str(fake), "--seed", "1", "--report", "top_report.json"]
+    _place_and_route("nextpnr-ecp5", argv, tmp_path, "top", dict(os.environ), result,
+                     lines.append, {"sync": BoardClock(100e6)}, seeds=3)
+    assert [int(s) for s in (tmp_path / "runs").read_text().split()] == runs
+    assert f"nextpnr-ecp5: placing and routing, seed {runs[0]}..." in lines
+    assert (tmp_path / "placed_with_seed").read_text() == str(kept)
+    report = json.loads((tmp_path / "top_report.json").read_text())
+    assert report["fmax"]["clk"]["achieved"] == fmax[kept]
+    assert result.notes[-1].startswith(f"Placement seed {kept} of ")

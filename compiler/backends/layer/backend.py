@@ -205,6 +205,7 @@ def _board(board, build, out, options, progress, engine_hz):
         with deep_recursion():
             res = build_board_engine(LayerEngine(build.config), board, out.tool_dir("board"),
                                      weights="../weights.bin", run_toolchain=options.synth,
+                                     seeds=options.pnr_seeds,
                                      progress=progress.note, engine_hz=engine_hz,
                                      baud=options.baud)
     except BoardError as err:
