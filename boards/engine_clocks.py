@@ -74,7 +74,7 @@ class EngineClocks:
     def as_dict(self):
         return {"engine_hz": self.engine_hz, "flash_hz": self.flash_hz,
                 "divider": self.divider, "read_latency": self.read_latency, "part": self.part,
-                "sclk_hz": self.sclk_hz}
+                "sclk_hz": self.sclk_hz, "stream_bytes_per_s": self.stream_bytes_per_s}
 
 
 _ARTY = dict(engine_hz=100_000_000, flash_hz=100_000_000, divider=2, read_latency=3,

@@ -297,14 +297,15 @@ def _abc9_note(log, error):
 
 
 def _fmax(report, clocks):
-    """Fmax per clock domain of a nextpnr timing report."""
+    """Fmax per clock domain of a nextpnr timing report (one clock: the slowest net's;
+    several: each found by its constraint)."""
     if len(clocks) == 1:
         return {"sync": reports.nextpnr_fmax(report)}
     return {domain: reports.nextpnr_clock_fmax(report, clock.hz / 1e6, clock.net)
             for domain, clock in clocks.items()}
 
 
-def _slack_ratio(report, clocks):
+def _worst_clock_ratio(report, clocks):
     """The worst clock's Fmax over its target: >= 1 meets timing."""
     fmax = _fmax(report, clocks)
     return min((fmax[d] or 0.0) / (c.hz / 1e6) for d, c in clocks.items())
@@ -321,7 +322,7 @@ def _place_and_route(tool, argv, out_dir, name, env, result, progress, clocks, s
         _run_step(argv, tool, out_dir, env, result, progress,
                   label=f"placing and routing, seed {seed}")
         report = json.loads((out_dir / f"{name}_report.json").read_text())
-        tried[seed] = _slack_ratio(report, clocks)
+        tried[seed] = _worst_clock_ratio(report, clocks)
         best = max(tried, key=lambda s: (tried[s], -s))
         if tried[seed] >= 1:
             break
@@ -371,14 +372,9 @@ def _run_open(board, out_dir, name, result, progress, clocks, seeds=1):
     result.utilization["bram_kind"] = board.bram_kind
     result.tool = (f"nextpnr-{board.family}" if board.family == "ecp5"
                    else f"yosys + nextpnr-{board.family}")
-    if len(clocks) == 1:
-        result.fmax_mhz = reports.nextpnr_fmax(report)
-        result.clocks["sync"]["fmax_mhz"] = result.fmax_mhz
-    else:
-        for domain, clock in clocks.items():
-            result.clocks[domain]["fmax_mhz"] = reports.nextpnr_clock_fmax(
-                report, clock.hz / 1e6, clock.net)
-        result.fmax_mhz = result.clocks["sync"]["fmax_mhz"]
+    for domain, fmax in _fmax(report, clocks).items():
+        result.clocks[domain]["fmax_mhz"] = fmax
+    result.fmax_mhz = result.clocks["sync"]["fmax_mhz"]
     result.critical_path = reports.nextpnr_critical_path(report)
     _check_timing(result)
 

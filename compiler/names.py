@@ -1,8 +1,9 @@
-"""File names made from node names (which come from a package, so from anyone)."""
+"""Names made from names that come from a file, so from anyone: file names from node
+names, node names from another tool's."""
 
 import re
 
-__all__ = ["safe_file_name"]
+__all__ = ["safe_file_name", "identifier"]
 
 
 def safe_file_name(text, *, limit=48):
@@ -12,3 +13,12 @@ def safe_file_name(text, *, limit=48):
     """
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_") or "x"
     return stem[:limit]
+
+
+def identifier(text, fallback, prefix="n_"):
+    """``text`` as a node name (:data:`compiler.limits.NAME_PATTERN`): every character
+    outside ASCII letters and digits made ``_``, ``fallback`` if nothing is left, and
+    ``prefix`` before a leading digit."""
+    name = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in text).strip("_")
+    name = name or fallback
+    return prefix + name if name[0].isdigit() else name

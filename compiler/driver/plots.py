@@ -160,7 +160,7 @@ def roofline(data):
     hz = data["clocks"]["engine_hz"]
     bank = data["bank"]
     peak = bank["pe"] * bank["simd"] * hz
-    bandwidth = data["clocks"]["sclk_hz"] / 2          # quad reads: a byte per two SCLKs
+    bandwidth = data["clocks"]["stream_bytes_per_s"]
     # A step without weights or MACs has no intensity to place on log axes.
     points = [(s["step"], s["macs"] / s["stream_bytes"], s["macs"] * hz / s["cycles"],
                s["bound"]) for s in data["steps"]

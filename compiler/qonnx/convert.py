@@ -21,12 +21,13 @@ import numpy as np
 from .. import limits
 from ..errors import GraphError, OnnxImportError
 from ..ir import Graph, Node, smallest_int_dtype, validate_graph
+from ..names import identifier
 from ..ops import op_of
 from .layer_ops import LayerOps
 from .mac_ops import MacOps
 from .quant_ops import QuantizerOps
 from .reader import attributes, constants, read_model
-from .values import Act, GraphInput, identifier, scalar, uniform
+from .values import Act, GraphInput, scalar, uniform
 
 __all__ = ["import_onnx", "SUPPORTED_OPS"]
 
@@ -36,7 +37,7 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
         self.path, self.model = path, model
         g = model.graph
         self.values = dict(constants(path, g))
-        self.nodes, self.shapes, self.names = [], {}, set()
+        self.nodes, self.names = {}, set()           # IR nodes by name, in order
         self.input_scale = None
         inits = set(self.values)
         real_inputs = [i for i in g.input if i.name not in inits]
@@ -68,9 +69,7 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
     def _name(self, onnx_node, suffix=""):
         # torch's exporter names every node "node_<its output>": the output says it.
         name = (onnx_node.name or "").removeprefix("node_")
-        base = identifier(name) or onnx_node.op_type.lower()
-        if not (base[0].isalpha() or base[0] == "_"):
-            base = "n_" + base
+        base = identifier(name, onnx_node.op_type.lower())
         base = (base + suffix)[:limits.MAX_NAME_LENGTH - 6]
         name, i = base, 1
         while name.lower() in self.names:
@@ -82,11 +81,10 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
     def add(self, onnx_node, op, inputs, attrs=None, tensors=None, suffix=""):
         node = Node(self._name(onnx_node, suffix), op, list(inputs), attrs or {}, tensors or {})
         try:
-            node.shape = op_of(node).validate(node, [self.shapes[i] for i in node.inputs])
+            node.shape = op_of(node).validate(node, [self.nodes[i].shape for i in node.inputs])
         except GraphError as err:
             self.fail(onnx_node, err.detail)
-        self.nodes.append(node)
-        self.shapes[node.name] = node.shape
+        self.nodes[node.name] = node
         return node
 
     def const(self, onnx_node, i, what):
@@ -143,7 +141,7 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
         g = self.model.graph
         for onnx_node in g.node:
             handler = getattr(self, f"op_{onnx_node.op_type}", None)
-            if handler is None or onnx_node.op_type not in SUPPORTED_OPS:
+            if handler is None:
                 self.fail(onnx_node, f"op {onnx_node.op_type} is not supported (supported: "
                                      f"{', '.join(SUPPORTED_OPS)})")
             if len(onnx_node.output) != 1 and onnx_node.op_type not in ("Dropout",):
@@ -161,15 +159,13 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
         if not isinstance(v, Act):
             self.fail(fake, "the graph's output is not computed from its input")
         v = self.settled(fake, v)
-        node = next(n for n in self.nodes if n.name == v.node)
+        node = self.nodes[v.node]
         if np.any(v.offset != 0) and op_of(node).is_mac:
             steps = v.offset / v.scale
             whole = np.round(steps)
             if np.all(np.abs(steps - whole) <= 1e-6 * np.maximum(1.0, np.abs(whole))):
-                bias = node.tensors.get("bias", np.zeros(len(whole), np.int64)).astype(np.int64)
-                node.tensors["bias"] = (bias + whole.astype(np.int64))
-                node.tensors["bias"] = node.tensors["bias"].astype(
-                    smallest_int_dtype(node.tensors["bias"]))
+                bias = node.tensors.get("bias", 0) + whole.astype(np.int64)
+                node.tensors["bias"] = bias.astype(smallest_int_dtype(bias))
                 v = replace(v, offset=np.zeros_like(v.offset))
         if np.any(v.offset != 0):
             self.fail(fake, "the output has a real offset (a float bias that is not a whole "
@@ -181,7 +177,7 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
                             "so their integers would rank differently from the real outputs; "
                             "use a per-tensor weight scale on the last layer or end with a "
                             "per-tensor Quant")
-        graph = Graph(self.nodes, [v.node], name=_model_name(self.path),
+        graph = Graph(list(self.nodes.values()), [v.node], name=_model_name(self.path),
                       metadata={"input_scale": self.input_scale,
                                 "output_scale": scalar(v.scale),
                                 "imported_from": "QONNX"})
@@ -192,15 +188,12 @@ class _Importer(QuantizerOps, MacOps, LayerOps):
 
 
 def _model_name(path):
-    stem = identifier(Path(path).stem)
-    return (stem if stem and not stem[0].isdigit() else f"m_{stem}")[:limits.MAX_NAME_LENGTH]
+    return identifier(Path(path).stem, "model", prefix="m_")[:limits.MAX_NAME_LENGTH]
 
 
-#: The ONNX/QONNX ops the importer reads.
-SUPPORTED_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold", "Conv", "Gemm", "MatMul",
-                 "Relu", "MaxPool", "Add", "GlobalAveragePool", "AveragePool", "ReduceMean",
-                 "Flatten", "Reshape", "BatchNormalization", "Mul", "Div", "Identity",
-                 "Dropout", "Constant")
+#: The ONNX/QONNX ops the importer reads: those it has a handler for.
+SUPPORTED_OPS = tuple(sorted(name.removeprefix("op_") for name in dir(_Importer)
+                             if name.startswith("op_")))
 
 
 def import_onnx(path):

@@ -117,11 +117,9 @@ class LayerOps:
         return replace(x, scale=x.scale * g, offset=(x.offset - mean) * g + beta)
 
     def _flatten(self, n, x):
-        if len(x.shape) == 1:
+        if len(x.shape) == 1:           # after a global pool the IR has a vector already
             return x
         c, h, w = x.shape
-        if h * w == 1:          # after a global pool the IR has a vector already
-            return x
         node = self.add(n, "flatten", [x.node])
         return replace(x, node=node.name, shape=node.shape, scale=np.repeat(x.scale, h * w),
                        offset=np.repeat(x.offset, h * w))

@@ -42,7 +42,8 @@ class MacOps:
                          "not keep")
         return x
 
-    def _weight_attrs(self, n, ints, bits):
+    def _weight_attrs(self, n, ints):
+        """The weight kind the integers fit, whatever the quantizer's bit width was."""
         nz = np.abs(ints[ints != 0])
         lo, hi = int(ints.min(initial=0)), int(ints.max(initial=0))
         bits = max(hi.bit_length(), (-lo - 1).bit_length()) + 1      # signed
@@ -66,9 +67,7 @@ class MacOps:
         o = w_int.shape[0]
         s_w = self.per_channel(n, w_scale, o, "the weight scale")
         s_in = scalar(x.scale)
-        attrs = dict(attrs)
-        bits = attrs.pop("bits")
-        attrs = {**attrs, **self._weight_attrs(n, w_int, bits),
+        attrs = {**attrs, **self._weight_attrs(n, w_int),
                  "weight_scale": s_w.tolist() if not uniform(s_w) else float(s_w[0])}
         node = self.add(n, op, [x.node], attrs,
                         {"weight": w_int.astype(smallest_int_dtype(w_int))})
@@ -107,22 +106,23 @@ class MacOps:
         if list(a.get("kernel_shape", [k, k])) != [k, k]:
             self.fail(n, "kernel_shape does not match the weights")
         x = self._mac_input(n, self.act(n), pads[0] > 0)
-        in_sum = np.einsum("ochw,c->o", w.ints.astype(np.float64), x.offset) \
-            if np.any(x.offset != 0) else np.zeros(w.ints.shape[0])
-        bias = self.values.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        return self._mac(n, "conv2d", x, w.ints, w.scale, bias,
-                         {"kernel": k, "stride": strides[0], "padding": pads[0],
-                          "bits": w.bits}, in_sum)
+        in_sum = np.einsum("ochw,c->o", w.ints.astype(np.float64), x.offset)
+        return self._mac(n, "conv2d", x, w.ints, w.scale, self._bias_input(n),
+                         {"kernel": k, "stride": strides[0], "padding": pads[0]}, in_sum)
 
-    def _dense(self, n, x, w, w_int, w_scale, bias, alpha=1.0, beta=1.0):
+    def _bias_input(self, n):
+        """The optional third input of Conv and Gemm."""
+        return self.values.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+
+    def _dense(self, n, x, w_int, w_scale, bias, alpha=1.0, beta=1.0):
         x = self._mac_input(n, x, False)
         if len(x.shape) != 1:
             self.fail(n, f"its input has shape {list(x.shape)}; flatten it to a vector first")
         in_sum = w_int.astype(np.float64) @ x.offset
         if bias is not None and beta != 1.0:
             bias = self._bias(n, bias, w_int.shape[0]) * beta
-        out = self._mac(n, "dense", x, w_int, np.asarray(w_scale, np.float64), bias,
-                        {"bits": w.bits}, in_sum)
+        out = self._mac(n, "dense", x, w_int, np.asarray(w_scale, np.float64), bias, {},
+                        in_sum)
         if alpha != 1.0:
             if alpha <= 0:
                 self.fail(n, f"alpha={alpha} must be positive")
@@ -136,14 +136,13 @@ class MacOps:
         ints = w.ints if a.get("transB", 0) else w.ints.T
         scale = np.asarray(w.scale, np.float64)
         scale = scale if a.get("transB", 0) or scale.ndim < 2 else scale.T
-        bias = self.values.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        return self._dense(n, self.act(n), w, ints, scale, bias, float(a.get("alpha", 1.0)),
-                           float(a.get("beta", 1.0)))
+        return self._dense(n, self.act(n), ints, scale, self._bias_input(n),
+                           float(a.get("alpha", 1.0)), float(a.get("beta", 1.0)))
 
     def op_MatMul(self, n, a):
         w = self._weights(n, 1)
         if w.ints.ndim != 2:
             self.fail(n, f"weights of shape {list(w.ints.shape)}: a matrix is expected")
         scale = np.asarray(w.scale, np.float64)
-        return self._dense(n, self.act(n), w, w.ints.T, scale.T if scale.ndim == 2 else scale,
+        return self._dense(n, self.act(n), w.ints.T, scale.T if scale.ndim == 2 else scale,
                            None)

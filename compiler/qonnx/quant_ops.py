@@ -22,21 +22,28 @@ __all__ = ["QuantizerOps"]
 class QuantizerOps:
     """The importer's handlers of QONNX's quantizers (a mixin of ``convert._Importer``)."""
 
-    def _quant_params(self, n, a):
+    def _scale(self, n):
         scale = self.const(n, 1, "scale")
+        if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
+            self.fail(n, "the scale must be finite and positive")
+        return scale
+
+    def _rounding(self, n, a, default):
+        mode = a.get("rounding_mode", default)
+        if q.rounding(mode) is None:
+            self.fail(n, f"rounding mode {mode!r} is unknown")
+        return q.rounding(mode)
+
+    def _quant_params(self, n, a):
+        scale = self._scale(n)
         zero = self.const(n, 2, "zero point")
         bits = self.const(n, 3, "bit width")
         if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]) \
                 or not 1 <= int(bits.ravel()[0]) <= 32:
             self.fail(n, f"bit width {bits.ravel().tolist()[:4]} must be one whole number "
                          "from 1 to 32")
-        if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
-            self.fail(n, "the scale must be finite and positive")
-        mode = a.get("rounding_mode", "ROUND")
-        if q.rounding(mode) is None:
-            self.fail(n, f"rounding mode {mode!r} is unknown")
         return scale, zero, int(bits.ravel()[0]), bool(a.get("signed", 1)), \
-            bool(a.get("narrow", 0)), q.rounding(mode)
+            bool(a.get("narrow", 0)), self._rounding(n, a, "ROUND")
 
     def op_Quant(self, n, a):
         x = self.values[n.input[0]]
@@ -47,7 +54,7 @@ class QuantizerOps:
                 ints = np.where(x / scale + zero >= 0, 1, -1)
             else:
                 ints = rnd(np.clip(x / scale + zero, lo, hi))
-            return QConst(ints.astype(np.int64), scale, zero, bits)
+            return QConst(ints.astype(np.int64), scale, zero)
         if isinstance(x, GraphInput):
             return self._input(n, x, scale, zero, bits, signed)
         x = self.act(n)
@@ -95,11 +102,9 @@ class QuantizerOps:
 
     def op_BipolarQuant(self, n, a):
         x = self.values[n.input[0]]
-        scale = self.const(n, 1, "scale")
-        if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
-            self.fail(n, "the scale must be finite and positive")
+        scale = self._scale(n)
         if isinstance(x, np.ndarray):
-            return QConst(np.where(x >= 0, 1, -1).astype(np.int64), scale, np.zeros(1), 2)
+            return QConst(np.where(x >= 0, 1, -1).astype(np.int64), scale, np.zeros(1))
         if isinstance(x, GraphInput):
             self.fail(n, "a bipolar network input is not supported; quantize the input with "
                          "Quant")
@@ -110,9 +115,7 @@ class QuantizerOps:
         scale = self.channel_param(n, self.const(n, 1, "scale"), x, "the scale")
         zero = self.channel_param(n, self.const(n, 2, "zero point"), x, "the zero point")
         in_bits = int(self.const(n, 3, "input bit width").ravel()[0])
-        rnd = q.rounding(a.get("rounding_mode", "FLOOR"))
-        if rnd is None:
-            self.fail(n, f"rounding mode {a.get('rounding_mode')!r} is unknown")
+        rnd = self._rounding(n, a, "FLOOR")
         if len(n.input) >= 6:                                  # Trunc v2: clamped, signed
             out_scale = self.channel_param(n, self.const(n, 4, "output scale"), x,
                                            "the output scale")
@@ -145,7 +148,7 @@ class QuantizerOps:
     def _range(self, x):
         """The real range of ``x``'s values over every input (for Trunc v1's sign)."""
         from ..passes.ranges import infer_ranges
-        graph = Graph([replace(nd) for nd in self.nodes], [x.node])
+        graph = Graph([replace(nd) for nd in self.nodes.values()], [x.node])
         keep = {x.node}
         for nd in reversed(graph.nodes):
             if nd.name in keep:

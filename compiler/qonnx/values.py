@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Act", "QConst", "GraphInput", "identifier", "uniform", "scalar"]
+__all__ = ["Act", "QConst", "GraphInput", "uniform", "scalar"]
 
 
 @dataclass
@@ -27,17 +27,11 @@ class QConst:
     ints: np.ndarray
     scale: np.ndarray             # broadcastable to ints
     zero: np.ndarray
-    bits: int
 
 
 @dataclass
 class GraphInput:
     shape: tuple
-
-
-def identifier(text):
-    """``text`` with every character outside ASCII letters and digits made ``_``."""
-    return "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in text).strip("_")
 
 
 def uniform(v):

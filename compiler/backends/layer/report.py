@@ -60,7 +60,7 @@ def engine_report_markdown(data):
     lines = [f"# Build report: {data['model']} on {b['name']} (layer engine)", "",
              f"Device {b['device']}. Engine clock {b['clock_mhz']:g} MHz; flash reader "
              f"{c['flash_hz'] / 1e6:g} MHz, SCLK {c['sclk_hz'] / 1e6:g} MHz (quad reads: "
-             f"{c['sclk_hz'] / 2e6:g} MB/s of weights). "
+             f"{c['stream_bytes_per_s'] / 1e6:g} MB/s of weights). "
              f"Options: {', '.join(f'{k}={v}' for k, v in data['options'].items())}.", "",
              f"Bank: PE {bank['pe']} output channels x SIMD {bank['simd']} input lanes, "
              f"run-time weights of {bank['weight_format']['digits']} signed digit(s) "

@@ -202,3 +202,13 @@ def test_import_command_writes_a_package_and_errors_are_one_line(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Tanh" in err and "Traceback" not in err
     assert not (tmp_path / "b.qpk").exists()
+
+
+def test_flatten_of_a_one_pixel_map(tmp_path):
+    """A 3x3 conv over a 3x3 input leaves (C, 1, 1): Flatten must still make a vector."""
+    b = GraphBuilder((2, 3, 3))
+    x = b.node("Conv", [_head(b), b.weights((4, 2, 3, 3), 2)], kernel_shape=[3, 3])
+    x = b.quant(b.node("Relu", [x]), 0.25, 4, signed=0)
+    out = b.node("Gemm", [b.node("Flatten", [x]), b.weights((3, 4), 2)], transB=1)
+    graph, _ = _agree(b.model(out), tmp_path)
+    assert "flatten" in [n.op for n in graph.nodes]
