@@ -14,6 +14,12 @@ class AdderTree:
     ``width`` bits; the compiler guarantees the final sum fits, and modular
     arithmetic makes the truncated partial sums exact.
 
+    Every partial sum is a signal marked ``keep``: left as one expression, Yosys
+    (``alumacc``) merges the adds between two registers into a multi-operand adder
+    and maps it to carry-save full adders built from LUTs, which cost a third more
+    LUTs on the xc7 and a fifth more on the ECP5 than one carry chain per add
+    (measured on a 144-input ternary ``RomMVU``).
+
     Parameters
     ----------
     width : int
@@ -59,11 +65,15 @@ class AdderTree:
             for i in range(0, len(level) - 1, 2):
                 (a, na), (b, nb) = level[i], level[i + 1]
                 if na == nb:
-                    nxt.append((self._fit(a + b), na))
+                    v, neg = a + b, na
                 elif nb:
-                    nxt.append((self._fit(a - b), False))
+                    v, neg = a - b, False
                 else:
-                    nxt.append((self._fit(b - a), False))
+                    v, neg = b - a, False
+                v = self._fit(v)
+                s = Signal(v.shape(), name=f"{name}_a{depth}_{i // 2}", attrs={"keep": 1})
+                m.d.comb += s.eq(v)
+                nxt.append((s, neg))
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
@@ -71,7 +81,9 @@ class AdderTree:
             if lps is not None and (depth % lps == 0 or depth == levels):
                 staged = []
                 for j, (v, neg) in enumerate(level):
-                    r = Signal(shape, name=f"{name}_l{depth}_{j}")
+                    # No reset: the valid flags beside the tree say what holds data,
+                    # and a reset would be one more net to every register.
+                    r = Signal(shape, name=f"{name}_l{depth}_{j}", reset_less=True)
                     with m.If(en):
                         m.d.sync += r.eq(v)
                     staged.append((r, neg))
