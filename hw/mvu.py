@@ -22,15 +22,16 @@ adder tree per output, and a vector goes in every cycle.
 
 from collections.abc import Sequence
 
-from amaranth.hdl import (Array, Cat, Const, Module, Mux, ShapeLike, Signal, Value, signed,
-                          unsigned)
+from amaranth.hdl import (Array, Cat, Const, Module, Mux, Shape, ShapeLike, Signal, Value,
+                          signed, unsigned)
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .adder_tree import AdderTree
-from .elementwise import SEARCH_FROM, pow2_value, threshold_code, threshold_latency
+from .elementwise import pow2_value, threshold_code, threshold_latency
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
@@ -72,6 +73,14 @@ class ConstantMVU(wiring.Component):
         register (:func:`~hw.elementwise.threshold_code`): one more cycle of latency
         for a few thresholds, one per search step for many
 
+    The pipeline never stalls: its registers load every cycle (no clock enable, no
+    reset), and a vector leaves it into an output queue of ``latency + 1`` entries.
+    ``i.ready`` is a count of the vectors accepted and not yet taken from the queue
+    against its depth, so a vector is accepted only when the queue will have room
+    for it. A stall of ``o`` thus reaches no register of the adder trees: on a
+    hard-wired layer a clock enable would fan out to thousands of them, and that
+    net, not the adders, would set the clock.
+
     Members
     -------
     i : In(stream.Signature(lanes(in_shape, K)))
@@ -110,10 +119,24 @@ class ConstantMVU(wiring.Component):
         """Cycles from accepting a vector to presenting its result."""
         return self.tree.latency(self.levels) + self.compare_latency + 1
 
+    @property
+    def queue_depth(self):
+        """Entries of the output queue: every vector in the pipeline and one more, so
+        that an output taken every cycle lets a vector in every cycle."""
+        return self.latency + 1
+
     def elaborate(self, platform):
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        m.submodules.queue = queue = SyncFIFO(width=Shape.cast(self.o.payload.shape()).width,
+                                             depth=self.queue_depth)
+        # Vectors accepted and not yet taken from the queue: at most its depth, so a
+        # write always finds room.
+        owed = Signal(range(self.queue_depth + 1))
+        take, give = self.i.valid & self.i.ready, queue.r_rdy & queue.r_en
+        m.d.comb += self.i.ready.eq(owed != self.queue_depth)
+        m.d.sync += owed.eq(owed + take - give)
+        m.d.comb += [self.o.valid.eq(queue.r_rdy), self.o.payload.eq(queue.r_data),
+                     queue.r_en.eq(self.o.ready)]
 
         # A pow2 code decodes once per lane; each weight digit then adds its shift to
         # the exponent, which for a constant is wiring.
@@ -125,21 +148,20 @@ class ConstantMVU(wiring.Component):
                      for k, w in enumerate(row) for neg, shift in csd_digits(w)]
             if self.bias[n]:
                 terms.append((Const(self.bias[n]), False))
-            acc = self.tree.build(m, terms, en=en, name=f"acc{n}", levels=self.levels)
+            acc = self.tree.build(m, terms, name=f"acc{n}", levels=self.levels)
             results.append(acc if self.thresholds is None
                            else threshold_code(acc, self.thresholds[n], self.out_lo, m,
                                                name=f"code{n}",
-                                               en=en if self.register_compares else None))
+                                               en=Const(1) if self.register_compares else None))
 
-        valid = self.i.valid
+        valid = take
         for stage in range(self.tree.latency(self.levels) + self.compare_latency):
             v = Signal(name=f"valid_s{stage}")
-            with m.If(en):
-                m.d.sync += v.eq(valid)
+            m.d.sync += v.eq(valid)
             valid = v
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(valid)
-            m.d.sync += [self.o.payload[n].eq(r) for n, r in enumerate(results)]
+        payload = Signal(self.o.payload.shape())
+        m.d.comb += [payload[n].eq(r) for n, r in enumerate(results)]
+        m.d.comb += [queue.w_en.eq(valid), queue.w_data.eq(payload.as_value())]
         return m
 
 
@@ -171,9 +193,11 @@ class RomLayout:
 
     The weight ROM has one word per cycle of a vector, address ``nf * SF + sf``,
     holding the :class:`DigitEncoding` of the weights of ``pe`` outputs times
-    ``simd`` inputs (lane ``p * simd + s``). The threshold ROM has one word per
-    group of ``pe`` outputs. Kept apart from the core so that a compiler can
-    write the same words into image files without building the hardware.
+    ``simd`` inputs (lane ``p * simd + s``). The thresholds are in one ROM per
+    search step and lane (:meth:`threshold_roms`), or, without registered
+    comparisons, in one ROM with a word per group of ``pe`` outputs. Kept apart
+    from the core so that a compiler can write the same words into image files
+    without building the hardware.
     """
 
     def __init__(self, weights: Sequence[Sequence[int]], *, pe: int, simd: int, acc_width: int,
@@ -229,12 +253,12 @@ class RomLayout:
 
     @property
     def search_steps(self):
-        """Steps of a pipelined search, each with a threshold ROM of its own, or None
-        when one ROM holds every threshold (few thresholds, or not pipelined)."""
+        """Steps of the pipelined search of the staircase, each reading the threshold
+        it compares with from a small ROM per lane (:meth:`threshold_roms`), or None
+        when the comparisons are not registered (one ROM, every threshold compared)."""
         if self.thresholds is None or not self.register_compares:
             return None
-        levels = len(self.thresholds[0])
-        return levels.bit_length() if levels >= SEARCH_FROM else None
+        return len(self.thresholds[0]).bit_length()
 
     def step_candidates(self, j):
         """Positions of the thresholds search step ``j`` (bit ``j`` of the count) may
@@ -244,8 +268,12 @@ class RomLayout:
 
     def threshold_roms(self):
         """``[(suffix, word_bits, words)]``: the threshold ROM (suffix ``""``) or, for a
-        pipelined search, one ROM per step (suffix ``_s<j>``, step ``j`` sets bit ``j`` of
-        the count), each word holding the candidates of ``pe`` outputs."""
+        pipelined search, one ROM per step and lane (suffix ``_s<j>_p<p>``, step ``j``
+        sets bit ``j`` of the count, from the highest). Such a ROM holds one threshold
+        a word, at address ``group * 2**(steps - 1 - j) + (count >> (j + 1))``: the
+        count found so far picks the candidate by addressing the ROM, so a lane reads
+        the one threshold it compares with and no multiplexer picks among them. A slot
+        past the last candidate holds 0 and is never compared."""
         if self.thresholds is None:
             return []
         steps = self.search_steps
@@ -255,15 +283,14 @@ class RomLayout:
         roms = []
         for j in reversed(range(steps)):
             cands = self.step_candidates(j)
-            words = []
-            for nf in range(self.nf):
-                word = 0
-                for p in range(self.pe):
+            slots = 1 << (steps - 1 - j)
+            for p in range(self.pe):
+                words = []
+                for nf in range(self.nf):
                     row = self.thresholds[nf * self.pe + p]
-                    for c, pos in enumerate(cands):
-                        word |= (row[pos] & ((1 << tw) - 1)) << ((p * len(cands) + c) * tw)
-                words.append(word)
-            roms.append((f"_s{j}", self.pe * len(cands) * tw, words))
+                    words += [row[cands[c]] & ((1 << tw) - 1) if c < len(cands) else 0
+                              for c in range(slots)]
+                roms.append((f"_s{j}_p{p}", tw, words))
         return roms
 
 
@@ -274,9 +301,13 @@ class RomMVU(wiring.Component):
     channels for ``simd`` input lanes, and adds their products into ``pe``
     accumulators; a vector takes ``(N // pe) * (K // simd)`` cycles. The next
     vector is accepted on the last cycle of the current one, so a stream of
-    vectors flows at exactly that rate. Requantization, if thresholds are given,
-    reads the thresholds of the finished group of ``pe`` channels from a second
-    ROM. The ROM contents are :class:`RomLayout`'s.
+    vectors flows at exactly that rate. As in :class:`ConstantMVU`, nothing after
+    the input ever stalls: a vector is accepted only when the output queue
+    (:attr:`queue_depth` results) will have room for its result. Requantization,
+    if thresholds are given, is a binary search of each finished channel's
+    staircase, a registered step per bit of the code, each lane reading the one
+    threshold it compares with from a small ROM of its own. The ROM contents are
+    :class:`RomLayout`'s.
 
     Parameters are those of :class:`ConstantMVU`, plus ``pe`` (divides N) and
     ``simd`` (divides K). ``levels_per_stage`` pipelines the adder tree over the
@@ -335,8 +366,7 @@ class RomMVU(wiring.Component):
         ``cycles_per_vector`` of its work: ROM read, word register, tree, accumulator,
         comparisons, output register."""
         tree = AdderTree(self.acc_shape.width, self.levels_per_stage).latency(self.tree_levels)
-        compares = (0 if self.thresholds is None else
-                    threshold_latency(len(self.thresholds[0]), self.register_compares))
+        compares = self.layout.search_steps or 0
         return 1 + int(self.register_rom) + tree + 1 + compares + 1
 
     def _product(self, x, wbits):
@@ -366,15 +396,28 @@ class RomMVU(wiring.Component):
             terms.append(Cat(*((bit ^ neg) & nz for bit in wide)).as_signed())
         return terms
 
+    @property
+    def queue_depth(self):
+        """Entries of the output queue: every vector whose result may still be on its
+        way when the next is accepted back to back, and one more."""
+        return self.latency // self.cycles_per_vector + 2
+
     def elaborate(self, platform):
         m = Module()
         acc_w = self.acc_shape.width
         enc = self.encoding
-        en = Signal()
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        # As in ConstantMVU, nothing after the input stalls: a vector is accepted only
+        # when the output queue will have room for its result.
+        m.submodules.queue = queue = SyncFIFO(width=Shape.cast(self.o.payload.shape()).width,
+                                             depth=self.queue_depth)
+        owed = Signal(range(self.queue_depth + 1))
+        take, give = self.i.valid & self.i.ready, queue.r_rdy & queue.r_en
+        m.d.sync += owed.eq(owed + take - give)
+        m.d.comb += [self.o.valid.eq(queue.r_rdy), self.o.payload.eq(queue.r_data),
+                     queue.r_en.eq(self.o.ready)]
 
         # Stage 0: hold the vector, walk (nf, sf), address the ROM, pick the input chunk.
-        x = Signal(lanes(self.in_shape, self.k))
+        x = Signal(lanes(self.in_shape, self.k), reset_less=True)
         busy = Signal()
         nf = Signal(range(self.nf), name="nf")
         sf = Signal(range(self.sf), name="sf")
@@ -384,46 +427,48 @@ class RomMVU(wiring.Component):
         # counters' compares.
         at_end = Signal()
         last_issue = busy & at_end
-        m.d.comb += self.i.ready.eq(en & (~busy | last_issue))
-        with m.If(en):
-            with m.If(busy):
-                m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1),
-                             at_end.eq(addr == self.nf * self.sf - 2)]
-                with m.If(last_sf):
-                    m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [x.eq(self.i.payload), busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0),
-                             at_end.eq(self.nf * self.sf == 1)]
-            with m.Elif(last_issue):
-                m.d.sync += busy.eq(0)
+        m.d.comb += self.i.ready.eq((~busy | last_issue) & (owed != self.queue_depth))
+        with m.If(busy):
+            m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1),
+                         at_end.eq(addr == self.nf * self.sf - 2)]
+            with m.If(last_sf):
+                m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
+        # x loads whenever its vector is done with (at its last issue the chunk register
+        # takes the last chunk), taken or not: the enable of its K lanes is then one LUT
+        # of two registers, not the handshake.
+        with m.If(~busy | at_end):
+            m.d.sync += x.eq(self.i.payload)
+        with m.If(take):
+            m.d.sync += [busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0),
+                         at_end.eq(self.nf * self.sf == 1)]
+        with m.Elif(last_issue):
+            m.d.sync += busy.eq(0)
 
         word_bits, words = self.layout.weight_rom()
         m.submodules.weights = wrom = Memory(shape=unsigned(word_bits), depth=len(words),
                                              init=words, attrs=self.rom_attrs)
         rd = wrom.read_port(domain="sync")
-        m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
+        m.d.comb += rd.addr.eq(addr)
 
         chunks = Array(Cat(*(x[c * self.simd + s] for s in range(self.simd)))
                        for c in range(self.sf))
-        chunk = Signal(lanes(self.in_shape, self.simd))
+        chunk = Signal(lanes(self.in_shape, self.simd), reset_less=True)
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_group = Signal.like(nf)
-        with m.If(en):
-            m.d.sync += [chunk.as_value().eq(chunks[sf]), s1_valid.eq(busy),
-                         s1_first.eq(sf == 0), s1_last.eq(last_sf), s1_group.eq(nf)]
+        m.d.sync += [chunk.as_value().eq(chunks[sf]), s1_valid.eq(busy),
+                     s1_first.eq(sf == 0), s1_last.eq(last_sf), s1_group.eq(nf)]
 
         # The ROM's read is slow (a block RAM's output is not registered): with
         # register_rom its word and the chunk it goes with pass a register first.
         word = rd.data
         if self.register_rom:
-            word = Signal.like(rd.data, name="word")
-            chunk_r = Signal(lanes(self.in_shape, self.simd), name="chunk_r")
+            word = Signal.like(rd.data, name="word", reset_less=True)
+            chunk_r = Signal(lanes(self.in_shape, self.simd), name="chunk_r", reset_less=True)
             staged = [Signal.like(v, name=f"{v.name}_r") for v in
                       (s1_valid, s1_first, s1_last, s1_group)]
-            with m.If(en):
-                m.d.sync += [word.eq(rd.data), chunk_r.as_value().eq(chunk.as_value())]
-                m.d.sync += [r.eq(v) for r, v in
-                             zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
+            m.d.sync += [word.eq(rd.data), chunk_r.as_value().eq(chunk.as_value())]
+            m.d.sync += [r.eq(v) for r, v in
+                         zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
             chunk, (s1_valid, s1_first, s1_last, s1_group) = chunk_r, staged
 
         # Stage 1: products, their (pipelined) adder tree, and accumulation of pe channels.
@@ -439,15 +484,14 @@ class RomMVU(wiring.Component):
                 base = (p * self.simd + s) * enc.weight_bits
                 terms += [(t, False) for t in self._product(
                     chunk[s], word[base:base + enc.weight_bits])]
-            partials.append(tree.build(m, terms, en=en, name=f"mac{p}", levels=self.tree_levels))
+            partials.append(tree.build(m, terms, name=f"mac{p}", levels=self.tree_levels))
         # The flags travel with the partial sums through the tree's registers.
         for stage in range(tree.latency(self.tree_levels)):
             staged = [Signal.like(v, name=f"{label}_t{stage}") for v, label in
                       zip((s1_valid, s1_first, s1_last, s1_group),
                           ("s1_valid", "s1_first", "s1_last", "s1_group"))]
-            with m.If(en):
-                m.d.sync += [r.eq(v) for r, v in
-                             zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
+            m.d.sync += [r.eq(v) for r, v in
+                         zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
             s1_valid, s1_first, s1_last, s1_group = staged
         bias = self.bias
         if not self.in_pow2:
@@ -458,82 +502,73 @@ class RomMVU(wiring.Component):
         for p in range(self.pe):
             start = Mux(s1_first, biases[p][s1_group], accs[p])
             total = (start + partials[p])[:acc_w].as_signed()
-            with m.If(en & s1_valid):
+            with m.If(s1_valid):
                 m.d.sync += accs[p].eq(total)
                 with m.If(s1_last):
                     m.d.sync += res[p].eq(total)
-        with m.If(en):
-            m.d.sync += [res_valid.eq(s1_valid & s1_last), res_group.eq(s1_group)]
+        m.d.sync += [res_valid.eq(s1_valid & s1_last), res_group.eq(s1_group)]
 
         # Stage 2: requantize the finished group and place it in the output beat.
         if self.thresholds is not None and self.layout.search_steps:
-            outs, res_valid, res_group = self._search(m, en, res, res_valid, res_group, s1_group)
+            outs, res_valid, res_group = self._search(m, res, res_valid, res_group)
         elif self.thresholds is not None:
+            # Not pipelined: every threshold of the group from one ROM, compared at once.
             tw, twords = self.layout.th_shape.width, self.layout.threshold_rom()[1]
             levels = len(self.thresholds[0])
             m.submodules.thresholds = trom = Memory(
                 shape=unsigned(self.pe * levels * tw), depth=len(twords), init=twords)
             trd = trom.read_port(domain="sync")
-            m.d.comb += [trd.addr.eq(s1_group), trd.en.eq(en)]
+            m.d.comb += trd.addr.eq(s1_group)
 
             def row(p):
                 return [trd.data[(p * levels + j) * tw:(p * levels + j + 1) * tw].as_signed()
                         for j in range(levels)]
-            pipelined = en if self.register_compares else None
-            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}", en=pipelined)
+            outs = [threshold_code(res[p], row(p), self.out_lo, m, name=f"code{p}")
                     for p in range(self.pe)]
-            if self.register_compares:
-                v = Signal(name="res_valid_c")
-                g = Signal.like(nf, name="res_group_c")
-                with m.If(en):
-                    m.d.sync += [v.eq(res_valid), g.eq(res_group)]
-                res_valid, res_group = v, g
         else:
             outs = res
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(res_valid & (res_group == self.nf - 1))
-            with m.If(res_valid):
-                for g in range(self.nf):
-                    with m.If(res_group == g):
-                        m.d.sync += [self.o.payload[g * self.pe + p].eq(outs[p])
-                                     for p in range(self.pe)]
+        # Groups but the last wait in a register; the last joins them into the queue.
+        held = Signal(self.o.payload.shape())
+        vector = Signal(self.o.payload.shape())
+        with m.If(res_valid):
+            for g in range(self.nf - 1):
+                with m.If(res_group == g):
+                    m.d.sync += [held[g * self.pe + p].eq(outs[p]) for p in range(self.pe)]
+        last = (self.nf - 1) * self.pe
+        m.d.comb += [vector[j].eq(held[j]) for j in range(last)]
+        m.d.comb += [vector[last + p].eq(outs[p]) for p in range(self.pe)]
+        m.d.comb += [queue.w_en.eq(res_valid & (res_group == self.nf - 1)),
+                     queue.w_data.eq(vector.as_value())]
         return m
 
-    def _search(self, m, en, res, valid, group, acc_group):
-        """The pipelined binary search of a long staircase: step ``j`` compares with
-        the candidate its count so far picks from its own ROM, read for the group it
-        works on; value, count and group move a register per step. ``acc_group``
-        addresses the first step's ROM a cycle ahead, as the accumulator finishes."""
+    def _search(self, m, res, valid, group):
+        """The pipelined binary search of the staircase: in step ``j`` each lane reads,
+        from its own ROM, the candidate that its group and its count so far address,
+        and compares; value, count and group move a register per step."""
         layout = self.layout
-        tw = layout.th_shape.width
         bits = layout.search_steps
         counts = [Const(0, bits)] * self.pe
         values = res
-        address = acc_group
-        for (suffix, width, words), j in zip(layout.threshold_roms(), reversed(range(bits))):
-            rom = Memory(shape=unsigned(width), depth=len(words), init=words)
-            m.submodules[f"thresholds{suffix}"] = rom
-            rd = rom.read_port(domain="sync")
-            m.d.comb += [rd.addr.eq(address), rd.en.eq(en)]
+        roms = iter(layout.threshold_roms())
+        for j in reversed(range(bits)):
             n = len(layout.step_candidates(j))
             nxt_counts, nxt_values = [], []
             for p in range(self.pe):
-                table = Array(rd.data[(p * n + c) * tw:(p * n + c + 1) * tw].as_signed()
-                              for c in range(n))
-                slot = counts[p] >> (j + 1)
-                take = (slot < n) & (values[p] >= table[slot])
+                suffix, width, words = next(roms)
+                rom = Memory(shape=unsigned(width), depth=len(words), init=words)
+                m.submodules[f"thresholds{suffix}"] = rom
+                rd = rom.read_port(domain="comb")
+                slot = (counts[p] >> (j + 1))[:bits - 1 - j]
+                m.d.comb += rd.addr.eq(Cat(slot, group))
+                take = (slot < n) & (values[p] >= rd.data.as_signed())
                 count = Signal(bits, name=f"code{p}_s{j}")
-                value = Signal.like(res[p], name=f"code{p}_v{j}")
-                with m.If(en):
-                    m.d.sync += [count.eq(Mux(take, counts[p] | (1 << j), counts[p])),
-                                 value.eq(values[p])]
+                value = Signal.like(res[p], name=f"code{p}_v{j}", reset_less=True)
+                m.d.sync += [count.eq(Mux(take, counts[p] | (1 << j), counts[p])),
+                             value.eq(values[p])]
                 nxt_counts.append(count)
                 nxt_values.append(value)
             v = Signal(name=f"res_valid_s{j}")
             g = Signal.like(group, name=f"res_group_s{j}")
-            with m.If(en):
-                m.d.sync += [v.eq(valid), g.eq(group)]
-            # The next step's ROM is read for this step's group, as it is compared.
-            address = group
+            m.d.sync += [v.eq(valid), g.eq(group)]
             counts, values, valid, group = nxt_counts, nxt_values, v, g
         return [self.out_lo + c for c in counts], valid, group

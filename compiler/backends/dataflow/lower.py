@@ -51,11 +51,11 @@ class Accelerator(wiring.Component):
     o : Out(stream.Signature(lanes(output lane, N)))
         The output, one beat per inference for a vector output.
 
-    A :class:`~hw.skid.SkidBuffer` follows every MAC stage, and the inputs of
-    MAC stages and joins get a FIFO (a join or rate buffer of the plan) or else
-    a skid buffer (``Plan.skids``): both register ``ready``, so its
-    combinational path spans the cores of one stage and a few lane-wise stages,
-    never the network.
+    The inputs of MAC stages and joins get a FIFO (a join or rate buffer of the
+    plan) or else a skid buffer (``Plan.skids``): both register ``ready``, and a
+    MAC stage's own output queue (``hw.mvu``) registers ``valid``, so the
+    combinational handshake paths span the cores of one stage and a few lane-wise
+    stages, never the network.
     """
 
     def __init__(self, plan):
@@ -71,6 +71,7 @@ class Accelerator(wiring.Component):
         plan = self.plan
         outputs = {}     # stage name -> its output stream, before any fork
         inputs = {}      # stage name -> its input streams, in the stage's input order
+        skids = set(plan.skids)
         for stage in plan.stages[1:]:
             chain = stage.cores()
             for name, core in chain:
@@ -79,14 +80,8 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, a.o, b.i)
             head = chain[0][1]
             outputs[stage.name] = chain[-1][1].o
-            if stage.skid_after:
-                skid = SkidBuffer(outputs[stage.name].payload.shape())
-                m.submodules[f"{stage.name}_skid"] = skid
-                wiring.connect(m, outputs[stage.name], skid.i)
-                outputs[stage.name] = skid.o
             inputs[stage.name] = [head.a, head.b] if stage.is_join else [head.i]
         outputs[plan.input_stage.name] = wiring.flipped(self.i)
-        skids = set(plan.skids)
 
         for name, source in outputs.items():
             consumers = plan.consumers(name)

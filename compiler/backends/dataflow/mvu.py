@@ -14,7 +14,7 @@ import numpy as np
 from amaranth.hdl import Const
 
 from hw.adder_tree import AdderTree
-from hw.elementwise import SEARCH_FROM, threshold_latency
+from hw.elementwise import threshold_latency
 from hw.mvu import ConstantMVU, RomMVU
 from hw.lanes import shape_for_range
 
@@ -95,9 +95,26 @@ class MvuStage(Stage):
         return self.n * self.k * self.weight_field_bits
 
     @property
+    def search_steps(self):
+        """Steps of a folded MVU's search of the staircase (``hw.mvu.RomLayout``)."""
+        return 0 if self.thresholds is None else int(self.thresholds.shape[1]).bit_length()
+
+    @property
+    def threshold_width(self):
+        """Bits of a threshold in ROM, as ``hw.mvu.RomLayout`` sizes it: the
+        accumulator's, or the widest threshold's."""
+        return max(self.acc_width, *(Const.cast(int(t)).shape().width + 1 for t in
+                                     (self.thresholds.min(), self.thresholds.max())))
+
+    @property
     def compare_latency(self):
-        """Registers of the pipelined requantizer (``hw.elementwise.threshold_code``)."""
-        return 0 if self.thresholds is None else threshold_latency(self.thresholds.shape[1])
+        """Registers of the pipelined requantizer: ``hw.elementwise.threshold_code``
+        hard-wired, a register per search step folded (``hw.mvu.RomMVU``)."""
+        if self.thresholds is None:
+            return 0
+        if self.placement == "hardwired":
+            return threshold_latency(self.thresholds.shape[1])
+        return self.search_steps
 
     @property
     def tree_stages(self):
@@ -115,6 +132,22 @@ class MvuStage(Stage):
         folded = 0 if self.placement == "hardwired" else self.cycles_per_vector + 3
         return (super().latency_bound + self.tree_stages + self.compare_latency + 1
                 + folded)
+
+    @property
+    def queue_depth(self):
+        """Entries of the MVU's output queue (``hw.mvu``: ``ConstantMVU.queue_depth``,
+        ``RomMVU.queue_depth``), from its latency."""
+        if self.placement == "hardwired":
+            return self.tree_stages + self.compare_latency + 2
+        latency = self.tree_stages + self.compare_latency + 4
+        return latency // self.cycles_per_vector + 2
+
+    def queue_cost(self, fabric):
+        """The output queue: LUT RAM, its pointers and level, and the count of the
+        results owed to it."""
+        brams, luts = fabric.memory(self.n * self.out_lane.width, self.queue_depth)
+        pointers = 4 * self.queue_depth.bit_length()
+        return Resources(luts=luts + pointers, ffs=pointers, brams=brams)
 
     def fold(self, placement, pe=None, simd=None):
         self.placement = placement
@@ -170,8 +203,7 @@ class MvuStage(Stage):
             if self.thresholds is not None:
                 res.luts += threshold_luts(fabric, self.n, self.thresholds.shape[1], acc_w)
                 res.ffs += self.n * compare_ffs(self.thresholds.shape[1], acc_w)
-            res.ffs += self.n * self.out_lane.width
-            return res
+            return res + self.queue_cost(fabric)
         digits = self._max_digits
         shift_bits = max(self._max_shift, 0).bit_length()
         terms = self.pe * self.simd * digits
@@ -185,26 +217,24 @@ class MvuStage(Stage):
         res.ffs += (self.k * in_w + 2 * self.simd * in_w + word_ffs
                     + self.pe * acc_w * (self.tree_stages + 2)
                     + self.n * self.out_lane.width + ROM_MVU_CONTROL_FFS)
-        res += self.rom_cost(fabric, self.rom_style)
+        res += self.rom_cost(fabric, self.rom_style) + self.queue_cost(fabric)
         if self.thresholds is not None:
-            levels = self.thresholds.shape[1]
-            res += Resources(luts=threshold_luts(fabric, self.pe, levels, acc_w),
-                             ffs=self.pe * compare_ffs(levels, acc_w))
+            # A comparator per lane and search step, and per step the value and the count.
+            steps = self.search_steps
+            res += Resources(luts=self.pe * steps * acc_w,
+                             ffs=self.pe * steps * (acc_w + steps))
         return res
 
     def rom_cost(self, fabric, style=None):
         """The folded stage's ROMs: the weights, in block RAM with ``style="block"``, and
-        the thresholds, logic (``hw.mvu.RomMVU``), in one ROM or one per step of a search
-        (``hw.mvu.RomLayout``), a step's words holding the half of the remaining
-        candidates it may compare with."""
+        the thresholds, logic (``hw.mvu.RomMVU``), one ROM per search step and lane, a
+        threshold a word (``hw.mvu.RomLayout.threshold_roms``)."""
         words = (self.n // self.pe) * (self.k // self.simd)
         shapes = [(self.pe * self.simd * self.weight_field_bits, words, style)]
         if self.thresholds is not None:
-            levels = self.thresholds.shape[1]
-            steps = levels.bit_length() if levels >= SEARCH_FROM else 0
-            shares = [-(-levels // 2 ** (j + 1)) for j in range(steps)] or [levels]
-            shapes += [(self.pe * share * (self.acc_width + 1), self.n // self.pe, None)
-                       for share in shares]
+            steps, tw = self.search_steps, self.threshold_width
+            shapes += [(tw, (self.n // self.pe) << (steps - 1 - j), None)
+                       for j in range(steps) for _ in range(self.pe)]
         res = Resources()
         for width, depth, kind in shapes:
             brams, luts = fabric.memory(width, depth, style=kind, rom=True)
@@ -219,7 +249,7 @@ class MvuStage(Stage):
         words = (self.n // self.pe) * (self.k // self.simd) + (self.n // self.pe)
         terms = words * self.pe * self.simd // 8 + self.pe * self.simd
         if compares:
-            compares = min(compares, self.pe * self.thresholds.shape[1])
+            compares = self.pe * self.search_steps
         return terms, compares, f"folded layer '{self.name}' ({words:,} ROM words)"
 
     def signals(self):
@@ -231,14 +261,6 @@ class MvuStage(Stage):
             wb = self.weight_field_bits
             out.append(("weight ROM word", f"PE {self.pe} x SIMD {self.simd} x {wb} bits",
                         self.pe * self.simd * wb))
-            if self.thresholds is not None:
-                levels = self.thresholds.shape[1]
-                # As hw.mvu.RomLayout sizes it: the accumulator, or the widest threshold.
-                tw = max(self.acc_width, *(Const.cast(int(t)).shape().width + 1 for t in
-                                           (self.thresholds.min(), self.thresholds.max())))
-                out.append(("threshold ROM word",
-                            f"PE {self.pe} x {levels:,} thresholds x {tw} bits",
-                            self.pe * levels * tw))
         return out
 
     def report(self):

@@ -170,15 +170,12 @@ class Plan:
         for (name, i), depth in self.fifo_depths.items():
             other += fifo_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels, depth)
         for name, i in self.skids:
-            s = self[name]
-            other += (skid_cost(self.fabric, s.out_lane, s.out_channels) if i is None
-                      else skid_cost(self.fabric, s.in_lanes[i], s.in_channels))
+            other += skid_cost(self.fabric, self[name].in_lanes[i], self[name].in_channels)
         return parts
 
     @property
-    def skids(self) -> list[tuple[str, int | None]]:
-        """The skid buffers ``lower.py`` puts in: ``(stage, None)`` after a stage's output
-        (``Stage.skid_after``), ``(stage, input index)`` before an input
+    def skids(self) -> list[tuple[str, int]]:
+        """The skid buffers ``lower.py`` puts in, ``(stage, input index)`` before an input
         (``Stage.skid_before``), behind the FIFO if one is there: a FIFO's ``ready``
         comes from a register, but the ``ready`` it is given moves its level counter,
         so without the skid that path runs on from the stage into the counter's carry.
@@ -186,13 +183,8 @@ class Plan:
         ``ready`` path of several stages, and the small device needs the LUTs."""
         if self.target_mhz < 100:
             return []
-        out = []
-        for s in self.stages[1:]:
-            out += [(s.name, i) for i, _ in enumerate(s.inputs)
-                    if s.skid_before]
-            if s.skid_after:
-                out.append((s.name, None))
-        return out
+        return [(s.name, i) for s in self.stages[1:] if s.skid_before
+                for i, _ in enumerate(s.inputs)]
 
 
 # --- folding ------------------------------------------------------------------------------

@@ -136,28 +136,19 @@ class Stage(ABC):
     def latency_bound(self):
         """At least the cycles a beat spends in the stage's cores: the registers of pad,
         window, requantizer and handshakes (``STAGE_REGISTERS``) and the skid buffers
-        before or after the stage if it has them (``skid_before``, ``skid_after``); a
-        join's buffers hold beats for this long on top of what the beat counts ask
-        (``plan.py``)."""
-        skids = int(self.skid_before) + int(self.skid_after)
-        return STAGE_REGISTERS + skids * SkidBuffer.LATENCY
+        before the stage if it has them (``skid_before``); a join's buffers hold beats
+        for this long on top of what the beat counts ask (``plan.py``)."""
+        return STAGE_REGISTERS + int(self.skid_before) * SkidBuffer.LATENCY
 
     @property
     def skid_before(self):
         """Its inputs pass a skid buffer, after the FIFO if one is planned (``lower.py``): a join,
         whose ``ready`` waits on the ``valid`` of both inputs, and a MAC stage, so that
         the ``ready`` of its window and pad does not run on through the lane-wise
-        stages before it (pool, sum, requantizer) into their wide registers."""
+        stages before it (pool, sum, requantizer) into their wide registers. The output
+        of a MAC stage needs none: its queue (``hw.mvu``) gives ``valid`` from a
+        register, and its pipeline does not stall."""
         return self.is_join or self.is_mvu
-
-    @property
-    def skid_after(self):
-        """Its output passes a skid buffer (``lower.py``): a MAC stage, whose pipeline
-        enable (``~o.valid | o.ready``) fans out to every register of its adder trees
-        and reaches back through window and pad. Behind a skid buffer ``o.ready`` is a
-        flip-flop, so that enable is one LUT after two registers, and the ``ready``
-        path of the network is cut after every MAC stage."""
-        return self.is_mvu
 
     def report(self):
         """Fields the report adds for this kind of stage."""
