@@ -2,18 +2,20 @@
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ShapeLike, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, ShapeLike, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lanes import lanes
 
 __all__ = ["ReLU", "Thresholds", "Pow2Decode", "threshold_code", "threshold_latency",
-           "thermometer_count", "pow2_value"]
+           "thermometer_count", "pow2_value", "TABLE_BITS"]
 
 
 #: From this many thresholds on, a binary search replaces the bank of comparators.
 SEARCH_FROM = 32
+#: Up to this many input bits, constant thresholds become a table of codes (``Thresholds``).
+TABLE_BITS = 8
 
 
 def threshold_code(value, thresholds, lo, m=None, name="code", en=None):
@@ -156,10 +158,13 @@ class ReLU(_Lanewise):
 class Thresholds(_Lanewise):
     """Requantization by thresholds: lane ``c`` becomes ``lo + #{j : x >= T[c][j]}``.
 
-    The thresholds are constants, so each is one comparator against a constant.
-    With ``pipelined`` (the default) the comparisons, or each step of a search,
-    end in a register (:func:`threshold_code`): :attr:`latency` grows by
-    :func:`threshold_latency`, the rate stays a beat per cycle.
+    The thresholds are constants. An input lane of up to :data:`TABLE_BITS` bits
+    looks its code up in a table of every input value's code (a LUT ROM: four
+    6-input LUTs per output bit for 8 input bits, where 15 comparators of a 4-bit
+    code take some 30); a wider lane compares with each threshold, or searches
+    (:func:`threshold_code`). With ``pipelined`` (the default) the code, the
+    comparisons or each step of a search end in a register: :attr:`latency` grows
+    by :meth:`compare_latency`, the rate stays a beat per cycle.
 
     Members
     -------
@@ -172,12 +177,34 @@ class Thresholds(_Lanewise):
         self.thresholds = [[int(t) for t in row] for row in thresholds]
         self.lo = lo
         self.pipelined = pipelined
-        self.lane_latency = threshold_latency(len(self.thresholds[0]), pipelined)
+        self.table = Shape.cast(in_shape).width <= TABLE_BITS
+        self.lane_latency = self.compare_latency(in_shape, len(self.thresholds[0]), pipelined)
         super().__init__(in_shape, out_shape, len(self.thresholds))
 
+    @staticmethod
+    def compare_latency(in_shape, levels, pipelined=True):
+        """Registers between a lane's value and its code."""
+        if Shape.cast(in_shape).width <= TABLE_BITS:
+            return int(pipelined)
+        return threshold_latency(levels, pipelined)
+
     def lane(self, value, index, m, en):
-        return threshold_code(value, self.thresholds[index], self.lo, m, name=f"code{index}",
-                              en=en if self.pipelined else None)
+        if not self.table:
+            return threshold_code(value, self.thresholds[index], self.lo, m,
+                                  name=f"code{index}", en=en if self.pipelined else None)
+        # The code of every input bit pattern, read as the lane's shape reads it.
+        shape = value.shape()
+        codes = []
+        for pattern in range(1 << shape.width):
+            v = pattern - (pattern >> (shape.width - 1) << shape.width if shape.signed else 0)
+            codes.append(self.lo + sum(v >= t for t in self.thresholds[index]))
+        code = Array(Const(c) for c in codes)[value.as_unsigned()]
+        if not self.pipelined:
+            return code
+        held = Signal.like(self.o.payload[index], name=f"code{index}", reset_less=True)
+        with m.If(en):
+            m.d.sync += held.eq(code)
+        return held
 
 
 class Pow2Decode(_Lanewise):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.elementwise import Thresholds, threshold_latency
+from hw.elementwise import TABLE_BITS, Thresholds
 from sim import golden
 
 from ..backends.dataflow.cost import Resources, compare_ffs, threshold_luts
@@ -31,16 +31,22 @@ class ThresholdStage(Stage):
 
     def cost(self, fabric, goal=None, queues=True):
         self.cycles = self.in_beats
-        self.resources = Resources(luts=threshold_luts(fabric, self.in_channels,
-                                                       self.thresholds.shape[1],
-                                                       self.lane_in.width),
-                                   ffs=self.out_channels * self.out_lane.width + 1
-                                   + self.in_channels * compare_ffs(self.thresholds.shape[1],
-                                                                     self.lane_in.width))
+        levels, width = self.thresholds.shape[1], self.lane_in.width
+        out = self.out_channels * self.out_lane.width
+        if width <= TABLE_BITS:
+            # A table of codes per lane (hw.elementwise.Thresholds): a LUT ROM per
+            # output bit, its LUTs joined by multiplexers, and the code's register.
+            roms = -(-(1 << width) // 2 ** fabric.lut_inputs)
+            table = roms * self.out_lane.width + fabric.mux_luts(roms, self.out_lane.width)
+            self.resources = Resources(luts=self.in_channels * table, ffs=2 * out + 1)
+            return
+        self.resources = Resources(luts=threshold_luts(fabric, self.in_channels, levels, width),
+                                   ffs=out + 1 + self.in_channels * compare_ffs(levels, width))
 
     @property
     def latency_bound(self):
-        return super().latency_bound + threshold_latency(self.thresholds.shape[1])
+        return super().latency_bound + Thresholds.compare_latency(self.lane_in,
+                                                                  self.thresholds.shape[1])
 
     def elaboration(self):
         n = self.thresholds.size
