@@ -434,9 +434,16 @@ class RomMVU(wiring.Component):
             with m.If(last_sf):
                 m.d.sync += nf.eq(Mux(nf == self.nf - 1, 0, nf + 1))
         # x loads whenever its vector is done with (at its last issue the chunk register
-        # takes the last chunk), taken or not: the enable of its K lanes is then one LUT
-        # of two registers, not the handshake.
-        with m.If(~busy | at_end):
+        # takes the last chunk), taken or not: the enable of its K lanes is then a
+        # register, ``~busy | at_end`` a cycle early, not the handshake.
+        free = Signal(init=1)
+        with m.If(take):
+            m.d.sync += free.eq(self.nf * self.sf == 1)
+        with m.Elif(busy):
+            m.d.sync += free.eq(last_issue | (addr == self.nf * self.sf - 2))
+        with m.Else():
+            m.d.sync += free.eq(1)
+        with m.If(free):
             m.d.sync += x.eq(self.i.payload)
         with m.If(take):
             m.d.sync += [busy.eq(1), nf.eq(0), sf.eq(0), addr.eq(0),
