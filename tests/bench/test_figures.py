@@ -37,3 +37,15 @@ def test_dot_product_row_is_measured_by_yosys(tmp_path):
     assert "error" not in row, row
     assert 0 < row["nonzero"] <= 64
     assert row["luts"] > 0 and row["per_weight"] == row["luts"] / row["nonzero"]
+
+
+def test_ecp5_rows_count_nextpnr_lut4s(tmp_path):
+    log = tmp_path / "top.tim"
+    log.write_text("Info: Device utilisation:\nInfo:     Total LUT4s:     25577/83640    30%\n"
+                   "Info:        TRELLIS_COMB:   32887/  83640    39%\n")
+    assert figures.nextpnr_lut4s(log) == 25577
+    assert figures.nextpnr_lut4s(tmp_path / "missing.tim") is None
+    rows = {"digits_ulx3s": {"fmax": 101.0, "luts": 19000, "cells": 24000, "est_luts": 18000,
+                             "cycles": 100}}
+    assert any("19,000 LUT4 (24,000 logic cells) at 100 cycles" in x and "| met" in x
+               for x in figures.render(rows).splitlines())
