@@ -54,6 +54,21 @@ def _threshold_table(thresholds, n):
     return table
 
 
+def _output_queue(m, o, depth, take):
+    """Serve stream ``o`` from a queue of ``depth`` results; ``(queue, room)``.
+
+    The caller writes each result into ``queue`` (``w_en``, ``w_data``) and accepts
+    a vector (``take``) only with ``room``: the vectors accepted and not yet taken
+    from the queue number less than its depth, so a write always finds room and
+    the pipeline before it never waits."""
+    m.submodules.queue = queue = SyncFIFO(width=Shape.cast(o.payload.shape()).width,
+                                         depth=depth)
+    owed = Signal(range(depth + 1))
+    m.d.sync += owed.eq(owed + take - (queue.r_rdy & queue.r_en))
+    m.d.comb += [o.valid.eq(queue.r_rdy), o.payload.eq(queue.r_data), queue.r_en.eq(o.ready)]
+    return queue, owed != depth
+
+
 class ConstantMVU(wiring.Component):
     """Matrix-vector unit with hard-wired weights; one vector per cycle.
 
@@ -127,16 +142,9 @@ class ConstantMVU(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = SyncFIFO(width=Shape.cast(self.o.payload.shape()).width,
-                                             depth=self.queue_depth)
-        # Vectors accepted and not yet taken from the queue: at most its depth, so a
-        # write always finds room.
-        owed = Signal(range(self.queue_depth + 1))
-        take, give = self.i.valid & self.i.ready, queue.r_rdy & queue.r_en
-        m.d.comb += self.i.ready.eq(owed != self.queue_depth)
-        m.d.sync += owed.eq(owed + take - give)
-        m.d.comb += [self.o.valid.eq(queue.r_rdy), self.o.payload.eq(queue.r_data),
-                     queue.r_en.eq(self.o.ready)]
+        take = self.i.valid & self.i.ready
+        queue, room = _output_queue(m, self.o, self.queue_depth, take)
+        m.d.comb += self.i.ready.eq(room)
 
         # A pow2 code decodes once per lane; each weight digit then adds its shift to
         # the exponent, which for a constant is wiring.
@@ -408,13 +416,8 @@ class RomMVU(wiring.Component):
         enc = self.encoding
         # As in ConstantMVU, nothing after the input stalls: a vector is accepted only
         # when the output queue will have room for its result.
-        m.submodules.queue = queue = SyncFIFO(width=Shape.cast(self.o.payload.shape()).width,
-                                             depth=self.queue_depth)
-        owed = Signal(range(self.queue_depth + 1))
-        take, give = self.i.valid & self.i.ready, queue.r_rdy & queue.r_en
-        m.d.sync += owed.eq(owed + take - give)
-        m.d.comb += [self.o.valid.eq(queue.r_rdy), self.o.payload.eq(queue.r_data),
-                     queue.r_en.eq(self.o.ready)]
+        take = self.i.valid & self.i.ready
+        queue, room = _output_queue(m, self.o, self.queue_depth, take)
 
         # Stage 0: hold the vector, walk (nf, sf), address the ROM, pick the input chunk.
         x = Signal(lanes(self.in_shape, self.k), reset_less=True)
@@ -427,7 +430,7 @@ class RomMVU(wiring.Component):
         # counters' compares.
         at_end = Signal()
         last_issue = busy & at_end
-        m.d.comb += self.i.ready.eq((~busy | last_issue) & (owed != self.queue_depth))
+        m.d.comb += self.i.ready.eq((~busy | last_issue) & room)
         with m.If(busy):
             m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), addr.eq(addr + 1),
                          at_end.eq(addr == self.nf * self.sf - 2)]
