@@ -34,10 +34,8 @@ class ThresholdStage(Stage):
         levels, width = self.thresholds.shape[1], self.lane_in.width
         out = self.out_channels * self.out_lane.width
         if width <= TABLE_BITS:
-            # A table of codes per lane (hw.elementwise.Thresholds): a LUT ROM per
-            # output bit, its LUTs joined by multiplexers, and the code's register.
-            roms = -(-(1 << width) // 2 ** fabric.lut_inputs)
-            table = roms * self.out_lane.width + fabric.mux_luts(roms, self.out_lane.width)
+            # A table of codes per lane (hw.elementwise.Thresholds), and the code's register.
+            table = fabric.lut_rom_luts(1 << width, self.out_lane.width)
             self.resources = Resources(luts=self.in_channels * table, ffs=2 * out + 1)
             return
         self.resources = Resources(luts=threshold_luts(fabric, self.in_channels, levels, width),

@@ -38,6 +38,13 @@ class Fabric:
             luts += n
         return luts * bits
 
+    def lut_rom_luts(self, depth, width):
+        """LUTs for a constant ``depth`` x ``width`` table read combinationally: one
+        ``2**lut_inputs`` x 1 LUT ROM per slice of the depth and bit, and the
+        multiplexers joining the slices."""
+        roms = -(-depth // 2 ** self.lut_inputs)
+        return roms * width + self.mux_luts(roms, width)
+
     def memory(self, width, depth, granularity=None, copies=1, *, style=None, rom=False):
         """``(brams, luts)`` for a ``width`` x ``depth`` memory.
 
@@ -183,25 +190,19 @@ def window_cost(fabric, lane, channels, window):
     return res
 
 
-def threshold_luts(fabric, lanes, levels, width, constants=True):
-    """LUTs of ``lanes`` requantizers over ``levels`` thresholds (hw.elementwise.threshold_code).
+def threshold_luts(fabric, lanes, levels, width):
+    """LUTs of ``lanes`` requantizers over ``levels`` constant thresholds
+    (hw.elementwise.threshold_code).
 
     Few thresholds: a comparator each, two bits of comparison per LUT. Many: a
-    binary search, one comparator per bit of the count, and the thresholds read
-    combinationally, never from block RAM: constant thresholds (hard-wired) are
-    a LUT ROM and the multiplexer joining its LUTs; thresholds that arrive as
-    signals (a folded MVU's threshold ROM word) a multiplexer over all of them.
+    binary search, one comparator per bit of the count, and the thresholds a LUT
+    ROM read combinationally, never from block RAM.
     """
     from hw.elementwise import SEARCH_FROM
     if levels < SEARCH_FROM:
         return lanes * levels * width // 2
     steps = levels.bit_length()
-    if constants:
-        roms = -(-levels // 2 ** fabric.lut_inputs)         # one LUT: 2**inputs x 1 bit
-        table = roms * width + fabric.mux_luts(roms, width)
-    else:
-        table = fabric.mux_luts(levels, width)
-    return lanes * (table + steps * width)
+    return lanes * (fabric.lut_rom_luts(levels, width) + steps * width)
 
 
 def compare_ffs(levels, width):
