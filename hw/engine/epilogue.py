@@ -41,9 +41,11 @@ class Epilogue(wiring.Component):
     (``levels.bit_length()``) and its lowest code.
 
     A search is binary: thresholds are sorted, so ``v >= T[k]`` holds for a prefix
-    of ``k``; each cycle one comparison against the threshold that the bits found
-    so far select fixes one bit of the count. A set of ``L`` thresholds takes
-    ``L.bit_length()`` cycles and one comparator per lane, whatever ``L``.
+    of ``k``; each step one comparison against the threshold that the bits found
+    so far select fixes one bit of the count. A step is :attr:`CYCLES_PER_STEP`
+    cycles (address, block-RAM read, registered compare), so a set of ``L``
+    thresholds takes ``3 * L.bit_length() + 1`` cycles and one comparator per lane,
+    whatever ``L``; a result takes :meth:`cycles`.
     ``cfg`` must hold still while results of its step pass.
 
     Parameters
@@ -64,6 +66,9 @@ class Epilogue(wiring.Component):
     cfg : In(StructLayout(mode, sets))
     o : Out(stream.Signature(StructLayout(value, tag)))
     """
+
+    #: Cycles of one search step: present the address, read, compare.
+    CYCLES_PER_STEP = 3
 
     def __init__(self, *, pe, acc_width, skip_shape, accumulators, depth, levels_max,
                  tag_shape):
@@ -96,6 +101,11 @@ class Epilogue(wiring.Component):
             "o": Out(stream.Signature(self.out_layout)),
         })
 
+    @staticmethod
+    def cycles(steps):
+        """Cycles per result when nothing stalls, ``steps`` the search steps of each set."""
+        return 2 + sum(Epilogue.CYCLES_PER_STEP * s + 1 for s in steps)
+
     def elaborate(self, platform):
         m = Module()
         pe, acc_w = self.pe, self.acc_width
@@ -108,6 +118,7 @@ class Epilogue(wiring.Component):
         count = [Signal(unsigned(self.levels_max.bit_length()), name=f"count{p}")
                  for p in range(pe)]
         first_v = [Signal(signed(acc_w + 1), name=f"v1_{p}") for p in range(pe)]
+        threshold = [Signal(signed(acc_w + 1), name=f"t{p}") for p in range(pe)]
 
         # The tables: one memory per lane, written by `tw`, read by the search.
         m.d.comb += self.tw.ready.eq(1)
@@ -121,38 +132,22 @@ class Epilogue(wiring.Component):
                          wr.en.eq(self.tw.valid & (self.tw.payload.lane == p))]
             reads.append(mem.read_port(domain="sync"))
 
-        # The candidate of every lane for the step about to be read: count + 2**step.
-        def candidate(c, s):
-            return c + (1 << s)
+        # Where the set being searched starts in the lane tables, a register: the half,
+        # the group's offset and the set's base, added once per set, not once per step.
+        tag_fields = self.in_layout["tag"].shape
+        has_tbase = isinstance(tag_fields, data.StructLayout) and "tbase" in dict(iter(tag_fields))
+        origin = Signal(range(3 * self.depth))
 
-        # Next state, decided in the cycle the threshold of the current step arrives.
-        nxt_count = [Signal.like(count[p], name=f"next_count{p}") for p in range(pe)]
-        nxt_step = Signal.like(step)
-        issue = Signal()             # present a read for (phase, step, count) this cycle
-        issue_step = Signal.like(step)
-        issue_count = [Signal.like(count[p], name=f"issue_count{p}") for p in range(pe)]
-        issue_base = Signal.like(cur.base)
-        issue_phase = Signal.like(phase)
-        issue_buf = Signal()
-        m.d.comb += issue_buf.eq(held.tag.buf)
-        has_tbase = "tbase" in dict(iter(self.in_layout["tag"].shape)) \
-            if isinstance(self.in_layout["tag"].shape, data.StructLayout) else False
-        issue_tbase = Signal(range(self.depth))
-        if has_tbase:
-            m.d.comb += issue_tbase.eq(held.tag.tbase)
-        for p in range(pe):
-            cand = Signal(range(2 ** len(count[p]) + 1), name=f"cand{p}")
-            m.d.comb += cand.eq(candidate(issue_count[p], issue_step))
-            m.d.comb += reads[p].addr.eq(Mux(issue_buf, self.depth, 0) + issue_tbase + issue_base
-                                         + cand - 1)
-            m.d.comb += reads[p].en.eq(issue)
-        m.d.comb += [issue_base.eq(pick(cfg.sets, issue_phase).base)]
+        def origin_of(tag, set_):
+            return (Mux(tag.buf, self.depth, 0) + (tag.tbase if has_tbase else 0)
+                    + pick(cfg.sets, set_).base)
 
+        # The bits counted so far all lie above `step`, so the candidate (count + 2**step)
+        # and its table index (candidate - 1) are ORs, not adds.
+        below = Signal.like(count[0])
+        m.d.comb += below.eq((1 << step) - 1)
         for p in range(pe):
-            cand = count[p] + (1 << step)
-            take = (cand <= cur.levels) & (value[p] >= reads[p].data)
-            m.d.comb += nxt_count[p].eq(Mux(take, cand, count[p]))
-        m.d.comb += nxt_step.eq(step - 1)
+            m.d.comb += [reads[p].addr.eq(origin + (count[p] | below))]
 
         mode = cfg.mode
         with m.FSM():
@@ -162,56 +157,62 @@ class Epilogue(wiring.Component):
                     m.d.sync += held.eq(self.i.payload)
                     m.d.sync += [value[p].eq(self.i.payload.acc[0][p]) for p in range(pe)]
                     m.d.sync += [count[p].eq(0) for p in range(pe)]
-                    m.d.sync += [phase.eq(0), step.eq(cfg.sets[0].steps - 1)]
+                    m.d.sync += [phase.eq(0), step.eq(cfg.sets[0].steps - 1),
+                                 origin.eq(origin_of(self.i.payload.tag, 0))]
                     with m.If(mode == Mode.RAW):
                         m.next = "OUT"
                     with m.Else():
-                        m.d.comb += [issue.eq(1), issue_phase.eq(0), issue_buf.eq(
-                                     self.i.payload.tag.buf),
-                                     issue_step.eq(cfg.sets[0].steps - 1)]
-                        if has_tbase:
-                            m.d.comb += issue_tbase.eq(self.i.payload.tag.tbase)
-                        m.d.comb += [issue_count[p].eq(0) for p in range(pe)]
-                        m.next = "SEARCH"
-            with m.State("SEARCH"):
-                m.d.sync += [count[p].eq(nxt_count[p]) for p in range(pe)]
+                        m.next = "ISSUE"
+            # One search step is three cycles, so that no path joins the table's read
+            # (slow out of block RAM), the wide compare and the next address.
+            with m.State("ISSUE"):
+                m.d.comb += [reads[p].en.eq(1) for p in range(pe)]
+                m.next = "READ"
+            with m.State("READ"):
+                m.d.sync += [threshold[p].eq(reads[p].data) for p in range(pe)]
+                m.next = "COMPARE"
+            with m.State("COMPARE"):
+                for p in range(pe):
+                    cand = count[p] | (1 << step)
+                    take = (cand <= cur.levels) & (value[p] >= threshold[p])
+                    m.d.sync += count[p].eq(Mux(take, cand, count[p]))
+                m.d.sync += step.eq(step - 1)
                 with m.If(step != 0):
-                    m.d.sync += step.eq(nxt_step)
-                    m.d.comb += [issue.eq(1), issue_phase.eq(phase), issue_step.eq(nxt_step)]
-                    m.d.comb += [issue_count[p].eq(nxt_count[p]) for p in range(pe)]
+                    m.next = "ISSUE"
                 with m.Else():
-                    # This set is counted: its code is lo + count.
-                    code = [Signal(signed(acc_w + 1), name=f"code{p}") for p in range(pe)]
-                    m.d.comb += [code[p].eq(cur.lo + nxt_count[p]) for p in range(pe)]
-                    more = Signal()
-                    nphase = Signal.like(phase)
-                    nvalue = [Signal(signed(acc_w + 1), name=f"nvalue{p}") for p in range(pe)]
-                    with m.Switch(phase):
-                        with m.Case(0):
-                            with m.Switch(mode):
-                                with m.Case(Mode.QS):
-                                    m.d.comb += [more.eq(1), nphase.eq(2)]
-                                    m.d.comb += [nvalue[p].eq(code[p] + held.skip[p])
+                    m.next = "COUNTED"
+            with m.State("COUNTED"):
+                # This set is counted: its code is lo + count.
+                code = [Signal(signed(acc_w + 1), name=f"code{p}") for p in range(pe)]
+                m.d.comb += [code[p].eq(cur.lo + count[p]) for p in range(pe)]
+                more = Signal()
+                nphase = Signal.like(phase)
+                nvalue = [Signal(signed(acc_w + 1), name=f"nvalue{p}") for p in range(pe)]
+                with m.Switch(phase):
+                    with m.Case(0):
+                        with m.Switch(mode):
+                            with m.Case(Mode.QS):
+                                m.d.comb += [more.eq(1), nphase.eq(2)]
+                                m.d.comb += [nvalue[p].eq(code[p] + held.skip[p])
+                                             for p in range(pe)]
+                            with m.Case(Mode.QQ):
+                                m.d.comb += [more.eq(1), nphase.eq(1)]
+                                if self.accumulators > 1:
+                                    m.d.comb += [nvalue[p].eq(held.acc[1][p])
                                                  for p in range(pe)]
-                                with m.Case(Mode.QQ):
-                                    m.d.comb += [more.eq(1), nphase.eq(1)]
-                                    if self.accumulators > 1:
-                                        m.d.comb += [nvalue[p].eq(held.acc[1][p])
-                                                     for p in range(pe)]
-                        with m.Case(1):
-                            m.d.comb += [more.eq(1), nphase.eq(2)]
-                            m.d.comb += [nvalue[p].eq(first_v[p] + code[p]) for p in range(pe)]
-                    m.d.sync += [first_v[p].eq(code[p]) for p in range(pe)]
-                    with m.If(more):
-                        m.d.sync += [phase.eq(nphase), step.eq(pick(cfg.sets, nphase).steps - 1)]
-                        m.d.sync += [value[p].eq(nvalue[p]) for p in range(pe)]
-                        m.d.sync += [count[p].eq(0) for p in range(pe)]
-                        m.d.comb += [issue.eq(1), issue_phase.eq(nphase),
-                                     issue_step.eq(pick(cfg.sets, nphase).steps - 1)]
-                        m.d.comb += [issue_count[p].eq(0) for p in range(pe)]
-                    with m.Else():
-                        m.d.sync += [value[p].eq(code[p]) for p in range(pe)]
-                        m.next = "OUT"
+                    with m.Case(1):
+                        m.d.comb += [more.eq(1), nphase.eq(2)]
+                        m.d.comb += [nvalue[p].eq(first_v[p] + code[p]) for p in range(pe)]
+                m.d.sync += [first_v[p].eq(code[p]) for p in range(pe)]
+                with m.If(more):
+                    m.d.sync += [phase.eq(nphase), step.eq(pick(cfg.sets, nphase).steps - 1),
+                                 origin.eq(origin_of(held.tag, nphase))]
+                    m.d.sync += [value[p].eq(nvalue[p]) for p in range(pe)]
+                    m.d.sync += [count[p].eq(0) for p in range(pe)]
+                    m.next = "ISSUE"
+                with m.Else():
+                    m.d.sync += [value[p].eq(code[p]) for p in range(pe)]
+                    m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):

@@ -27,7 +27,7 @@ from ..dataflow.cost import Resources
 from ..memories import MemorySpec, count_brams, design_memories
 from .lower import DECODER_LANES, lower_engine
 from .schedule import allocate, schedule
-from .timing import PIPELINE_CYCLES, FlashRate, step_timings
+from .timing import PIPELINE_CYCLES, FlashRate, epilogue_cycles, step_timings
 
 __all__ = ["EnginePlan", "plan_engine", "buffers", "LUT_MODEL", "PES", "SIMDS"]
 
@@ -192,8 +192,7 @@ def _estimate(build, pe, rate):
     for step, groups in zip(build.steps, build.groups):
         nbytes = sum(build.stream.group_bytes[g_index:g_index + groups])
         g_index += groups
-        sets = [t for t in step.sets if t is not None]
-        epi = 2 + sum(t.shape[1].bit_length() for t in sets)
+        epi = epilogue_cycles(step)
         g = -(-step.out_channels // pe)
         if step.kind == "stem":
             k = step.segments[0].weights.shape[1]

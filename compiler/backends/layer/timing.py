@@ -8,10 +8,10 @@ group. The figures are the cores' own:
 
 * the bank takes one beat per cycle: per output pixel, every weight word of
   every segment, plus one beat for a residual's shortcut;
-* the epilogue takes ``2 + steps`` cycles per result, ``steps`` the bits of
-  every threshold set it searches (``Epilogue``: one cycle to take the result,
-  one comparison per bit, one to hand it on); the bank waits for it when it
-  is the slower of the two;
+* the epilogue takes ``Epilogue.cycles`` per result: one cycle to take the
+  result, three per bit of every threshold set it searches and one to finish
+  the set, one to hand it on; the bank waits for it when it is the slower of
+  the two;
 * the stem takes, per window of the input, ``groups * max(chunks, epilogue)``;
 * the flash delivers ``4 / divider`` bits per cycle of its own clock.
 
@@ -21,7 +21,9 @@ figures next to the cycles measured in Verilator.
 
 from dataclasses import dataclass
 
-__all__ = ["StepTiming", "step_timings", "FlashRate", "PIPELINE_CYCLES"]
+from hw.engine.epilogue import Epilogue
+
+__all__ = ["StepTiming", "step_timings", "epilogue_cycles", "FlashRate", "PIPELINE_CYCLES"]
 
 #: Cycles a step spends starting and draining (sequencer, read stage, bank, epilogue).
 PIPELINE_CYCLES = 24
@@ -58,9 +60,9 @@ class StepTiming:
         return self.macs / max(self.cycles, 1)
 
 
-def _epilogue_cycles(step):
-    sets = [t for t in step.sets if t is not None]
-    return 2 + sum(t.shape[1].bit_length() for t in sets)
+def epilogue_cycles(step):
+    """Cycles the epilogue spends on one result of ``step``."""
+    return Epilogue.cycles([t.shape[1].bit_length() for t in step.sets if t is not None])
 
 
 def _groups(build, rate):
@@ -72,7 +74,7 @@ def _groups(build, rate):
     for i, (step, n) in enumerate(zip(build.steps, build.groups)):
         group_bytes = build.stream.group_bytes[g_index:g_index + n]
         g_index += n
-        epi = _epilogue_cycles(step)
+        epi = epilogue_cycles(step)
         macs = sum(int(seg.weights.size) for seg in step.segments)
         if step.kind == "stem":
             k = step.segments[0].weights.shape[1]
