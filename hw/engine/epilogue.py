@@ -43,9 +43,10 @@ class Epilogue(wiring.Component):
     A search is binary: thresholds are sorted, so ``v >= T[k]`` holds for a prefix
     of ``k``; each step one comparison against the threshold that the bits found
     so far select fixes one bit of the count. A step is :attr:`CYCLES_PER_STEP`
-    cycles (address, block-RAM read, registered compare), so a set of ``L``
-    thresholds takes ``3 * L.bit_length() + 1`` cycles and one comparator per lane,
-    whatever ``L``; a result takes :meth:`cycles`.
+    cycles (the block-RAM read into a register, then the compare, which picks the
+    next address), so a set of ``L`` thresholds takes ``2 * L.bit_length() + 2``
+    cycles (one to address its first threshold, one to finish) and one comparator
+    per lane, whatever ``L``; a result takes :meth:`cycles`.
     ``cfg`` must hold still while results of its step pass.
 
     Parameters
@@ -67,8 +68,8 @@ class Epilogue(wiring.Component):
     o : Out(stream.Signature(StructLayout(value, tag)))
     """
 
-    #: Cycles of one search step: present the address, read, compare.
-    CYCLES_PER_STEP = 3
+    #: Cycles of one search step: the block-RAM read, then the compare.
+    CYCLES_PER_STEP = 2
 
     def __init__(self, *, pe, acc_width, skip_shape, accumulators, depth, levels_max,
                  tag_shape):
@@ -104,7 +105,7 @@ class Epilogue(wiring.Component):
     @staticmethod
     def cycles(steps):
         """Cycles per result when nothing stalls, ``steps`` the search steps of each set."""
-        return 2 + sum(Epilogue.CYCLES_PER_STEP * s + 1 for s in steps)
+        return 2 + sum(Epilogue.CYCLES_PER_STEP * s + 2 for s in steps)
 
     def elaborate(self, platform):
         m = Module()
@@ -143,11 +144,18 @@ class Epilogue(wiring.Component):
                     + pick(cfg.sets, set_).base)
 
         # The bits counted so far all lie above `step`, so the candidate (count + 2**step)
-        # and its table index (candidate - 1) are ORs, not adds.
+        # and its table index (candidate - 1) are ORs, not adds. While a compare decides,
+        # the next step's two possible addresses are ready, and it only picks one.
         below = Signal.like(count[0])
         m.d.comb += below.eq((1 << step) - 1)
+        bit = Signal.like(count[0])
+        m.d.comb += bit.eq(1 << step)
+        take = [Signal(name=f"take{p}") for p in range(pe)]
         for p in range(pe):
-            m.d.comb += [reads[p].addr.eq(origin + (count[p] | below))]
+            m.d.comb += take[p].eq(((count[p] | bit) <= cur.levels) & (value[p] >= threshold[p]))
+            m.d.comb += reads[p].addr.eq(origin + (count[p] | below))
+        nxt_addr = [Mux(take[p], origin + (count[p] | bit | (below >> 1)),
+                        origin + (count[p] | (below >> 1))) for p in range(pe)]
 
         mode = cfg.mode
         with m.FSM():
@@ -163,8 +171,8 @@ class Epilogue(wiring.Component):
                         m.next = "OUT"
                     with m.Else():
                         m.next = "ISSUE"
-            # One search step is three cycles, so that no path joins the table's read
-            # (slow out of block RAM), the wide compare and the next address.
+            # A search step is two cycles, so that no path joins the table's read (slow
+            # out of block RAM) and the wide compare; the compare picks the next address.
             with m.State("ISSUE"):
                 m.d.comb += [reads[p].en.eq(1) for p in range(pe)]
                 m.next = "READ"
@@ -172,13 +180,13 @@ class Epilogue(wiring.Component):
                 m.d.sync += [threshold[p].eq(reads[p].data) for p in range(pe)]
                 m.next = "COMPARE"
             with m.State("COMPARE"):
-                for p in range(pe):
-                    cand = count[p] | (1 << step)
-                    take = (cand <= cur.levels) & (value[p] >= threshold[p])
-                    m.d.sync += count[p].eq(Mux(take, cand, count[p]))
+                m.d.sync += [count[p].eq(Mux(take[p], count[p] | bit, count[p]))
+                             for p in range(pe)]
                 m.d.sync += step.eq(step - 1)
                 with m.If(step != 0):
-                    m.next = "ISSUE"
+                    m.d.comb += [reads[p].en.eq(1) for p in range(pe)]
+                    m.d.comb += [reads[p].addr.eq(nxt_addr[p]) for p in range(pe)]
+                    m.next = "READ"
                 with m.Else():
                     m.next = "COUNTED"
             with m.State("COUNTED"):

@@ -118,12 +118,12 @@ def test_epilogue_requantizes_like_numpy(dut, stall):
             assert g == e, f"case {n} ({c.mode.name}) result {k}: {g} != {e}"
 
 
-def test_a_search_takes_three_cycles_per_bit(dut):
-    """Q over 15 thresholds: 1 + (3 * 4 + 1) + 1 cycles per result when nothing stalls."""
+def test_a_search_takes_two_cycles_per_bit(dut):
+    """Q over 15 thresholds: 1 + (1 + 2 * 4 + 1) + 1 cycles per result when nothing stalls."""
     cores = dut.core.cores
     c, core = CASES[1], cores[1]
     res = dut.run({"i_1": [[pack_value(core.epi.in_layout, r)] for r in c.results],
                    "tw_1": [[pack_value(core.epi.tw_layout, w)] for w in c.writes]},
                   {"o_1": len(c.results)}, stall=0.0)
     out = res.out_cycles["o_1"]
-    assert set(np.diff(out)) == {Epilogue.cycles([4])} == {15}
+    assert set(np.diff(out)) == {Epilogue.cycles([4])} == {12}

@@ -9,8 +9,8 @@ group. The figures are the cores' own:
 * the bank takes one beat per cycle: per output pixel, every weight word of
   every segment, plus one beat for a residual's shortcut;
 * the epilogue takes ``Epilogue.cycles`` per result: one cycle to take the
-  result, three per bit of every threshold set it searches and one to finish
-  the set, one to hand it on; the bank waits for it when it is the slower of
+  result, per threshold set it searches two per bit and two more (its first
+  address, its code), one to hand it on; the bank waits for it when it is the slower of
   the two;
 * the stem takes, per window of the input, ``groups * max(chunks, epilogue)``;
 * the flash delivers ``4 / divider`` bits per cycle of its own clock.
