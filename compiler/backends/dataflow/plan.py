@@ -455,8 +455,34 @@ def _rate_buffers(plan):
     return depths
 
 
+#: Stages one combinational ``ready`` path may cross before it reaches a register: on
+#: the ECP5-85F a hop is a LUT and about 2 ns of wire, and the path ends in the enable
+#: of a whole beat's register (the digits CNN at 100 MHz: gap, pool, requantizer and
+#: add, 10.6 ns).
+READY_CHAIN = 3
+
+
+def _break_ready_chains(plan):
+    """Mark the stages that need a skid before them (``Stage.ready_skid``) so that no
+    ``ready`` path crosses more than :data:`READY_CHAIN` stages: walking from the
+    outputs up, the stages a stage's ``ready`` waits on are counted until a skid.
+    FIFOs do not count as an end: the ``ready`` they are given moves their level."""
+    chain = {}
+    for s in plan.stages:
+        s.ready_skid = False
+    for s in reversed(plan.stages[1:]):
+        longest = 0
+        for c, _ in plan.consumers(s.name):
+            if not c.skid_before and chain[c.name] + 1 > READY_CHAIN:
+                c.ready_skid = True
+            if not c.skid_before:
+                longest = max(longest, chain[c.name])
+        chain[s.name] = 1 + longest
+
+
 def _plan_buffers(plan):
     """Set the FIFOs before stage inputs: join FIFOs, widened to rate FIFOs where needed."""
+    _break_ready_chains(plan)        # their skids add to the branches' latency
     plan.fifo_depths = _join_buffers(plan)
     plan.fifo_reasons = {key: "join" for key in plan.fifo_depths}
     for key, depth in _rate_buffers(plan).items():

@@ -104,6 +104,7 @@ class Stage(ABC):
     out_beats: int
     cycles: int = 0
     resources: Resources = field(default=None)
+    ready_skid: bool = False  # a skid before it ends a long ``ready`` path (``plan.py``)
 
     #: The name the report shows for the stage's cores.
     kind = "stage"
@@ -147,8 +148,9 @@ class Stage(ABC):
         the ``ready`` of its window and pad does not run on through the lane-wise
         stages before it (pool, sum, requantizer) into their wide registers. The output
         of a MAC stage needs none: its queue (``hw.mvu``) gives ``valid`` from a
-        register, and its pipeline does not stall."""
-        return self.is_join or self.is_mvu
+        register, and its pipeline does not stall. The planner adds one where ``ready``
+        would cross more than ``plan.READY_CHAIN`` lane-wise stages (``ready_skid``)."""
+        return self.is_join or self.is_mvu or self.ready_skid
 
     def report(self):
         """Fields the report adds for this kind of stage."""

@@ -6,7 +6,7 @@ import pytest
 from compiler.backends.dataflow.cost import FABRICS
 from compiler.errors import BuildError
 from compiler.passes import prepare
-from compiler.backends.dataflow.plan import check_budget, make_plan
+from compiler.backends.dataflow.plan import READY_CHAIN, check_budget, make_plan
 from graphs import small_cnn
 
 
@@ -42,6 +42,20 @@ def test_skid_buffers_follow_the_fifos_of_mac_stages_and_joins(graph):
         assert (name, i) in plan.skids, (name, i)
     slow = make_plan(graph, FABRICS["ice40"], placement="hardwired", clock_mhz=50)
     assert slow.fifo_depths and slow.skids == []
+
+
+def test_no_ready_path_crosses_more_than_a_few_stages(graph):
+    # After the residual add, ready would run from gap through pool, the requantizer
+    # and the add into the enable of the add's input skids; a skid cuts it.
+    plan = make_plan(graph, FABRICS["ecp5"], placement="hardwired")
+    assert ("res_out", 0) in plan.skids and ("pool", 0) not in plan.skids
+
+    def crossed(name):
+        """The most stages a ready path from a consumer's register crosses up to `name`'s."""
+        return 1 + max((crossed(c.name) for c, _ in plan.consumers(name)
+                        if not c.skid_before), default=0)
+    for s in plan.stages[1:]:
+        assert crossed(s.name) <= READY_CHAIN, s.name
 
 
 @pytest.mark.parametrize("target", [200, 500, 1500, 5000])
