@@ -76,22 +76,25 @@ class StreamDecoder(wiring.Component):
 
     ``last`` on ``t`` and ``b`` marks a command's last value.
 
-    Inside, bytes pass through a bit store (:class:`_BitStore`); each cycle the
-    item at its head (up to a byte's worth of codes, a threshold, a bias, a
-    table entry) is decoded and taken if its destination has room; codes go
-    through a gearbox into beats (:class:`_Gearbox`) and a beat through the
-    table (:class:`_Translate`). The next command waits in a register, so
+    Inside, bytes pass through a bit store (:class:`_BitStore`); every other
+    cycle the item at its head (up to a byte's worth of codes, a threshold, a
+    bias, a table entry) is decoded and taken if its destination has room (the
+    cycle between registers the store's window, so that the loop from the bits
+    taken to the next item is two short paths); codes go through a gearbox
+    into beats (:class:`_Gearbox`) and a beat through the table
+    (:class:`_Translate`). The next command waits in a register, so
     ``c.ready`` is a register too.
 
-    Throughput, with ready outputs: one byte of ``i`` per cycle, that is
-    ``min(5, lanes)`` TRIT5 weights, ``min(lanes, 8, ceil(8 / b))`` ``b``-bit
-    codes (:func:`fields_per_cycle`), one threshold (a row whose first code
-    escapes takes a cycle more), one bias or one table entry per cycle, as far
-    as the input keeps up. Weight commands of a multiple of ``lanes`` weights
-    follow each other without a bubble; a command of a single item costs a
-    second cycle (its successor is fetched meanwhile). :meth:`check` tells whether a
-    :class:`~hw.engine.packing.Command` suits this decoder; :meth:`command`
-    gives its fields.
+    Throughput, with ready outputs: an item every other cycle, that is half a
+    byte of ``i`` per cycle as 5 TRIT5 weights or ``min(lanes, 8, ceil(8 / b))``
+    ``b``-bit codes (:func:`fields_per_cycle`), or one threshold (a row whose
+    first code escapes takes an item more), one bias or one table entry, as far
+    as the input keeps up: more than a quad-SPI flash delivers per engine cycle
+    for the weights (a quarter of a byte on the Arty). Weight commands of a
+    multiple of ``lanes`` weights follow each other without a bubble; a command
+    of a single item costs an item more (its successor is fetched meanwhile).
+    :meth:`check` tells whether a :class:`~hw.engine.packing.Command` suits this
+    decoder; :meth:`command` gives its fields.
 
     Parameters
     ----------
@@ -206,6 +209,28 @@ class StreamDecoder(wiring.Component):
             return f"{cmd.bits}-bit biases are wider than b_width = {self.b_width}"
         return None
 
+    #: Cycles per item: one registers the store's window, the next decodes it.
+    CYCLES_PER_ITEM = 2
+
+    def cycles(self, cmd):
+        """Cycles the decoder spends on ``cmd`` when its input keeps up and its outputs never
+        stall: an item every :attr:`CYCLES_PER_ITEM` cycles, a weight beat at most a cycle;
+        replayed beats follow the command's read ones."""
+        k = cmd.kind
+        if k == Kind.TRIT5:
+            items, beats = -(-cmd.count // 5), -(-cmd.count // self.lanes)
+        elif k in (Kind.TERN2, Kind.CODES):
+            codes = cmd.codes if k == Kind.CODES else cmd.count
+            per = fields_per_cycle(2 if k == Kind.TERN2 else cmd.bits, self.lanes)
+            items, beats = -(-codes // per), -(-codes // self.lanes)
+            replayed = -(-cmd.count // self.lanes) - beats
+            return max(beats, self.CYCLES_PER_ITEM * items) + replayed
+        elif k == Kind.THRESH:
+            items, beats = cmd.count * cmd.levels, 0
+        else:
+            items, beats = cmd.count, 0
+        return max(beats, self.CYCLES_PER_ITEM * items)
+
     def command(self, cmd):
         """The fields of ``cmd`` on ``c`` (a dict for :data:`cmd_layout`); ValueError if unfit."""
         problem = self.check(cmd)
@@ -243,7 +268,14 @@ class StreamDecoder(wiring.Component):
                                                     addr_bits=abits, pos_bits=pbits)
         wiring.connect(m, gear.o, trans.i)
         wiring.connect(m, trans.o, wiring.flipped(self.w))
-        buf, have = bits.bits, bits.have
+        # An item is decoded every other cycle: while `go` is low the store's window is
+        # registered, while it is high that register is decoded and the item taken. The
+        # loop from the bits an item takes to the next window is then two paths, the
+        # window's shift and the decode, where it was one path through both.
+        go = Signal()
+        m.d.sync += go.eq(~go)
+        buf, have = Signal.like(bits.bits), Signal.like(bits.have)
+        m.d.sync += [buf.eq(bits.bits), have.eq(bits.have)]
 
         # ---- The command being read -----------------------------------------------------
         cmd = Signal(self.cmd_layout)
@@ -390,11 +422,11 @@ class StreamDecoder(wiring.Component):
             m.d.comb += taken[e].eq(Mux(final[e], have - ((have - raw[e]) & ~7), raw[e]))
         fire = Signal()
         is_final = Signal()
-        m.d.comb += [fire.eq(active & Mux(escaped, ready[1], ready[0])),
+        m.d.comb += [fire.eq(go & active & Mux(escaped, ready[1], ready[0])),
                      is_final.eq(Mux(escaped, final[1], final[0]))]
         with m.If(fire):
             m.d.comb += bits.take.eq(Mux(escaped, taken[1], taken[0]))
-        m.d.comb += gear.i.valid.eq(active & is_w & enough[0])
+        m.d.comb += gear.i.valid.eq(go & active & is_w & enough[0])
 
         # ---- State ----------------------------------------------------------------------
         done = fire & is_final

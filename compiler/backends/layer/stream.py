@@ -82,12 +82,15 @@ class Stream:
         self.entries = []
         self.commands = []         # (Command, dest) in order, for reports and tests
         self.group_bytes = []      # bytes of each load group
+        self.group_cycles = []     # cycles the decoder spends on each load group
         self._group_start = 0
+        self._group_cycles = 0
 
     def _emit(self, cmd, payload, dest, beats=0, base=0, levels=0):
         self.decoder.check(cmd)
         self.data += payload
         self.commands.append((cmd, dest))
+        self._group_cycles += self.decoder.cycles(cmd)
         self.entries.append({"cmd": self.decoder.command(cmd), "dest": int(dest),
                              "beats": int(beats), "base": int(base), "levels": int(levels)})
 
@@ -95,7 +98,8 @@ class Stream:
         self.entries.append({"cmd": self.decoder.command(Command(Kind.BIAS, 0, bits=1)),
                              "dest": int(Dest.GROUP), "beats": 0, "base": 0, "levels": 0})
         self.group_bytes.append(len(self.data) - self._group_start)
-        self._group_start = len(self.data)
+        self.group_cycles.append(self._group_cycles)
+        self._group_start, self._group_cycles = len(self.data), 0
 
     def thresholds(self, rows, base):
         """One set: a row of sorted thresholds per lane (``pe`` rows)."""

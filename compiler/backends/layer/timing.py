@@ -13,6 +13,8 @@ group. The figures are the cores' own:
   address, its code), one to hand it on; the bank waits for it when it is the slower of
   the two;
 * the stem takes, per window of the input, ``groups * max(chunks, epilogue)``;
+* the decoder takes ``StreamDecoder.cycles`` per command (an item every other
+  cycle): a group's bytes that wait in the stream FIFO drain at that pace;
 * the flash delivers ``4 / divider`` bits per cycle of its own clock.
 
 ``compiler/backends/layer/lower.py`` makes the steps; the report puts these
@@ -66,13 +68,14 @@ def epilogue_cycles(step):
 
 
 def _groups(build, rate):
-    """Per load group: ``(step index, compute cycles, stream bytes)``; and per step its
-    :class:`StepTiming` fields but ``cycles``."""
+    """Per load group: ``(step index, compute cycles, stream bytes, decoder cycles)``; and
+    per step its :class:`StepTiming` fields but ``cycles``."""
     pe, simd = build.config.pe, build.config.simd
     groups, steps, g_index = [], [], 0
     bits = rate.bits_per_cycle
     for i, (step, n) in enumerate(zip(build.steps, build.groups)):
         group_bytes = build.stream.group_bytes[g_index:g_index + n]
+        decode = build.stream.group_cycles[g_index:g_index + n]
         g_index += n
         epi = epilogue_cycles(step)
         macs = sum(int(seg.weights.size) for seg in step.segments)
@@ -82,14 +85,14 @@ def _groups(build, rate):
             g = -(-step.out_channels // pe)
             compute = step.out_h * step.out_w * g * max(chunks, epi)
             macs *= step.out_h * step.out_w
-            groups.append((i, compute, group_bytes[0]))
+            groups.append((i, compute, group_bytes[0], decode[0]))
         else:
             pixels = step.out_h * step.out_w
             beats = sum(seg.chunks for seg in step.segments) + (step.skip is not None)
             macs *= pixels
             compute = 0
-            for b in group_bytes:
-                groups.append((i, pixels * max(beats, epi), b))
+            for b, d in zip(group_bytes, decode):
+                groups.append((i, pixels * max(beats, epi), b, d))
                 compute += pixels * max(beats, epi)
         nbytes = sum(group_bytes)
         steps.append((step.name, macs, int(compute), int(round(nbytes * 8 / bits)), nbytes))
@@ -103,10 +106,11 @@ def step_timings(build, rate, fifo_bytes=None):
     into the stream FIFO (``fifo_bytes``, default the build's) and stops while it
     is full; the loader takes a group's bytes once one of the two weight-buffer
     halves is free (the group two before has been computed) and all of them have
-    arrived; the bank computes a group once it is loaded and the group before is
-    done. A FIFO larger than a group lets the flash run ahead through steps that
-    compute longer than their weights take to arrive, so that the stream, not the
-    sum of the slower of the two per group, bounds the inference.
+    arrived, no sooner than the decoder gets through them; the bank computes a
+    group once it is loaded and the group before is done. A FIFO larger than a
+    group lets the flash run ahead through steps that compute longer than their
+    weights take to arrive, so that the stream, not the sum of the slower of the
+    two per group, bounds the inference.
     """
     c = build.config
     fifo = c.stream_fifo * c.word_bytes if fifo_bytes is None else fifo_bytes
@@ -117,7 +121,7 @@ def step_timings(build, rate, fifo_bytes=None):
     arrived, taken, done = [], [], []
     first = 0                                          # first group whose end is > total-fifo
     step_end = {}
-    for g, (i, compute, nbytes) in enumerate(groups):
+    for g, (i, compute, nbytes, decode) in enumerate(groups):
         total += nbytes
         ends.append(total)
         # The flash can hold the group's last byte once the bytes up to total - fifo
@@ -131,7 +135,10 @@ def step_timings(build, rate, fifo_bytes=None):
             # The FIFO holds the group's first ``fifo`` bytes until the loader starts on
             # it; the rest flows through at the flash's rate.
             a = max(a, max(free, taken[-1] if taken else 0.0) + (nbytes - fifo) / per_cycle)
-        t = max(a, free, taken[-1] if taken else 0.0)
+        # The decoder starts on the group once a half is free and has its bytes when
+        # the flash has delivered them, whichever is later (a backlog in the FIFO
+        # drains at the decoder's pace).
+        t = max(a, max(free, taken[-1] if taken else 0.0) + decode)
         start = max(t, done[-1] if done else 0.0)
         if g == 0 or groups[g - 1][0] != i:
             start += PIPELINE_CYCLES

@@ -10,10 +10,14 @@ from hw.engine.layouts import DigitFormat
 
 
 class _Decoder:
-    """Stands in for the StreamDecoder: the stream asks it only to check and encode commands."""
+    """Stands in for the StreamDecoder: the stream asks it only to check and encode commands
+    and how long they take."""
 
     def check(self, cmd):
         pass
+
+    def cycles(self, cmd):
+        return 0
 
     def command(self, cmd):
         return 0
