@@ -480,6 +480,16 @@ class RomMVU(wiring.Component):
             m.d.sync += [r.eq(v) for r, v in
                          zip(staged, (s1_valid, s1_first, s1_last, s1_group))]
             chunk, (s1_valid, s1_first, s1_last, s1_group) = chunk_r, staged
+        # The bits no word changes are constants here. Left in the word's register,
+        # every MVU's copy of such a bit holds the same value, so synthesis merges
+        # them into one register wired across the die to all their adders.
+        varying = 0
+        for w in words:
+            varying |= w ^ words[0]
+        if varying != (1 << word_bits) - 1:
+            fixed = Signal.like(word, name="word_fixed")
+            m.d.comb += fixed.eq((word & varying) | (words[0] & ~varying))
+            word = fixed
 
         # Stage 1: products, their (pipelined) adder tree, and accumulation of pe channels.
         accs = [Signal(signed(acc_w), name=f"acc{p}") for p in range(self.pe)]
