@@ -76,21 +76,20 @@ class StreamDecoder(wiring.Component):
 
     ``last`` on ``t`` and ``b`` marks a command's last value.
 
-    Inside, bytes pass through a bit store (:class:`_BitStore`); every other
-    cycle the item at its head (up to a byte's worth of codes, a threshold, a
-    bias, a table entry) is decoded and taken if its destination has room (the
-    cycle between registers the store's window, so that the loop from the bits
-    taken to the next item is two short paths); codes go through a gearbox
-    into beats (:class:`_Gearbox`) and a beat through the table
-    (:class:`_Translate`). The next command waits in a register, so
-    ``c.ready`` is a register too.
+    Inside, bytes pass through a bit store (:class:`_BitStore`); every
+    ``cycles_per_item`` cycles the item at its head (up to a byte's worth of
+    codes, a threshold, a bias, a table entry) is decoded and taken if its
+    destination has room (with 2, the cycle between registers the store's
+    window, so that the loop from the bits taken to the next item is two short
+    paths: for fast clocks); codes go through a gearbox into beats
+    (:class:`_Gearbox`) and a beat through the table (:class:`_Translate`). The
+    next command waits in a register, so ``c.ready`` is a register too.
 
-    Throughput, with ready outputs: an item every other cycle, that is half a
-    byte of ``i`` per cycle as 5 TRIT5 weights or ``min(lanes, 8, ceil(8 / b))``
-    ``b``-bit codes (:func:`fields_per_cycle`), or one threshold (a row whose
-    first code escapes takes an item more), one bias or one table entry, as far
-    as the input keeps up: more than a quad-SPI flash delivers per engine cycle
-    for the weights (a quarter of a byte on the Arty). Weight commands of a
+    Throughput, with ready outputs: an item every ``cycles_per_item`` cycles,
+    that is a byte of ``i`` per item as 5 TRIT5 weights or ``min(lanes, 8,
+    ceil(8 / b))`` ``b``-bit codes (:func:`fields_per_cycle`), or one threshold
+    (a row whose first code escapes takes an item more), one bias or one table
+    entry, as far as the input keeps up (:meth:`cycles`). Weight commands of a
     multiple of ``lanes`` weights follow each other without a bubble; a command
     of a single item costs an item more (its successor is fetched meanwhile).
     :meth:`check` tells whether a :class:`~hw.engine.packing.Command` suits this
@@ -107,6 +106,7 @@ class StreamDecoder(wiring.Component):
     t_width, b_width : widths of the thresholds and biases out.
     count_width : width of the ``count`` and ``per_pos`` fields.
     levels_max : most thresholds per row.
+    cycles_per_item : 1, or 2 to register the bit store's window before each decode.
 
     Members
     -------
@@ -119,13 +119,18 @@ class StreamDecoder(wiring.Component):
 
     def __init__(self, *, fmt=DigitFormat(), lanes=8, word_bytes=1, table_depth=64,
                  positions_max=1, replay_beats=0, t_width=24, b_width=24, count_width=24,
-                 levels_max=255):
+                 levels_max=255, cycles_per_item=2):
         problem = self._problem(lanes, word_bytes, table_depth, positions_max, replay_beats,
                                 t_width, b_width, count_width, levels_max)
         if problem:
             self._MustUse__silence = True
             raise ValueError(f"StreamDecoder: {problem}")
+        if cycles_per_item not in (1, 2):
+            self._MustUse__silence = True
+            raise ValueError(f"StreamDecoder: cycles_per_item must be 1 or 2, not "
+                             f"{cycles_per_item}")
         self.fmt, self.lanes, self.word_bytes = fmt, lanes, word_bytes
+        self.cycles_per_item = cycles_per_item
         self.table_depth, self.positions_max, self.replay_beats = (table_depth, positions_max,
                                                                    replay_beats)
         self.t_width, self.b_width = t_width, b_width
@@ -209,12 +214,9 @@ class StreamDecoder(wiring.Component):
             return f"{cmd.bits}-bit biases are wider than b_width = {self.b_width}"
         return None
 
-    #: Cycles per item: one registers the store's window, the next decodes it.
-    CYCLES_PER_ITEM = 2
-
     def cycles(self, cmd):
         """Cycles the decoder spends on ``cmd`` when its input keeps up and its outputs never
-        stall: an item every :attr:`CYCLES_PER_ITEM` cycles, a weight beat at most a cycle;
+        stall: an item every ``cycles_per_item`` cycles, a weight beat at most a cycle;
         replayed beats follow the command's read ones."""
         k = cmd.kind
         if k == Kind.TRIT5:
@@ -224,12 +226,12 @@ class StreamDecoder(wiring.Component):
             per = fields_per_cycle(2 if k == Kind.TERN2 else cmd.bits, self.lanes)
             items, beats = -(-codes // per), -(-codes // self.lanes)
             replayed = -(-cmd.count // self.lanes) - beats
-            return max(beats, self.CYCLES_PER_ITEM * items) + replayed
+            return max(beats, self.cycles_per_item * items) + replayed
         elif k == Kind.THRESH:
             items, beats = cmd.count * cmd.levels, 0
         else:
             items, beats = cmd.count, 0
-        return max(beats, self.CYCLES_PER_ITEM * items)
+        return max(beats, self.cycles_per_item * items)
 
     def command(self, cmd):
         """The fields of ``cmd`` on ``c`` (a dict for :data:`cmd_layout`); ValueError if unfit."""
@@ -268,14 +270,17 @@ class StreamDecoder(wiring.Component):
                                                     addr_bits=abits, pos_bits=pbits)
         wiring.connect(m, gear.o, trans.i)
         wiring.connect(m, trans.o, wiring.flipped(self.w))
-        # An item is decoded every other cycle: while `go` is low the store's window is
-        # registered, while it is high that register is decoded and the item taken. The
-        # loop from the bits an item takes to the next window is then two paths, the
-        # window's shift and the decode, where it was one path through both.
-        go = Signal()
-        m.d.sync += go.eq(~go)
-        buf, have = Signal.like(bits.bits), Signal.like(bits.have)
-        m.d.sync += [buf.eq(bits.bits), have.eq(bits.have)]
+        # With two cycles per item: while `go` is low the store's window is registered,
+        # while it is high that register is decoded and the item taken. The loop from
+        # the bits an item takes to the next window is then two paths, the window's
+        # shift and the decode, where it is one path through both with one cycle.
+        if self.cycles_per_item == 2:
+            go = Signal()
+            m.d.sync += go.eq(~go)
+            buf, have = Signal.like(bits.bits), Signal.like(bits.have)
+            m.d.sync += [buf.eq(bits.bits), have.eq(bits.have)]
+        else:
+            go, buf, have = Const(1), bits.bits, bits.have
 
         # ---- The command being read -----------------------------------------------------
         cmd = Signal(self.cmd_layout)

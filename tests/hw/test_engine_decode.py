@@ -19,6 +19,10 @@ DECODERS = [
          replay_beats=16, t_width=24, b_width=20, count_width=14, levels_max=15),
     dict(fmt=DigitFormat(3, 5), lanes=5, word_bytes=1, table_depth=32, positions_max=4,
          replay_beats=4, t_width=12, b_width=12, count_width=10, levels_max=7),
+    # An item a cycle, as below ONE_CYCLE_DECODE_MHZ (the ULX3S engine's 25 MHz).
+    dict(fmt=DigitFormat(1, 7), lanes=8, word_bytes=4, table_depth=256, positions_max=16,
+         replay_beats=16, t_width=24, b_width=20, count_width=14, levels_max=15,
+         cycles_per_item=1),
 ]
 
 
@@ -306,9 +310,9 @@ def steady_program(dec, rng):
 def test_decoder_throughput(decoders):
     """Without stalls every command runs as fast as its items, input bytes or output beats allow.
 
-    The decoder takes an item every other cycle (a byte's worth of codes, a threshold, a
-    bias); a weight command leaves at most a beat per cycle and takes at most a byte per
-    cycle; a threshold command gives one threshold every other cycle; consecutive weight
+    The decoder takes an item every ``cycles_per_item`` cycles (a byte's worth of codes, a
+    threshold, a bias); a weight command leaves at most a beat per cycle and takes at most a
+    byte per cycle; a threshold command gives one threshold an item; consecutive weight
     commands leave no gap. ``StreamDecoder.cycles``, which the engine's timing model
     uses, says so for each command.
     """
@@ -324,9 +328,9 @@ def test_decoder_throughput(decoders):
             print(f"decoder {n} (lanes {core.lanes}, {core.word_bytes} B/word): {cmd.kind.name} "
                   f"{cmd.count} bits {cmd.bits}: {beats} beats, {size} bytes, {took} cycles")
             if cmd.kind == Kind.THRESH:
-                # The first row waits for its first bytes; from then on, one every other cycle.
+                # The first row waits for its first bytes; from then on, one an item.
                 steady = cycles[cmd.levels:]
-                assert set(np.diff(steady)) == {2}, (n, cycles)
+                assert set(np.diff(steady)) == {core.cycles_per_item}, (n, cycles)
             else:
                 assert took <= bound + 1, (n, cmd, took, bound)
         # Weight commands of whole beats follow each other without a gap.

@@ -66,8 +66,9 @@ def _set(levels, base, lo):
 _NO_SET = {"base": 0, "levels": 0, "steps": 0, "lo": 0}
 
 
-def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
-    """The :class:`EngineBuild` of a prepared graph for a bank of ``pe`` x ``simd``."""
+def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512, decode_cycles=2):
+    """The :class:`EngineBuild` of a prepared graph for a bank of ``pe`` x ``simd``, its
+    decoder taking ``decode_cycles`` per item (``StreamDecoder.cycles_per_item``)."""
     steps = schedule(graph, simd)
     mem_words = allocate(steps)
     nodes = {n.name: n for n in graph.nodes}
@@ -123,7 +124,8 @@ def lower_engine(graph, *, pe, simd, levels_per_stage=2, stream_fifo=512):
         table_depth=1 << (table_entries - 1).bit_length(), positions_max=positions_max,
         replay_beats=max([0] + [pe * simd * s.segments[0].src.cw // DECODER_LANES
                                 for s in steps if s.kind == "conv"]) if kq else 0,
-        t_width=acc + 1, b_width=acc, levels_max=max(levels_max, 1))
+        t_width=acc + 1, b_width=acc, levels_max=max(levels_max, 1),
+        cycles_per_item=decode_cycles)
     decoder = StreamDecoder(**decoder_args)
     decoder._MustUse__silence = True          # only its command encoding is used here
     if (pe * simd) % DECODER_LANES:
