@@ -377,7 +377,7 @@ class RomMVU(wiring.Component):
         compares = self.layout.search_steps or 0
         return 1 + int(self.register_rom) + tree + 1 + compares + 1
 
-    def _product(self, x, wbits):
+    def _product(self, x, wbits, zero=()):
         """``w * x`` as a sum of shifted, conditionally negated copies of ``x``.
 
         A negative digit is the one's complement of its copy (every bit flipped): the
@@ -385,10 +385,13 @@ class RomMVU(wiring.Component):
         bias (:meth:`RomLayout.negative_digits`). So a product is a LUT per bit, no
         carry chain, and synthesis merges it into the first adder of the tree. Pow2
         codes keep a true negation: whether their digit counts depends on the input
-        (code 0 is zero whatever the weight)."""
+        (code 0 is zero whatever the weight). The digits in ``zero`` are zero in every
+        word and make no term."""
         enc = self.encoding
         terms = []
         for d in range(enc.digits):
+            if d in zero:
+                continue
             field = wbits[d * enc.field_bits:(d + 1) * enc.field_bits]
             nz, neg, shift = field[0], field[1], field[2:]
             if self.in_pow2:
@@ -502,8 +505,10 @@ class RomMVU(wiring.Component):
             terms = []
             for s in range(self.simd):
                 base = (p * self.simd + s) * enc.weight_bits
+                zero = [d for d in range(enc.digits)
+                        if not (varying | words[0]) >> (base + d * enc.field_bits) & 1]
                 terms += [(t, False) for t in self._product(
-                    chunk[s], word[base:base + enc.weight_bits])]
+                    chunk[s], word[base:base + enc.weight_bits], zero)]
             partials.append(tree.build(m, terms, name=f"mac{p}", levels=self.tree_levels))
         # The flags travel with the partial sums through the tree's registers.
         for stage in range(tree.latency(self.tree_levels)):
