@@ -32,6 +32,7 @@ from amaranth.utils import ceil_log2
 
 from .adder_tree import AdderTree
 from .elementwise import pow2_value, threshold_code, threshold_latency
+from .rom import varying_bits
 from .csd import csd_digits, max_digits, max_shift
 from .lanes import lanes
 
@@ -486,9 +487,7 @@ class RomMVU(wiring.Component):
         # The bits no word changes are constants here. Left in the word's register,
         # every MVU's copy of such a bit holds the same value, so synthesis merges
         # them into one register wired across the die to all their adders.
-        varying = 0
-        for w in words:
-            varying |= w ^ words[0]
+        varying = varying_bits(words)
         if varying != (1 << word_bits) - 1:
             fixed = Signal.like(word, name="word_fixed")
             m.d.comb += fixed.eq((word & varying) | (words[0] & ~varying))

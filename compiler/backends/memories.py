@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from amaranth.hdl import Fragment, Shape
 from amaranth.hdl._mem import MemoryInstance
 
+from hw.rom import varying_bits
+
 __all__ = ["MemorySpec", "design_memories", "count_brams"]
 
 
@@ -45,23 +47,13 @@ def _walk(fragment, path, out):
         width = Shape.cast(data.shape).width
         writes = fragment._write_ports
         if not writes:
-            width = _varying_bits(data.init._raw, width)
+            width = bin(varying_bits(data.init._raw) & ((1 << width) - 1)).count("1")
         out.append(MemorySpec(".".join(path), width, data.depth,
                               min((p._granularity for p in writes), default=width),
                               len(fragment._read_ports), writes=bool(writes),
                               style=fragment._attrs.get("ram_style")))
     for sub, name, _ in fragment.subfragments:
         _walk(sub, path + (str(name),), out)
-
-
-def _varying_bits(words, width):
-    """Bits of a ROM that are not the same in every word: synthesis keeps only those."""
-    ones, zeros = 0, 0
-    mask = (1 << width) - 1
-    for w in words:
-        ones |= w
-        zeros |= ~w & mask
-    return bin(ones & zeros).count("1")
 
 
 def count_brams(fabric, memories):

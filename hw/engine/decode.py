@@ -121,14 +121,10 @@ class StreamDecoder(wiring.Component):
                  positions_max=1, replay_beats=0, t_width=24, b_width=24, count_width=24,
                  levels_max=255, cycles_per_item=2):
         problem = self._problem(lanes, word_bytes, table_depth, positions_max, replay_beats,
-                                t_width, b_width, count_width, levels_max)
+                                t_width, b_width, count_width, levels_max, cycles_per_item)
         if problem:
             self._MustUse__silence = True
             raise ValueError(f"StreamDecoder: {problem}")
-        if cycles_per_item not in (1, 2):
-            self._MustUse__silence = True
-            raise ValueError(f"StreamDecoder: cycles_per_item must be 1 or 2, not "
-                             f"{cycles_per_item}")
         self.fmt, self.lanes, self.word_bytes = fmt, lanes, word_bytes
         self.cycles_per_item = cycles_per_item
         self.table_depth, self.positions_max, self.replay_beats = (table_depth, positions_max,
@@ -159,7 +155,7 @@ class StreamDecoder(wiring.Component):
 
     @staticmethod
     def _problem(lanes, word_bytes, table_depth, positions_max, replay_beats, t_width, b_width,
-                 count_width, levels_max):
+                 count_width, levels_max, cycles_per_item):
         if lanes < 1:
             return f"lanes must be 1 or more, not {lanes}"
         if word_bytes < 1:
@@ -174,6 +170,8 @@ class StreamDecoder(wiring.Component):
             return f"need t_width >= 2 and b_width >= 1, not {t_width}, {b_width}"
         if count_width < 1 or levels_max < 1:
             return f"need count_width >= 1 and levels_max >= 1, not {count_width}, {levels_max}"
+        if cycles_per_item not in (1, 2):
+            return f"cycles_per_item must be 1 or 2, not {cycles_per_item}"
         return None
 
     # The Python side ----------------------------------------------------------------

@@ -386,6 +386,7 @@ def test_decoder_refuses_what_it_cannot_run():
     assert dec.check(cmd) is None and dec.command(cmd)["count"] == 16
     for kw, message in [({"table_depth": 48}, "table_depth must be a power of two"),
                         ({"positions_max": 3}, "positions_max must be a power of two"),
-                        ({"lanes": 0}, "lanes must be 1 or more")]:
+                        ({"lanes": 0}, "lanes must be 1 or more"),
+                        ({"cycles_per_item": 3}, "cycles_per_item must be 1 or 2")]:
         with pytest.raises(ValueError, match=f"StreamDecoder: {message}"):
             StreamDecoder(**kw)

@@ -473,9 +473,11 @@ def _break_ready_chains(plan):
     for s in reversed(plan.stages[1:]):
         longest = 0
         for c, _ in plan.consumers(s.name):
-            if not c.skid_before and chain[c.name] + 1 > READY_CHAIN:
+            if c.skid_before:
+                continue
+            if chain[c.name] + 1 > READY_CHAIN:
                 c.ready_skid = True
-            if not c.skid_before:
+            else:
                 longest = max(longest, chain[c.name])
         chain[s.name] = 1 + longest
 

@@ -209,9 +209,10 @@ def _bank_ok(pe, simd):
 
 
 #: The fastest engine clock at which the stream decoder takes an item every cycle. Above
-#: it, an item every other cycle (``StreamDecoder.cycles_per_item``): one loop through
-#: the bit store's shift and the decode placed at 57 MHz on the ECP5-85F in a small
-#: engine and at 37.6 MHz in ResNet-18's (both with a one-cycle epilogue search).
+#: it, an item every other cycle (``StreamDecoder.cycles_per_item``): the one-cycle loop
+#: through the bit store's shift and the decode placed at 57 MHz on the ECP5-85F in a
+#: small engine, and the whole ResNet-18 engine placed at 37.6 MHz (before its
+#: threshold search was registered).
 ONE_CYCLE_DECODE_MHZ = 30
 
 

@@ -10,11 +10,12 @@ group. The figures are the cores' own:
   every segment, plus one beat for a residual's shortcut;
 * the epilogue takes ``Epilogue.cycles`` per result: one cycle to take the
   result, per threshold set it searches two per bit and two more (its first
-  address, its code), one to hand it on; the bank waits for it when it is the slower of
-  the two;
+  address, its code), one to hand it on; the bank waits for it when it is the
+  slower of the two;
 * the stem takes, per window of the input, ``groups * max(chunks, epilogue)``;
-* the decoder takes ``StreamDecoder.cycles`` per command (an item every other
-  cycle): a group's bytes that wait in the stream FIFO drain at that pace;
+* the decoder takes ``StreamDecoder.cycles`` per command (an item a cycle, or
+  every other cycle at fast clocks): a group's bytes that wait in the stream FIFO
+  drain at that pace;
 * the flash delivers ``4 / divider`` bits per cycle of its own clock.
 
 ``compiler/backends/layer/lower.py`` makes the steps; the report puts these
