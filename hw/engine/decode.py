@@ -9,6 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..csd import small_product
+from ..skid import SkidBuffer
 from .layouts import DigitFormat, weight_layout
 from .packing import Kind
 
@@ -81,7 +82,8 @@ class StreamDecoder(wiring.Component):
     codes, a threshold, a bias, a table entry) is decoded and taken if its
     destination has room (with 2, the cycle between registers the store's
     window, so that the loop from the bits taken to the next item is two short
-    paths: for fast clocks); codes go through a gearbox into beats
+    paths, for fast clocks; with 3, the decode's outcome is registered as well,
+    and the last cycle only looks at the destination); codes go through a gearbox into beats
     (:class:`_Gearbox`) and a beat through the table (:class:`_Translate`). The
     next command waits in a register, so ``c.ready`` is a register too.
 
@@ -106,7 +108,8 @@ class StreamDecoder(wiring.Component):
     t_width, b_width : widths of the thresholds and biases out.
     count_width : width of the ``count`` and ``per_pos`` fields.
     levels_max : most thresholds per row.
-    cycles_per_item : 1, or 2 to register the bit store's window before each decode.
+    cycles_per_item : 1; 2 to register the bit store's window before each decode; 3 to
+        register the decode's outcome too.
 
     Members
     -------
@@ -170,8 +173,8 @@ class StreamDecoder(wiring.Component):
             return f"need t_width >= 2 and b_width >= 1, not {t_width}, {b_width}"
         if count_width < 1 or levels_max < 1:
             return f"need count_width >= 1 and levels_max >= 1, not {count_width}, {levels_max}"
-        if cycles_per_item not in (1, 2):
-            return f"cycles_per_item must be 1 or 2, not {cycles_per_item}"
+        if cycles_per_item not in (1, 2, 3):
+            return f"cycles_per_item must be 1, 2 or 3, not {cycles_per_item}"
         return None
 
     # The Python side ----------------------------------------------------------------
@@ -267,18 +270,30 @@ class StreamDecoder(wiring.Component):
         m.submodules.translate = trans = _Translate(fmt=fmt, lanes=g, code_bits=cw,
                                                     addr_bits=abits, pos_bits=pbits)
         wiring.connect(m, gear.o, trans.i)
+        # With three cycles an item, items reach the gearbox through a skid, so that
+        # whether an item goes does not wait on the beats leaving (the gearbox's ready
+        # follows its output's). A table entry waits until the skid is empty too.
+        if self.cycles_per_item == 3:
+            m.submodules.item_skid = skid = SkidBuffer(gear.item_layout)
+            wiring.connect(m, skid.o, gear.i)
+            items, gear_idle = skid.i, ~gear.busy & ~skid.o.valid
+        else:
+            items, gear_idle = gear.i, ~gear.busy
         wiring.connect(m, trans.o, wiring.flipped(self.w))
-        # With two cycles per item: while `go` is low the store's window is registered,
-        # while it is high that register is decoded and the item taken. The loop from
-        # the bits an item takes to the next window is then two paths, the window's
-        # shift and the decode, where it is one path through both with one cycle.
-        if self.cycles_per_item == 2:
-            go = Signal()
-            m.d.sync += go.eq(~go)
+        # With two cycles per item: in the first the store's window is registered, in
+        # the second that register is decoded and the item taken. The loop from the bits
+        # an item takes to the next window is then two paths, the window's shift and the
+        # decode, where it is one path through both with one cycle. With three, the
+        # decode's outcome (whether the item goes, how many bits it takes) is registered
+        # too, and the third cycle only checks its destination's room and takes it.
+        if self.cycles_per_item == 1:
+            go, buf, have = Const(1), bits.bits, bits.have
+        else:
+            phase = Signal(range(self.cycles_per_item))
+            m.d.sync += phase.eq(Mux(phase == self.cycles_per_item - 1, 0, phase + 1))
+            go = phase == self.cycles_per_item - 1
             buf, have = Signal.like(bits.bits), Signal.like(bits.have)
             m.d.sync += [buf.eq(bits.bits), have.eq(bits.have)]
-        else:
-            go, buf, have = Const(1), bits.bits, bits.have
 
         # ---- The command being read -----------------------------------------------------
         cmd = Signal(self.cmd_layout)
@@ -289,6 +304,7 @@ class StreamDecoder(wiring.Component):
         # Kept ahead in registers, off the path that decides whether an item goes:
         one_left = Signal()                       # left == 1
         w_last = Signal()                         # left <= per: the next weight item ends it
+        after = Signal(self.count_width + 1)      # left - per: what a full weight item leaves
         tail_bits = Signal(range(8 * 16 + 1))     # bits of that last item
         kind = cmd.kind
         width = Signal(range(self.bits_max + 1))  # field width: codes, thresholds, biases
@@ -310,7 +326,7 @@ class StreamDecoder(wiring.Component):
         k = Signal(range(9))                      # codes in a weight item
 
         # Weight items: up to a byte's worth of codes.
-        item = gear.i.payload
+        item = items.payload
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
                 trits = Signal(10)
@@ -369,18 +385,18 @@ class StreamDecoder(wiring.Component):
         with m.Switch(kind):
             with m.Case(Kind.TRIT5):
                 m.d.comb += needs(0, 8) + needs(1, 8)
-                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(items.ready) for x in sink]
                 m.d.comb += k.eq(Mux(w_last, left, 5))
             with m.Case(Kind.TERN2, Kind.CODES):
                 m.d.comb += [n.eq(Mux(w_last, tail_bits, per_bits)) for n in need]
                 m.d.comb += [x.eq(Mux(w_last, have >= tail_bits, have >= per_bits))
                              for x in enough]
-                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(gear.i.ready) for x in sink]
+                m.d.comb += [f.eq(w_last) for f in final] + [x.eq(items.ready) for x in sink]
                 m.d.comb += k.eq(Mux(w_last, left, per))
             with m.Case(Kind.TABLE):
                 # Beats still to be read from the old table hold the new one back.
                 m.d.comb += needs(0, fmt.bits) + needs(1, fmt.bits)
-                m.d.comb += [f.eq(one_left) for f in final] + [x.eq(~gear.busy) for x in sink]
+                m.d.comb += [f.eq(one_left) for f in final] + [x.eq(gear_idle) for x in sink]
             with m.Case(Kind.BIAS):
                 m.d.comb += needs(0, width) + needs(1, width)
                 m.d.comb += [f.eq(one_left) for f in final]
@@ -416,29 +432,43 @@ class StreamDecoder(wiring.Component):
             with m.Default():
                 m.d.comb += [produce_t.eq(1), row_done.eq(last_level)]
 
-        ready = [Signal(name=f"ready{e}") for e in (0, 1)]
         taken = [Signal(range(cap + 1), name=f"taken{e}") for e in (0, 1)]
         for e in (0, 1):
-            m.d.comb += ready[e].eq(enough[e] & sink[e])
             # The last item also takes the pad bits up to the next byte: the bits always
             # end on a byte, so what is left after them is a multiple of 8.
             m.d.comb += taken[e].eq(Mux(final[e], have - ((have - raw[e]) & ~7), raw[e]))
+        # The decode's outcome. With three cycles per item it is registered: it holds
+        # in the cycle after, as nothing it reads changes until the item goes (a
+        # command is taken over only while none is active, and bits only come in,
+        # which moves no bit of the item; the pad bits of a last item, `taken - raw`,
+        # stay the same while whole bytes come in).
+        dec = Signal(data.StructLayout({
+            "ok": 1, "w": 1, "escaped": 1, "final": 1, "taken": range(cap + 1),
+            "produce_t": 1, "row_done": 1}))
+        now = [dec.ok.eq(active & Mux(escaped, enough[1], enough[0])),
+               dec.w.eq(active & is_w & enough[0]), dec.escaped.eq(escaped),
+               dec.final.eq(Mux(escaped, final[1], final[0])),
+               dec.taken.eq(Mux(escaped, taken[1], taken[0])),
+               dec.produce_t.eq(produce_t), dec.row_done.eq(row_done)]
+        if self.cycles_per_item == 3:
+            m.d.sync += now
+        else:
+            m.d.comb += now
         fire = Signal()
-        is_final = Signal()
-        m.d.comb += [fire.eq(go & active & Mux(escaped, ready[1], ready[0])),
-                     is_final.eq(Mux(escaped, final[1], final[0]))]
+        is_final = dec.final
+        m.d.comb += fire.eq(go & dec.ok & Mux(dec.escaped, sink[1], sink[0]))
         with m.If(fire):
-            m.d.comb += bits.take.eq(Mux(escaped, taken[1], taken[0]))
-        m.d.comb += gear.i.valid.eq(go & active & is_w & enough[0])
+            m.d.comb += bits.take.eq(dec.taken)
+        m.d.comb += items.valid.eq(go & dec.w)
 
         # ---- State ----------------------------------------------------------------------
         done = fire & is_final
         # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
-            m.d.sync += [left.eq(Mux(w_last, 0, left - per)), w_last.eq(left <= 2 * per),
-                         tail_bits.eq(small_product((left - per)[:4], width))]
+            m.d.sync += [left.eq(Mux(w_last, 0, after)), after.eq(after - per),
+                         w_last.eq(after <= per), tail_bits.eq(small_product(after[:4], width))]
         single = (kind == Kind.TABLE) | (kind == Kind.BIAS) | (kind == Kind.SKIP)
-        with m.If(fire & (single | ((kind == Kind.THRESH) & row_done))):
+        with m.If(fire & (single | ((kind == Kind.THRESH) & dec.row_done))):
             m.d.sync += [left.eq(left - 1), one_left.eq(left == 2)]
         with m.If(done):
             m.d.sync += active.eq(0)
@@ -446,11 +476,11 @@ class StreamDecoder(wiring.Component):
         with m.If(fire & (kind == Kind.THRESH)):
             with m.If(tstate == STEP):
                 m.d.sync += step.eq(s_new)
-            with m.If(produce_t):
+            with m.If(dec.produce_t):
                 m.d.sync += [lvl.eq(lvl + 1), tstate.eq(Mux(tstate == FIRST, STEP, CODE))]
-            with m.Elif(escaped):
+            with m.Elif(dec.escaped):
                 m.d.sync += tstate.eq(CODE)
-            with m.If(row_done):
+            with m.If(dec.row_done):
                 m.d.sync += [tstate.eq(FIRST), lvl.eq(0)]
         t = self.t.payload
         with m.If(pend_valid & t_go):
@@ -460,8 +490,8 @@ class StreamDecoder(wiring.Component):
                              (t.value + pend.step + (pend.code == 1))[:tw].as_signed())))]
         with m.Elif(self.t.ready):
             m.d.sync += self.t.valid.eq(0)
-        with m.If(fire & produce_t & (kind == Kind.THRESH)):
-            m.d.sync += [pend_valid.eq(1), pend.load.eq((tstate == FIRST) | escaped),
+        with m.If(fire & dec.produce_t & (kind == Kind.THRESH)):
+            m.d.sync += [pend_valid.eq(1), pend.load.eq((tstate == FIRST) | dec.escaped),
                          pend.value.eq(field[:tw]), pend.step.eq(s_cur), pend.code.eq(tcode),
                          pend.last.eq(is_final)]
 
@@ -484,7 +514,8 @@ class StreamDecoder(wiring.Component):
         # that `c.ready` is a register and taking the command over is a plain load.
         queued = Signal(data.StructLayout({
             "cmd": self.cmd_layout, "per": per.shape(), "per_bits": per_bits.shape(),
-            "w_last": 1, "tail_bits": tail_bits.shape(), "one_left": 1, "some": 1,
+            "w_last": 1, "after": after.shape(), "tail_bits": tail_bits.shape(),
+            "one_left": 1, "some": 1,
             "width2": width2.shape()}))
         q_valid = Signal()
         p = self.c.payload
@@ -505,6 +536,7 @@ class StreamDecoder(wiring.Component):
                          queued.per.eq(p_per), queued.w_last.eq(p.count <= p_per),
                          queued.per_bits.eq(p_per_bits),
                          queued.tail_bits.eq(small_product(p.count[:4], p_bits)),
+                         queued.after.eq(p.count - p_per),
                          queued.one_left.eq(p.count == 1), queued.some.eq(p.count != 0),
                          queued.width2.eq(p_bits + 2)]
         # Taken over last: it overrides the updates above.
@@ -512,6 +544,7 @@ class StreamDecoder(wiring.Component):
             q = queued
             m.d.sync += [q_valid.eq(0), cmd.eq(q.cmd), active.eq(q.some), left.eq(q.cmd.count),
                          one_left.eq(q.one_left), per.eq(q.per), w_last.eq(q.w_last),
+                         after.eq(q.after),
                          per_bits.eq(q.per_bits), tail_bits.eq(q.tail_bits), width2.eq(q.width2),
                          tstate.eq(FIRST), lvl.eq(0), tq.eq(0), tr.eq(0)]
         return m

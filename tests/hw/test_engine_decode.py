@@ -23,6 +23,10 @@ DECODERS = [
     dict(fmt=DigitFormat(1, 7), lanes=8, word_bytes=4, table_depth=256, positions_max=16,
          replay_beats=16, t_width=24, b_width=20, count_width=14, levels_max=15,
          cycles_per_item=1),
+    # Three cycles an item, the decode's outcome registered (the fastest clocks).
+    dict(fmt=DigitFormat(2, 3), lanes=4, word_bytes=4, table_depth=64, positions_max=8,
+         replay_beats=8, t_width=20, b_width=24, count_width=12, levels_max=31,
+         cycles_per_item=3),
 ]
 
 
@@ -387,6 +391,6 @@ def test_decoder_refuses_what_it_cannot_run():
     for kw, message in [({"table_depth": 48}, "table_depth must be a power of two"),
                         ({"positions_max": 3}, "positions_max must be a power of two"),
                         ({"lanes": 0}, "lanes must be 1 or more"),
-                        ({"cycles_per_item": 3}, "cycles_per_item must be 1 or 2")]:
+                        ({"cycles_per_item": 4}, "cycles_per_item must be 1, 2 or 3")]:
         with pytest.raises(ValueError, match=f"StreamDecoder: {message}"):
             StreamDecoder(**kw)

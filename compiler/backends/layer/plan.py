@@ -208,17 +208,20 @@ def _bank_ok(pe, simd):
     return simd % pe == 0 and (pe * simd) % DECODER_LANES == 0
 
 
-#: The fastest engine clock at which the stream decoder takes an item every cycle. Above
-#: it, an item every other cycle (``StreamDecoder.cycles_per_item``): the one-cycle loop
-#: through the bit store's shift and the decode placed at 57 MHz on the ECP5-85F in a
-#: small engine, and the whole ResNet-18 engine placed at 37.6 MHz (before its
-#: threshold search was registered).
+#: The fastest engine clocks at which the stream decoder takes an item every cycle and
+#: every other cycle (``StreamDecoder.cycles_per_item``); above the second, every third
+#: cycle. Placed on the ECP5-85F: the one-cycle loop through the bit store's shift and the
+#: decode at 57 MHz in a small engine (the whole ResNet-18 engine at 37.6 MHz, before its
+#: threshold search was registered); two cycles at 63 MHz (the path: the command's fields,
+#: the item's decode, whether it goes, into the threshold counter's enable).
 ONE_CYCLE_DECODE_MHZ = 30
+TWO_CYCLE_DECODE_MHZ = 60
 
 
 def decode_cycles(rate):
     """Cycles per decoder item at the engine clock of ``rate``."""
-    return 1 if rate.engine_hz <= ONE_CYCLE_DECODE_MHZ * 1e6 else 2
+    mhz = rate.engine_hz / 1e6
+    return 1 if mhz <= ONE_CYCLE_DECODE_MHZ else 2 if mhz <= TWO_CYCLE_DECODE_MHZ else 3
 
 
 def _lowered(graph, pe, simd, rate):
