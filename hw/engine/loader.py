@@ -86,13 +86,22 @@ class Loader(wiring.Component):
         n = len(self.entries)
         m.submodules.rom = rom = Memory(shape=self.layout, depth=n,
                                         init=[self.layout.const(e) for e in self.entries])
-        # A registered read (block RAM): the address is the index of the next cycle.
+        # The entry in hand is a register, read from the block RAM a cycle ahead: the
+        # RAM's clock-to-output is too slow for the logic the entry drives.
         rd = rom.read_port(domain="sync")
-        index = Signal(range(n))
-        next_index = Signal.like(index)
-        m.d.comb += [rd.addr.eq(next_index), next_index.eq(index)]
-        m.d.sync += index.eq(next_index)
-        e = rd.data
+        fetch = Signal(range(n))                 # the entry to read next
+        ahead_valid, ahead_last = Signal(), Signal()   # rd.data holds an entry (the last)
+        e = Signal(self.layout)
+        e_valid, e_last = Signal(), Signal()
+        advance = Signal()                       # the entry in hand is done with
+        load = advance | ~e_valid
+        reading = load | ~ahead_valid
+        m.d.comb += [rd.addr.eq(fetch), rd.en.eq(reading)]
+        with m.If(reading):
+            m.d.sync += [fetch.eq(Mux(fetch == n - 1, 0, fetch + 1)), ahead_valid.eq(1),
+                         ahead_last.eq(fetch == n - 1)]
+        with m.If(load):
+            m.d.sync += [e.eq(rd.data), e_valid.eq(ahead_valid), e_last.eq(ahead_last)]
 
         group = Signal(self.group_bits)          # the load group being sent and routed
         half = group[0]
@@ -106,30 +115,43 @@ class Loader(wiring.Component):
             m.d.sync += requested.eq(1)
 
         # Items still to route, per destination, of the commands already sent.
+        # Whether any is left is a register of its own, as the decoder's outputs are ready
+        # by it. Its next value is picked from compares of registers (with and without
+        # the command sent, an item taken or not), which keeps the 24-bit add and
+        # compare off the path from the handshakes.
         w_left, t_left, b_left = Signal(24), Signal(24), Signal(24)
+        w_any, t_any, b_any = Signal(), Signal(), Signal()
         sent = self.cmd.valid & self.cmd.ready
         w_took = self.w.valid & self.w.ready
         t_took = self.t.valid & self.t.ready
         b_took = self.b.valid & self.b.ready
-        for left, dest, took in ((w_left, Dest.WEIGHTS, w_took), (t_left, Dest.THRESHOLDS, t_took),
-                                 (b_left, Dest.BIAS, b_took)):
-            m.d.sync += left.eq(left + Mux(sent & (e.dest == dest), e.beats, 0) - took)
+        for left, any_, dest, took in ((w_left, w_any, Dest.WEIGHTS, w_took),
+                                       (t_left, t_any, Dest.THRESHOLDS, t_took),
+                                       (b_left, b_any, Dest.BIAS, b_took)):
+            adds = sent & (e.dest == dest)
+            more = Signal.like(left, name=f"{left.name}_more")
+            m.d.comb += more.eq(left + e.beats)
+            m.d.sync += [left.eq(Mux(adds, more - took, left - took)),
+                         any_.eq(Mux(adds, Mux(took, more != 1, more != 0),
+                                     Mux(took, left != 1, left != 0)))]
 
         # Commands. A group's half must be free (group - 2 released); a set of thresholds
         # waits until the one before it is routed, because it changes the routing.
-        free = (group - self.released)[:self.group_bits] < 2
+        # `free` is a register, worked out for the group after this cycle's closing or
+        # the same one; a release shows a cycle late (which only delays a command).
+        free = Signal()
         is_group = e.dest == Dest.GROUP
-        settled = (w_left == 0) & (t_left == 0) & (b_left == 0)
-        blocked = ((e.dest == Dest.THRESHOLDS) & (t_left != 0)) | \
-                  ((e.dest == Dest.BIAS) & (b_left != 0))
+        settled = ~w_any & ~t_any & ~b_any
+        blocked = ((e.dest == Dest.THRESHOLDS) & t_any) | ((e.dest == Dest.BIAS) & b_any)
         m.d.comb += self.cmd.payload.eq(e.cmd)
-        m.d.comb += self.cmd.valid.eq(requested & ~is_group & free & ~blocked)
-        closing = requested & is_group & settled
-        with m.If(sent | closing):
-            m.d.comb += next_index.eq(index + 1)
-            with m.If(index == n - 1):
-                m.d.comb += next_index.eq(0)
-                m.d.sync += requested.eq(0)
+        m.d.comb += self.cmd.valid.eq(e_valid & requested & ~is_group & free & ~blocked)
+        closing = e_valid & requested & is_group & settled
+        gb = self.group_bits
+        m.d.sync += free.eq(Mux(closing, (group + 1 - self.released)[:gb] < 2,
+                                (group - self.released)[:gb] < 2))
+        m.d.comb += advance.eq(sent | closing)
+        with m.If(advance & e_last):
+            m.d.sync += requested.eq(0)
         with m.If(closing):
             m.d.sync += group.eq(group + 1)
         m.d.comb += self.loaded.eq(group)
@@ -143,7 +165,7 @@ class Loader(wiring.Component):
         # Weights: decoder beats fill buffer words column by column.
         col = Signal(range(max(self.w_per_word, 2)))
         word = Signal(range(self.words_per_half + 1))
-        m.d.comb += self.w.ready.eq(w_left != 0)
+        m.d.comb += self.w.ready.eq(w_any)
         m.d.comb += [self.wbuf_addr.eq(Mux(half, self.words_per_half, 0) + word),
                      self.wbuf_col.eq(col), self.wbuf_data.eq(self.w.payload.w),
                      self.wbuf_en.eq(w_took)]
@@ -159,8 +181,8 @@ class Loader(wiring.Component):
         tw = self.tw.payload
         m.d.comb += [tw.lane.eq(lane), tw.buf.eq(half), tw.addr.eq(t_base + k),
                      tw.value.eq(self.t.payload.value),
-                     self.tw.valid.eq(self.t.valid & (t_left != 0)),
-                     self.t.ready.eq(self.tw.ready & (t_left != 0))]
+                     self.tw.valid.eq(self.t.valid & t_any),
+                     self.t.ready.eq(self.tw.ready & t_any)]
         with m.If(t_took):
             with m.If(k == t_levels - 1):
                 m.d.sync += [k.eq(0), lane.eq(Mux(lane == self.pe - 1, 0, lane + 1))]
@@ -169,7 +191,7 @@ class Loader(wiring.Component):
 
         # Biases: one per lane.
         b_lane = Signal(range(self.pe))
-        m.d.comb += self.b.ready.eq(b_left != 0)
+        m.d.comb += self.b.ready.eq(b_any)
         with m.If(b_took):
             m.d.sync += self.bias[half][b_lane].eq(self.b.payload.value)
             m.d.sync += b_lane.eq(Mux(b_lane == self.pe - 1, 0, b_lane + 1))
