@@ -114,7 +114,6 @@ class Epilogue(wiring.Component):
         held = Signal(self.in_layout)
         phase = Signal(2)            # set being searched: 0 (T1), 1 (T2), 2 (T3)
         step = Signal(range(self.levels_max.bit_length() + 1))
-        cur = pick(cfg.sets, phase)
         value = [Signal(signed(acc_w + 1), name=f"v{p}") for p in range(pe)]
         count = [Signal(unsigned(self.levels_max.bit_length()), name=f"count{p}")
                  for p in range(pe)]
@@ -133,15 +132,20 @@ class Epilogue(wiring.Component):
                          wr.en.eq(self.tw.valid & (self.tw.payload.lane == p))]
             reads.append(mem.read_port(domain="sync"))
 
-        # Where the set being searched starts in the lane tables, a register: the half,
-        # the group's offset and the set's base, added once per set, not once per step.
+        # The set being searched, in registers loaded once per set: where it starts in
+        # the lane tables (the half, the group's offset and the set's base, added), its
+        # levels and its lowest code.
         tag_fields = self.in_layout["tag"].shape
         has_tbase = isinstance(tag_fields, data.StructLayout) and "tbase" in dict(iter(tag_fields))
         origin = Signal(range(3 * self.depth))
+        levels = Signal.like(cfg.sets[0].levels)
+        lo = Signal.like(cfg.sets[0].lo)
 
-        def origin_of(tag, set_):
-            return (Mux(tag.buf, self.depth, 0) + (tag.tbase if has_tbase else 0)
-                    + pick(cfg.sets, set_).base)
+        def load_set(tag, set_):
+            s = pick(cfg.sets, set_)
+            return [origin.eq(Mux(tag.buf, self.depth, 0) + (tag.tbase if has_tbase else 0)
+                              + s.base),
+                    levels.eq(s.levels), lo.eq(s.lo), step.eq(s.steps - 1)]
 
         # The bits counted so far all lie above `step`, so the candidate (count + 2**step)
         # and its table index (candidate - 1) are ORs, not adds. While a compare decides,
@@ -152,7 +156,7 @@ class Epilogue(wiring.Component):
         m.d.comb += bit.eq(1 << step)
         take = [Signal(name=f"take{p}") for p in range(pe)]
         for p in range(pe):
-            m.d.comb += take[p].eq(((count[p] | bit) <= cur.levels) & (value[p] >= threshold[p]))
+            m.d.comb += take[p].eq(((count[p] | bit) <= levels) & (value[p] >= threshold[p]))
             m.d.comb += reads[p].addr.eq(origin + (count[p] | below))
         nxt_addr = [Mux(take[p], origin + (count[p] | bit | (below >> 1)),
                         origin + (count[p] | (below >> 1))) for p in range(pe)]
@@ -165,8 +169,7 @@ class Epilogue(wiring.Component):
                     m.d.sync += held.eq(self.i.payload)
                     m.d.sync += [value[p].eq(self.i.payload.acc[0][p]) for p in range(pe)]
                     m.d.sync += [count[p].eq(0) for p in range(pe)]
-                    m.d.sync += [phase.eq(0), step.eq(cfg.sets[0].steps - 1),
-                                 origin.eq(origin_of(self.i.payload.tag, 0))]
+                    m.d.sync += [phase.eq(0)] + load_set(self.i.payload.tag, 0)
                     with m.If(mode == Mode.RAW):
                         m.next = "OUT"
                     with m.Else():
@@ -192,7 +195,7 @@ class Epilogue(wiring.Component):
             with m.State("COUNTED"):
                 # This set is counted: its code is lo + count.
                 code = [Signal(signed(acc_w + 1), name=f"code{p}") for p in range(pe)]
-                m.d.comb += [code[p].eq(cur.lo + count[p]) for p in range(pe)]
+                m.d.comb += [code[p].eq(lo + count[p]) for p in range(pe)]
                 more = Signal()
                 nphase = Signal.like(phase)
                 nvalue = [Signal(signed(acc_w + 1), name=f"nvalue{p}") for p in range(pe)]
@@ -213,8 +216,7 @@ class Epilogue(wiring.Component):
                         m.d.comb += [nvalue[p].eq(first_v[p] + code[p]) for p in range(pe)]
                 m.d.sync += [first_v[p].eq(code[p]) for p in range(pe)]
                 with m.If(more):
-                    m.d.sync += [phase.eq(nphase), step.eq(pick(cfg.sets, nphase).steps - 1),
-                                 origin.eq(origin_of(held.tag, nphase))]
+                    m.d.sync += [phase.eq(nphase)] + load_set(held.tag, nphase)
                     m.d.sync += [value[p].eq(nvalue[p]) for p in range(pe)]
                     m.d.sync += [count[p].eq(0) for p in range(pe)]
                     m.next = "ISSUE"
