@@ -119,7 +119,11 @@ class WindowWalker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
+        # The step's configuration is copied at `start` (it holds still until `done`),
+        # with the loop bounds less one: registers next to the loops, so that the
+        # loops' compares need no adder and no wire from the step table.
+        new = self.cfg
+        cfg = Signal(self.cfg_layout, name="cfg_held")
         groups_per_word = max(self.simd // self.pe, 1)
         a_shape = self.addr_shape
         d_shape = cfg.seg[0].height.shape()
@@ -146,15 +150,19 @@ class WindowWalker(wiring.Component):
         at = Signal(range(groups_per_word))
         gcount = Signal(self.group_bits)
 
+        cw_end = [Signal.like(cfg.seg[s].cw, name=f"cw_end{s}") for s in range(2)]
+        k_end = [Signal.like(cfg.seg[s].kernel, name=f"k_end{s}") for s in range(2)]
+        w_end, h_end, g_end = Signal.like(cfg.out_w), Signal.like(cfg.out_h), Signal.like(g)
         seg = pick(cfg.seg, sg[0])
-        last_cc = cc == seg.cw - 1
-        last_kx = kx == seg.kernel - 1
-        last_ky = ky == seg.kernel - 1
+        last_cc = cc == Mux(sg[0], cw_end[1], cw_end[0])
+        k_last = Mux(sg[0], k_end[1], k_end[0])
+        last_kx = kx == k_last
+        last_ky = ky == k_last
         last_window = last_cc & last_kx & last_ky
         has_second = cfg.seg[1].on
-        last_ox = ox == cfg.out_w - 1
-        last_oy = oy == cfg.out_h - 1
-        last_g = g == cfg.groups - 1
+        last_ox = ox == w_end
+        last_oy = oy == h_end
+        last_g = g == g_end
         in_skip = sg == 2
         # The last beat of a pixel: the skip beat, or the end of the last segment.
         end_pixel = in_skip | (last_window & ((sg == 1) | ~has_second) & ~cfg.skip)
@@ -184,22 +192,22 @@ class WindowWalker(wiring.Component):
         m.d.comb += self.done.eq(~busy)
         m.d.comb += self.issued.eq(gcount)
 
-        def begin_segment(s, origin, y0, x0):
+        def begin_segment(s, origin, y0, x0, c=cfg):
             """Point the window at the first word of segment ``s`` of a pixel."""
             m.d.sync += [sg.eq(s), ky.eq(0), kx.eq(0), cc.eq(0), addr.eq(origin),
-                         iy.eq(y0), ix.eq(x0), widx.eq(cfg.seg[s].wofs)]
-
-        def begin_pixel(origins, y0s, x0s):
-            begin_segment(0, origins[0], y0s[0], x0s[0])
+                         iy.eq(y0), ix.eq(x0), widx.eq(c.seg[s].wofs)]
 
         with m.If(self.bump):
             m.d.sync += gcount.eq(gcount + 1)
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), g.eq(0), oy.eq(0), ox.eq(0), dst.eq(0), gw.eq(0), at.eq(0)]
+            m.d.sync += [cfg.eq(new), w_end.eq(new.out_w - 1), h_end.eq(new.out_h - 1),
+                         g_end.eq(new.groups - 1)]
             for s in range(2):
-                m.d.sync += [row[s].eq(cfg.seg[s].origin), org[s].eq(cfg.seg[s].origin),
-                             iy0[s].eq(-cfg.seg[s].pad), ix0[s].eq(-cfg.seg[s].pad)]
-            begin_pixel([cfg.seg[0].origin] * 2, [-cfg.seg[0].pad] * 2, [-cfg.seg[0].pad] * 2)
+                m.d.sync += [row[s].eq(new.seg[s].origin), org[s].eq(new.seg[s].origin),
+                             iy0[s].eq(-new.seg[s].pad), ix0[s].eq(-new.seg[s].pad),
+                             cw_end[s].eq(new.seg[s].cw - 1), k_end[s].eq(new.seg[s].kernel - 1)]
+            begin_segment(0, new.seg[0].origin, -new.seg[0].pad, -new.seg[0].pad, new)
 
         with m.If(self.o.valid & self.o.ready):
             with m.If(~in_skip & ~last_window):
@@ -238,7 +246,7 @@ class WindowWalker(wiring.Component):
                         m.d.sync += row[s].eq(sc.origin)
                     m.d.sync += [org[s].eq(nxt_org[s]), iy0[s].eq(nxt_iy0[s]),
                                  ix0[s].eq(nxt_ix0[s])]
-                begin_pixel(nxt_org, nxt_iy0, nxt_ix0)
+                begin_segment(0, nxt_org[0], nxt_iy0[0], nxt_ix0[0])
                 m.d.sync += ox.eq(Mux(last_ox, 0, ox + 1))
                 with m.If(last_ox):
                     m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
