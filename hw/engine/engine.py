@@ -11,6 +11,7 @@ from ..lanes import lanes
 from ..pad import Pad
 from ..pool import WindowMax
 from ..qspi import read_request
+from ..skid import SkidBuffer
 from ..window import SlidingWindow
 from .bank import MacBank
 from .config import EngineConfig, StepKind
@@ -290,6 +291,9 @@ class LayerEngine(wiring.Component):
         if s.pad:
             chain.append(Pad(s.in_shape, s.channels, h, w, s.pad))
             h, w = h + 2 * s.pad, w + 2 * s.pad
+        # The window's ready comes from the bank through the feeder; a skid (a pixel
+        # wide) keeps that path out of the padding and the input.
+        chain.append(SkidBuffer(lanes(s.in_shape, s.channels)))
         chain.append(SlidingWindow(s.in_shape, s.channels, h, w, s.kernel, s.stride))
         for n, core in enumerate(chain):
             m.submodules[f"stem_in{n}"] = core
@@ -300,7 +304,10 @@ class LayerEngine(wiring.Component):
                             weight_bits=self.weight_bits)
         m.submodules.stem_feeder = feeder
         win = chain[-1].o
-        go = is_stem & stem_run & (loader.loaded != stem_group)
+        # Registered: it rises a cycle after the stem's weights are in, and falls only
+        # once every window has gone.
+        go = Signal()
+        m.d.sync += go.eq(is_stem & stem_run & (loader.loaded != stem_group))
         m.d.comb += [feeder.i.valid.eq(win.valid & go), win.ready.eq(feeder.i.ready & go)]
         m.d.comb += [feeder.i.payload[n].eq(win.payload[n]) for n in range(k)]
         f = feeder.o.payload
