@@ -16,6 +16,11 @@ Rows (each built with the whole board flow, ``python -m compiler build``):
   4-bit unsigned activations, a third of the weights zero, pipelined as the plan
   pipelines it at 100 MHz on xc7), Yosys ``synth_xilinx``: at most 8 LUTs per
   non-zero weight;
+- ``engine_small``: the layer engine of ``resnet18``'s code at its smallest, a
+  width-8 ResNet (ternary, 4-bit activations, the network of
+  tests/e2e/test_engine.py) on a PE 2 x SIMD 8 bank, on the ULX3S at ``--clock
+  100``: a minutes-long stand-in for the next row's Fmax (the same engine, less
+  congested);
 - ``resnet18``: ResNet-18 (``python -m compiler quantize resnet18``) through the
   layer engine on the ULX3S at ``--clock 100``: Fmax >= 100 MHz, inferences/s at
   the clock it meets;
@@ -36,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "figures.md"
-ROWS = ("small_cnn", "digits_ulx3s", "digits_arty", "dot64", "resnet18")
+ROWS = ("small_cnn", "digits_ulx3s", "digits_arty", "dot64", "engine_small", "resnet18")
 #: The cost model's goal: estimate within this share of the measured LUTs.
 COST_TOLERANCE = 0.15
 
@@ -131,6 +136,22 @@ def dot64(out, n=64, seed=0, seeds=1):
             "per_weight": u["luts"] / nonzero, "note": note}
 
 
+def engine_small(out, seeds=1):
+    qpk = out / "resnet8.qpk"
+    if not qpk.exists():
+        import torch
+
+        from compiler.frontend import quantize
+        from compiler.frontend.train import deterministic
+        from compiler.zoo.models import ResNet
+        with deterministic(0):
+            model = ResNet(width=8, num_classes=10).eval()
+            x = torch.randn(64, 3, 32, 32)
+            quantize(model, x, weights="ternary", act_bits=4, name="resnet8").save(qpk)
+    return _board_row(qpk, "ulx3s", out / "engine_small-ulx3s", engine="layer",
+                      clock_mhz=100, pnr_seeds=seeds)
+
+
 def resnet18(out, seeds=1):
     qpk = out / "resnet18.qpk"
     if not qpk.exists():
@@ -190,6 +211,9 @@ def table(rows):
                         f"{r['luts']} LUTs / {r['nonzero']} non-zero = {r['per_weight']:.2f}"
                         + (f" ({r['note']})" if r["note"] else ""),
                         _met(r["per_weight"] <= 8)])
+    if "engine_small" in rows:
+        fmax_line("layer engine, width-8 ResNet, PE 2 x SIMD 8, ULX3S (--clock 100)",
+                  rows["engine_small"], "Fmax")
     if "resnet18" in rows:
         r = rows["resnet18"]
         if fmax_line("ResNet-18 layer engine, ULX3S (--clock 100)", r, "Fmax"):
@@ -228,7 +252,8 @@ def main(argv=None):
                  f"{', '.join(ROWS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     measure = {"small_cnn": small_cnn, "digits_ulx3s": digits_ulx3s,
-               "digits_arty": digits_arty, "dot64": dot64, "resnet18": resnet18}
+               "digits_arty": digits_arty, "dot64": dot64, "engine_small": engine_small,
+               "resnet18": resnet18}
     rows = {}
     t0 = time.monotonic()
     todo = [r for r in ROWS if r not in skip]

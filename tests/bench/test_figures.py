@@ -15,6 +15,8 @@ def test_table_says_which_goals_are_met():
         "digits_ulx3s": {"fmax": 80.0, "luts": 21000, "est_luts": 20000, "cycles": 100},
         "digits_arty": {"error": "the model does not fit arty_a7_35"},
         "dot64": {"luts": 230, "ffs": 70, "nonzero": 42, "per_weight": 230 / 42, "note": ""},
+        "engine_small": {"fmax": 78.9, "luts": 7700, "est_luts": 6800, "cycles": 283_266,
+                         "clock_mhz": 100.0},
         "resnet18": {"fmax": 40.0, "luts": 60000, "est_luts": 80000, "cycles": 4_000_000,
                      "clock_mhz": 100.0, "fps": 25.0},
     }
@@ -25,6 +27,8 @@ def test_table_says_which_goals_are_met():
     assert any("21,000 LUT4 at 100 cycles" in x and "**not met**" in x for x in lines)
     assert any("does not fit" in x for x in lines)
     assert any("230 LUTs / 42 non-zero = 5.48" in x and "| met" in x for x in lines)
+    assert any("layer engine, width-8 ResNet" in x and "78.9 MHz" in x and "not met" in x
+               for x in lines)
     assert any("25.00 at 100 MHz" in x and "about 10.00" in x for x in lines)
     # The cost model: within 15% met, beyond not.
     assert any("cost model: small_cnn" in x and "+10.0%" in x and "| met" in x for x in lines)

@@ -59,6 +59,11 @@ class EngineBuildResult:
     def ok(self):
         return self.verification is None or self.verification["bit_exact"]
 
+    @property
+    def clock_hz(self):
+        """The engine's clock (``sync``), as the dataflow back end's result gives its own."""
+        return self.clocks.engine_hz if self.clocks else None
+
 
 def engine_clocks_for(board, clock_mhz=None):
     """The board's engine and flash clocks (``boards.engine_clocks``), the engine's at
