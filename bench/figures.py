@@ -137,6 +137,7 @@ def dot64(out, n=64, seed=0, seeds=1):
 
 
 def engine_small(out, seeds=1):
+    # The ternary network of tests/e2e/test_engine.py's `resnet_qpks` (same seed and options).
     qpk = out / "resnet8.qpk"
     if not qpk.exists():
         import torch
@@ -147,7 +148,8 @@ def engine_small(out, seeds=1):
         with deterministic(0):
             model = ResNet(width=8, num_classes=10).eval()
             x = torch.randn(64, 3, 32, 32)
-            quantize(model, x, weights="ternary", act_bits=4, name="resnet8").save(qpk)
+            quantize(model, x, weights="ternary", act_bits=4,
+                     name="resnet8_ternary").save(qpk)
     return _board_row(qpk, "ulx3s", out / "engine_small-ulx3s", engine="layer",
                       clock_mhz=100, pnr_seeds=seeds)
 

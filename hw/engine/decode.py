@@ -455,14 +455,13 @@ class StreamDecoder(wiring.Component):
         else:
             m.d.comb += now
         fire = Signal()
-        is_final = dec.final
         m.d.comb += fire.eq(go & dec.ok & Mux(dec.escaped, sink[1], sink[0]))
         with m.If(fire):
             m.d.comb += bits.take.eq(dec.taken)
         m.d.comb += items.valid.eq(go & dec.w)
 
         # ---- State ----------------------------------------------------------------------
-        done = fire & is_final
+        done = fire & dec.final
         # `left` counts down; one_left, w_last and tail_bits follow it.
         with m.If(fire & is_w):
             m.d.sync += [left.eq(Mux(w_last, 0, after)), after.eq(after - per),
@@ -493,11 +492,11 @@ class StreamDecoder(wiring.Component):
         with m.If(fire & dec.produce_t & (kind == Kind.THRESH)):
             m.d.sync += [pend_valid.eq(1), pend.load.eq((tstate == FIRST) | dec.escaped),
                          pend.value.eq(field[:tw]), pend.step.eq(s_cur), pend.code.eq(tcode),
-                         pend.last.eq(is_final)]
+                         pend.last.eq(dec.final)]
 
         with m.If(fire & (kind == Kind.BIAS)):
             m.d.sync += [self.b.valid.eq(1), self.b.payload.value.eq(field[:bw].as_signed()),
-                         self.b.payload.last.eq(is_final)]
+                         self.b.payload.last.eq(dec.final)]
         with m.Elif(self.b.ready):
             m.d.sync += self.b.valid.eq(0)
 

@@ -116,9 +116,9 @@ class Loader(wiring.Component):
 
         # Items still to route, per destination, of the commands already sent.
         # Whether any is left is a register of its own, as the decoder's outputs are ready
-        # by it. Its next value is picked from compares of registers (with and without
-        # the command sent, an item taken or not), which keeps the 24-bit add and
-        # compare off the path from the handshakes.
+        # by it. Its next value is picked by the handshakes (a command sent, an item
+        # taken) from compares of the count and of the count plus the entry's beats,
+        # which keeps the 24-bit add and compare off the path from the handshakes.
         w_left, t_left, b_left = Signal(24), Signal(24), Signal(24)
         w_any, t_any, b_any = Signal(), Signal(), Signal()
         sent = self.cmd.valid & self.cmd.ready

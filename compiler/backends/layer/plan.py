@@ -213,7 +213,9 @@ def _bank_ok(pe, simd):
 #: cycle. Placed on the ECP5-85F: the one-cycle loop through the bit store's shift and the
 #: decode at 57 MHz in a small engine (the whole ResNet-18 engine at 37.6 MHz, before its
 #: threshold search was registered); two cycles at 63 MHz (the path: the command's fields,
-#: the item's decode, whether it goes, into the threshold counter's enable).
+#: the item's decode, whether it goes, into the threshold counter's enable); three cycles,
+#: with the rest of the engine registered, 77 MHz (``bench.figures``' engine_small row),
+#: its paths no longer in the decoder.
 ONE_CYCLE_DECODE_MHZ = 30
 TWO_CYCLE_DECODE_MHZ = 60
 

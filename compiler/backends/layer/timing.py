@@ -13,9 +13,9 @@ group. The figures are the cores' own:
   address, its code), one to hand it on; the bank waits for it when it is the
   slower of the two;
 * the stem takes, per window of the input, ``groups * max(chunks, epilogue)``;
-* the decoder takes ``StreamDecoder.cycles`` per command (an item a cycle, or
-  every other cycle at fast clocks): a group's bytes that wait in the stream FIFO
-  drain at that pace;
+* the decoder takes ``StreamDecoder.cycles`` per command (an item every one, two
+  or three cycles, by the engine's clock: ``plan.decode_cycles``): a group's bytes
+  that wait in the stream FIFO drain at that pace;
 * the flash delivers ``4 / divider`` bits per cycle of its own clock.
 
 ``compiler/backends/layer/lower.py`` makes the steps; the report puts these
